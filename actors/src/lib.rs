@@ -1,0 +1,23 @@
+//! tributary's actors and the store clients they open.
+//!
+//! The pipeline (see DESIGN.md) is a tree of supervised ractor actors: ingest (scheduler,
+//! fetchers, stager), publish (producer) and process (coordinator, then per partition a
+//! consumer, transformer and writer). Each actor opens its connections in `pre_start`, so
+//! this crate also owns the store clients and their configuration.
+//!
+//! # Layout
+//!
+//! - [`secret`]: [`Secret`], a string that never prints, for passwords and credentials.
+//! - [`store`]: one module per store, each with its `Config` (the user documentation of
+//!   its keys) and the functions that open a connection, plus [`store::StoreError`], which
+//!   names the unreachable service and says whether an error is worth retrying.
+//!   - [`store::postgres`]: staging and outbox (tokio-postgres, deadpool pool).
+//!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin.
+//!   - [`store::cassandra`]: scylla driver sessions.
+//! - [`validate`]: start-up checks of config values; every finding names its key.
+
+pub mod secret;
+pub mod store;
+pub mod validate;
+
+pub use secret::Secret;

@@ -1,0 +1,267 @@
+//! Cassandra: sessions through the scylla driver (CQL protocol v4 against Cassandra 5).
+
+use super::{Service, StoreError};
+use crate::secret::{self, Secret};
+use crate::validate::Findings;
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[cassandra]`: the cluster and tributary's keyspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `host:port` of one or more nodes to discover the cluster from; a list, or one
+    /// comma-separated string (handy in environment variables).
+    #[serde(default = "default_contact_points", deserialize_with = "list_or_csv")]
+    pub contact_points: Vec<String>,
+    /// Keyspace holding created_users and partition_state. Created by
+    /// `tributary schema apply` with `replication`.
+    #[serde(default = "default_keyspace")]
+    pub keyspace: String,
+    /// Replication of the keyspace when it is created.
+    #[serde(default)]
+    pub replication: Replication,
+    /// User for PasswordAuthenticator; unset means no authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password. Only from the environment (`TRIBUTARY__CASSANDRA__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password; wins over `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// How long to wait for the first connection before reporting Cassandra unreachable.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Client-side timeout of each request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+/// Keyspace replication, as in CQL's `WITH replication = {...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "class", deny_unknown_fields)]
+pub enum Replication {
+    /// One replication factor for the whole cluster (single data centre, tests).
+    SimpleStrategy { replication_factor: u32 },
+    /// A replication factor per data centre (production).
+    NetworkTopologyStrategy { datacenters: BTreeMap<String, u32> },
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication::SimpleStrategy {
+            replication_factor: 1,
+        }
+    }
+}
+
+impl Replication {
+    /// The CQL map literal, e.g. `{'class': 'SimpleStrategy', 'replication_factor': 1}`.
+    pub fn to_cql(&self) -> String {
+        match self {
+            Replication::SimpleStrategy { replication_factor } => {
+                format!("{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}")
+            }
+            Replication::NetworkTopologyStrategy { datacenters } => {
+                let mut cql = String::from("{'class': 'NetworkTopologyStrategy'");
+                for (dc, factor) in datacenters {
+                    cql.push_str(&format!(", '{}': {factor}", dc.replace('\'', "''")));
+                }
+                cql.push('}');
+                cql
+            }
+        }
+    }
+
+    /// The map as Cassandra reports it in `system_schema.keyspaces.replication`.
+    pub fn as_reported(&self) -> BTreeMap<String, String> {
+        match self {
+            Replication::SimpleStrategy { replication_factor } => BTreeMap::from([
+                (
+                    "class".into(),
+                    "org.apache.cassandra.locator.SimpleStrategy".into(),
+                ),
+                ("replication_factor".into(), replication_factor.to_string()),
+            ]),
+            Replication::NetworkTopologyStrategy { datacenters } => {
+                let mut map: BTreeMap<String, String> = datacenters
+                    .iter()
+                    .map(|(dc, factor)| (dc.clone(), factor.to_string()))
+                    .collect();
+                map.insert(
+                    "class".into(),
+                    "org.apache.cassandra.locator.NetworkTopologyStrategy".into(),
+                );
+                map
+            }
+        }
+    }
+}
+
+fn default_contact_points() -> Vec<String> {
+    vec!["127.0.0.1:9042".into()]
+}
+fn default_keyspace() -> String {
+    "tributary".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    12_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            contact_points: default_contact_points(),
+            keyspace: default_keyspace(),
+            replication: Replication::default(),
+            username: None,
+            password: None,
+            password_file: None,
+            connect_timeout_ms: default_connect_timeout_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
+fn list_or_csv<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(deserializer)? {
+        ListOrCsv::List(list) => list,
+        ListOrCsv::Csv(csv) => csv
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        if self.contact_points.is_empty() {
+            f.invalid("contact_points", "at least one host:port is required");
+        }
+        for point in &self.contact_points {
+            let port_ok = point.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok {
+                f.invalid("contact_points", format!("{point:?} is not host:port"));
+            }
+        }
+        f.identifier("keyspace", &self.keyspace, 48);
+        match &self.replication {
+            Replication::SimpleStrategy { replication_factor } => {
+                f.range("replication.replication_factor", *replication_factor, 1, 32)
+            }
+            Replication::NetworkTopologyStrategy { datacenters } => {
+                if datacenters.is_empty() {
+                    f.invalid("replication.datacenters", "name at least one data centre");
+                }
+                for (dc, factor) in datacenters {
+                    f.range(&format!("replication.datacenters.{dc}"), *factor, 1, 32);
+                }
+            }
+        }
+        if self.password.is_some() || self.password_file.is_some() {
+            if self.username.is_none() {
+                f.invalid("username", "required when a password is set");
+            }
+        }
+        f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
+        f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.contact_points.join(",")
+    }
+}
+
+/// Opens a session to the cluster (no keyspace selected: statements name it).
+///
+/// # Errors
+/// [`StoreError::Unreachable`] when no contact point accepts a CQL connection within
+/// `connect_timeout_ms`; [`StoreError::Credentials`] when the password file is unreadable.
+pub async fn connect(config: &Config) -> Result<Session, StoreError> {
+    let profile = ExecutionProfile::builder()
+        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&config.contact_points)
+        .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .default_execution_profile_handle(profile.into_handle());
+    let password = secret::resolve(&config.password, &config.password_file).map_err(|cause| {
+        StoreError::Credentials {
+            service: Service::Cassandra,
+            cause,
+        }
+    })?;
+    if let Some(user) = &config.username {
+        builder = builder.user(
+            user,
+            password.as_ref().map(Secret::expose).unwrap_or_default(),
+        );
+    }
+    // The driver retries unreachable nodes internally; bound the whole attempt so an
+    // unreachable cluster is reported promptly rather than after its own long timeouts.
+    let deadline = Duration::from_millis(config.connect_timeout_ms.saturating_mul(2));
+    match tokio::time::timeout(deadline, builder.build()).await {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(e)) => Err(StoreError::unreachable(
+            Service::Cassandra,
+            config.endpoint(),
+            e,
+        )),
+        Err(elapsed) => Err(StoreError::unreachable(
+            Service::Cassandra,
+            config.endpoint(),
+            elapsed,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_literals() {
+        assert_eq!(
+            Replication::default().to_cql(),
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        let nts = Replication::NetworkTopologyStrategy {
+            datacenters: BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 2)]),
+        };
+        assert_eq!(
+            nts.to_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+    }
+
+    #[test]
+    fn contact_points_are_checked() {
+        let config = Config {
+            contact_points: vec!["127.0.0.1".into(), "h:9042".into()],
+            ..Config::default()
+        };
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        assert_eq!(f.found.len(), 1);
+        assert_eq!(f.found[0].key, "contact_points");
+    }
+}

@@ -1,0 +1,310 @@
+//! Kafka: client properties shared by the producer, the consumers and the admin client,
+//! and the topic specifications that `tributary schema apply` creates.
+
+use super::{Service, StoreError};
+use crate::secret::{self, Secret};
+use crate::validate::Findings;
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `[kafka]`: the cluster and tributary's topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Comma-separated `host:port` list used to discover the cluster.
+    #[serde(default = "default_bootstrap_servers")]
+    pub bootstrap_servers: String,
+    /// Prefix of the client.id of every client this instance opens.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// How long metadata and admin requests may take before the cluster is reported
+    /// unreachable.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Setting it switches
+    /// `security.protocol` to SASL_PLAINTEXT unless `properties` names another.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password. Only from the environment (`TRIBUTARY__KAFKA__SASL_PASSWORD`).
+    #[serde(default)]
+    pub sasl_password: Option<Secret>,
+    /// File holding the SASL password; wins over `sasl_password`.
+    #[serde(default)]
+    pub sasl_password_file: Option<PathBuf>,
+    /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SSL"`).
+    /// Secrets are refused here: use the dedicated keys.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// The topics tributary reads and writes.
+    #[serde(default)]
+    pub topics: Topics,
+}
+
+/// `[kafka.topics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    /// Staged users, key = user id. Partitions bound the processing parallelism.
+    #[serde(default = "default_raw_topic")]
+    pub raw: TopicSpec,
+    /// The producer's committed outbox position, written in the same Kafka transaction
+    /// as the records (KIP-618 pattern). Compacted: only the latest checkpoint matters.
+    #[serde(default = "default_checkpoints_topic")]
+    pub checkpoints: TopicSpec,
+    /// Poison records that could not be processed, with the error in their headers.
+    #[serde(default = "default_dlq_topic")]
+    pub dlq: TopicSpec,
+}
+
+/// One topic as `tributary schema apply` creates it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replicas per partition; 1 on the single-broker local stack.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Topic-level configuration, e.g. `"cleanup.policy" = "compact"`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_bootstrap_servers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_client_id() -> String {
+    "tributary".into()
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_replication_factor() -> i32 {
+    1
+}
+fn default_raw_topic() -> TopicSpec {
+    TopicSpec {
+        name: "users.raw".into(),
+        partitions: 6,
+        replication_factor: 1,
+        config: BTreeMap::new(),
+    }
+}
+fn default_checkpoints_topic() -> TopicSpec {
+    TopicSpec {
+        name: "tributary.producer-checkpoints".into(),
+        partitions: 1,
+        replication_factor: 1,
+        config: BTreeMap::from([("cleanup.policy".into(), "compact".into())]),
+    }
+}
+fn default_dlq_topic() -> TopicSpec {
+    TopicSpec {
+        name: "users.dlq".into(),
+        partitions: 1,
+        replication_factor: 1,
+        config: BTreeMap::new(),
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            raw: default_raw_topic(),
+            checkpoints: default_checkpoints_topic(),
+            dlq: default_dlq_topic(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: default_bootstrap_servers(),
+            client_id: default_client_id(),
+            request_timeout_ms: default_request_timeout_ms(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_file: None,
+            properties: BTreeMap::new(),
+            topics: Topics::default(),
+        }
+    }
+}
+
+/// librdkafka properties that carry credentials: refused in `kafka.properties`.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "sasl.oauthbearer.client.secret",
+];
+
+impl Topics {
+    pub fn all(&self) -> [(&'static str, &TopicSpec); 3] {
+        [
+            ("raw", &self.raw),
+            ("checkpoints", &self.checkpoints),
+            ("dlq", &self.dlq),
+        ]
+    }
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        f.non_empty("bootstrap_servers", &self.bootstrap_servers);
+        f.non_empty("client_id", &self.client_id);
+        f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);
+        for key in self.properties.keys() {
+            if SECRET_PROPERTIES.contains(&key.as_str()) {
+                f.invalid(
+                    &format!("properties.{key}"),
+                    "credentials may not be set here: use kafka.sasl_password (from the \
+                     environment) or kafka.sasl_password_file",
+                );
+            }
+        }
+        if self.sasl_mechanism.is_some() && self.sasl_username.is_none() {
+            f.invalid("sasl_username", "required when kafka.sasl_mechanism is set");
+        }
+        f.section("topics", |f| {
+            for (key, spec) in self.topics.all() {
+                f.section(key, |f| spec.validate(f));
+            }
+        });
+    }
+
+    /// Client properties shared by every client, credentials resolved. Each actor adds
+    /// its own (transactional.id, group.id, isolation.level, …).
+    ///
+    /// # Errors
+    /// `sasl_password_file` is set but cannot be read.
+    pub fn client_config(&self, role: &str) -> Result<ClientConfig, StoreError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", format!("{}-{role}", self.client_id));
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        if let Some(mechanism) = &self.sasl_mechanism {
+            if !self.properties.contains_key("security.protocol") {
+                config.set("security.protocol", "SASL_PLAINTEXT");
+            }
+            config.set("sasl.mechanism", mechanism);
+            if let Some(user) = &self.sasl_username {
+                config.set("sasl.username", user);
+            }
+            let password = secret::resolve(&self.sasl_password, &self.sasl_password_file).map_err(
+                |cause| StoreError::Credentials {
+                    service: Service::Kafka,
+                    cause,
+                },
+            )?;
+            if let Some(password) = password {
+                config.set("sasl.password", password.expose());
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl TopicSpec {
+    pub fn validate(&self, f: &mut Findings) {
+        let valid_name = !self.name.is_empty()
+            && self.name.len() <= 249
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && self.name != "."
+            && self.name != "..";
+        if !valid_name {
+            f.invalid(
+                "name",
+                format!(
+                    "{:?} is not a valid Kafka topic name: 1 to 249 of [a-zA-Z0-9._-]",
+                    self.name
+                ),
+            );
+        }
+        f.range("partitions", self.partitions, 1, 10_000);
+        f.range("replication_factor", self.replication_factor, 1, 32);
+    }
+}
+
+/// Asks the cluster for its metadata; the blocking librdkafka call runs on the blocking
+/// pool.
+///
+/// # Errors
+/// [`StoreError::Unreachable`] when no broker answers within `request_timeout_ms`.
+pub async fn check(config: &Config) -> Result<usize, StoreError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = config
+        .client_config("check")?
+        .create()
+        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", false, e))?;
+    let timeout = config.request_timeout();
+    let endpoint = config.bootstrap_servers.clone();
+    tokio::task::spawn_blocking(move || {
+        client
+            .fetch_metadata(None, timeout)
+            .map(|m| m.brokers().len())
+            .map_err(|e| StoreError::unreachable(Service::Kafka, endpoint, e))
+    })
+    .await
+    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_properties_are_refused() {
+        let mut config = Config::default();
+        config.properties.insert("sasl.password".into(), "x".into());
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        assert_eq!(f.found.len(), 1);
+        assert_eq!(f.found[0].key, "properties.sasl.password");
+    }
+
+    #[test]
+    fn topic_names_are_checked() {
+        let mut config = Config::default();
+        config.topics.dlq.name = "users dlq".into();
+        config.topics.raw.partitions = 0;
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        let keys: Vec<_> = f.found.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["topics.raw.partitions", "topics.dlq.name"]);
+    }
+
+    #[test]
+    fn sasl_password_reaches_the_client_but_not_debug() {
+        let config = Config {
+            sasl_mechanism: Some("PLAIN".into()),
+            sasl_username: Some("u".into()),
+            sasl_password: Some(Secret::new("pw-123")),
+            ..Config::default()
+        };
+        let client = config.client_config("test").unwrap();
+        assert_eq!(client.get("sasl.password"), Some("pw-123"));
+        assert_eq!(client.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert!(!format!("{config:?}").contains("pw-123"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Store clients: configuration and connection set-up for PostgreSQL, Kafka and
+//! Cassandra, and the error type that says which store failed and whether to retry.
+
+pub mod cassandra;
+pub mod kafka;
+pub mod postgres;
+
+use std::fmt;
+
+/// The external services tributary depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Postgres,
+    Kafka,
+    Cassandra,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Service::Postgres => "postgresql",
+            Service::Kafka => "kafka",
+            Service::Cassandra => "cassandra",
+        })
+    }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be made. Transient: the store may be restarting.
+    #[error("{service} is unreachable at {endpoint}")]
+    Unreachable {
+        service: Service,
+        endpoint: String,
+        #[source]
+        cause: Cause,
+    },
+    /// The store answered with an error. `transient` says whether retrying may help
+    /// (timeouts, unavailable replicas) or not (syntax, permissions, schema mismatch).
+    #[error("{service}: {what}")]
+    Request {
+        service: Service,
+        what: String,
+        transient: bool,
+        #[source]
+        cause: Cause,
+    },
+    /// A credential file named in the configuration cannot be read. Fatal.
+    #[error("{service}: cannot read credential file")]
+    Credentials {
+        service: Service,
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub fn unreachable(
+        service: Service,
+        endpoint: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        StoreError::Unreachable {
+            service,
+            endpoint: endpoint.into(),
+            cause: cause.into(),
+        }
+    }
+
+    pub fn request(
+        service: Service,
+        what: impl Into<String>,
+        transient: bool,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        StoreError::Request {
+            service,
+            what: what.into(),
+            transient,
+            cause: cause.into(),
+        }
+    }
+
+    /// Whether retrying the operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Request { transient, .. } => *transient,
+            StoreError::Credentials { .. } => false,
+        }
+    }
+
+    pub fn service(&self) -> Service {
+        match self {
+            StoreError::Unreachable { service, .. }
+            | StoreError::Request { service, .. }
+            | StoreError::Credentials { service, .. } => *service,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! PostgreSQL: staging tables and the outbox.
+//!
+//! Every connection sets `search_path` to the configured schema, so SQL in this project
+//! names tables unqualified and tests isolate themselves with a schema of their own.
+
+use super::{Service, StoreError};
+use crate::secret::{self, Secret};
+use crate::validate::Findings;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+/// `[postgres]`: where the staging database lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host name or IP address of the PostgreSQL server.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// TCP port of the server. The local stack runs its own cluster on 55432, away from
+    /// a system PostgreSQL on 5432.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Role to connect as.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Database holding tributary's schema.
+    #[serde(default = "default_dbname")]
+    pub dbname: String,
+    /// Schema holding tributary's tables (runs, staged_users, quarantine) and the
+    /// migration history. Created by `tributary schema apply`.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Password. Only from the environment (`TRIBUTARY__POSTGRES__PASSWORD`), never from
+    /// a config file; unset means no password (trust or peer authentication).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password (e.g. a mounted secret); wins over `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections in the pool shared by the actors.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long to wait for a connection before reporting PostgreSQL unreachable.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    55432
+}
+fn default_user() -> String {
+    "postgres".into()
+}
+fn default_dbname() -> String {
+    "postgres".into()
+}
+fn default_schema() -> String {
+    "tributary".into()
+}
+fn default_pool_size() -> usize {
+    8
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            port: default_port(),
+            user: default_user(),
+            dbname: default_dbname(),
+            schema: default_schema(),
+            password: None,
+            password_file: None,
+            pool_size: default_pool_size(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        f.non_empty("host", &self.host);
+        f.range("port", self.port, 1, u16::MAX);
+        f.non_empty("user", &self.user);
+        f.non_empty("dbname", &self.dbname);
+        f.identifier("schema", &self.schema, 63);
+        f.range("pool_size", self.pool_size, 1, 1_000);
+        f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
+    }
+
+    /// `host:port`, for messages.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The tokio-postgres connection settings, credentials resolved.
+    ///
+    /// # Errors
+    /// `password_file` is set but cannot be read.
+    pub fn client_config(&self) -> Result<tokio_postgres::Config, StoreError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name("tributary")
+            .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
+            .options(format!("-c search_path={}", self.schema));
+        let password = secret::resolve(&self.password, &self.password_file).map_err(|cause| {
+            StoreError::Credentials {
+                service: Service::Postgres,
+                cause,
+            }
+        })?;
+        if let Some(password) = password {
+            pg.password(password.expose());
+        }
+        Ok(pg)
+    }
+}
+
+/// Opens one dedicated connection; its driver task runs on the current runtime and ends
+/// when the returned client is dropped. For LISTEN/NOTIFY and migrations, which must not
+/// share a pooled connection.
+///
+/// # Errors
+/// [`StoreError::Unreachable`] when no connection can be made in `connect_timeout_ms`.
+pub async fn connect(config: &Config) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config
+        .client_config()?
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "postgresql connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// The connection pool shared by actors. Connections are opened lazily: call
+/// [`check`] to fail fast when the server is unreachable.
+///
+/// # Errors
+/// `password_file` cannot be read, or the pool cannot be built.
+pub fn pool(config: &Config) -> Result<deadpool_postgres::Pool, StoreError> {
+    let manager = deadpool_postgres::Manager::from_config(
+        config.client_config()?,
+        NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(config.pool_size)
+        .wait_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+        .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Postgres,
+                "cannot build the connection pool",
+                false,
+                e,
+            )
+        })
+}
+
+/// Takes a connection from the pool and runs `SELECT 1`.
+///
+/// # Errors
+/// [`StoreError::Unreachable`] when the server does not answer.
+pub async fn check(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), StoreError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
+    Ok(())
+}
+
+/// Maps a query error to a [`StoreError`], transient when the connection or server is
+/// the problem (closed connection, serialization failure, shutdown), fatal otherwise.
+pub fn query_error(what: impl Into<String>, error: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    let transient = error.is_closed()
+        || error.code().is_some_and(|code| {
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code)
+        })
+        || error.code().is_none();
+    StoreError::request(Service::Postgres, what, transient, error)
+}

@@ -1,0 +1,111 @@
+//! Start-up validation of configuration values, shared by every component's `Config`.
+//!
+//! Serde already rejects unknown keys and values of the wrong type; these checks cover
+//! what types cannot say (ranges, name syntax). Each finding names the full key, so the
+//! user knows exactly which line to fix.
+
+use std::fmt;
+
+/// One configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted path of the key, e.g. `kafka.topics.raw.partitions`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Collects every finding, so one start-up reports all bad keys at once.
+#[derive(Debug, Default)]
+pub struct Findings {
+    prefix: Vec<String>,
+    pub found: Vec<Invalid>,
+}
+
+impl Findings {
+    /// Runs `f` with `section` appended to the key prefix.
+    pub fn section(&mut self, section: &str, f: impl FnOnce(&mut Self)) {
+        self.prefix.push(section.to_owned());
+        f(self);
+        self.prefix.pop();
+    }
+
+    pub fn invalid(&mut self, key: &str, message: impl Into<String>) {
+        let mut path = self.prefix.join(".");
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        self.found.push(Invalid {
+            key: path,
+            message: message.into(),
+        });
+    }
+
+    /// `value` must lie in `min..=max`.
+    pub fn range<T: PartialOrd + fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
+        if value < min || value > max {
+            self.invalid(
+                key,
+                format!("{value} is out of range: expected {min} to {max}"),
+            );
+        }
+    }
+
+    pub fn non_empty(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.invalid(key, "must not be empty");
+        }
+    }
+
+    /// An unquoted identifier for PostgreSQL schemas and Cassandra keyspaces/tables:
+    /// a letter, then letters, digits or `_`, at most `max_len` characters. Lower case
+    /// only, because both stores fold unquoted names to lower case.
+    pub fn identifier(&mut self, key: &str, value: &str, max_len: usize) {
+        let mut chars = value.chars();
+        let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && value.len() <= max_len;
+        if !ok {
+            self.invalid(
+                key,
+                format!(
+                    "{value:?} is not a valid name: use a lower-case letter, then lower-case \
+                     letters, digits or '_', at most {max_len} characters"
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_section_path() {
+        let mut f = Findings::default();
+        f.section("kafka", |f| {
+            f.section("topics", |f| f.range("partitions", 0, 1, 10))
+        });
+        assert_eq!(f.found.len(), 1);
+        assert_eq!(f.found[0].key, "kafka.topics.partitions");
+        assert!(f.found[0].message.contains("out of range"));
+    }
+
+    #[test]
+    fn identifiers() {
+        let mut f = Findings::default();
+        f.identifier("ok", "tributary_test_1", 48);
+        assert!(f.found.is_empty());
+        for bad in ["", "1abc", "Tributary", "a-b", "a b", &"a".repeat(49)] {
+            f.identifier("bad", bad, 48);
+        }
+        assert_eq!(f.found.len(), 6);
+    }
+}

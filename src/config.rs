@@ -1,0 +1,315 @@
+//! The root configuration: one section per component, each defined next to the code
+//! that reads it, aggregated here.
+//!
+//! Sources, later ones winning:
+//! 1. `config/default.toml`, compiled into the binary (the documented defaults);
+//! 2. the profile file `<config dir>/<profile>.toml`, when a profile is chosen
+//!    (`--profile` or `TRIBUTARY_PROFILE`);
+//! 3. files given with `--config`;
+//! 4. environment variables `TRIBUTARY__SECTION__KEY` (e.g. `TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS`).
+//!
+//! Unknown keys and values of the wrong type are errors that name the key and the source
+//! that set it; [`Config::validate`] then checks ranges and names. Secrets are refused in
+//! files (1–3): they come from the environment or from the file a `*_file` key names.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use std::fmt;
+use std::path::PathBuf;
+use tributary_actors::store::{cassandra, kafka, postgres};
+use tributary_actors::validate::{Findings, Invalid};
+
+use crate::telemetry;
+
+/// The defaults, compiled in so the binary runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override configuration keys; `__`
+/// separates sections.
+pub const ENV_PREFIX: &str = "TRIBUTARY__";
+
+/// Keys that hold credentials: accepted from the environment only.
+pub const SECRET_KEYS: &[&str] = &[
+    "postgres.password",
+    "kafka.sasl_password",
+    "cassandra.password",
+];
+
+/// Everything tributary can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Staging database (`[postgres]`).
+    #[serde(default)]
+    pub postgres: postgres::Config,
+    /// Kafka cluster and topics (`[kafka]`).
+    #[serde(default)]
+    pub kafka: kafka::Config,
+    /// Cassandra cluster and keyspace (`[cassandra]`).
+    #[serde(default)]
+    pub cassandra: cassandra::Config,
+    /// Logs and traces (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: telemetry::Config,
+}
+
+/// Where configuration comes from; see the module documentation for the order.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Directory holding profile files.
+    pub config_dir: PathBuf,
+    /// Profile name: `<config_dir>/<profile>.toml` is merged over the defaults.
+    pub profile: Option<String>,
+    /// Further TOML files, merged in order.
+    pub files: Vec<PathBuf>,
+    /// Whether `TRIBUTARY__…` environment variables are read (tests turn this off to
+    /// stay independent of the caller's environment).
+    pub environment: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            config_dir: PathBuf::from("config"),
+            profile: None,
+            files: Vec::new(),
+            environment: true,
+        }
+    }
+}
+
+/// Configuration that cannot be used. Every variant names the offending key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration profile {profile:?} not found: {} does not exist", path.display())]
+    MissingProfile { profile: String, path: PathBuf },
+    #[error("configuration file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    #[error("{}", format_figment(.0))]
+    Parse(Box<figment::Error>),
+    #[error(
+        "{key}: credentials may not be written in a configuration file (found in {source_name}); \
+         set the environment variable {env} or point {key}_file at a file holding it"
+    )]
+    SecretInFile {
+        key: String,
+        env: String,
+        source_name: String,
+    },
+    #[error("invalid configuration:\n{}", format_invalid(.0))]
+    Invalid(Vec<Invalid>),
+}
+
+fn format_figment(error: &figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in error.clone() {
+        // figment prefixes paths with its own profile name ("default"); users never
+        // see that name, so it is dropped.
+        let path: Vec<&str> = e
+            .path
+            .iter()
+            .map(String::as_str)
+            .skip_while(|p| *p == "default")
+            .collect();
+        let key = if path.is_empty() {
+            "<root>".to_owned()
+        } else {
+            path.join(".")
+        };
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                Some(src) => format!(" (from {src})"),
+                None => format!(" (from {})", m.name),
+            })
+            .unwrap_or_default();
+        lines.push(format!("{key}: {}{source}", e.kind));
+    }
+    lines.join("\n")
+}
+
+fn format_invalid(found: &[Invalid]) -> String {
+    found
+        .iter()
+        .map(|i| format!("  {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Loads, checks for secrets in files, and validates.
+    ///
+    /// # Errors
+    /// See [`ConfigError`]; every message names the key or file at fault.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut files = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(profile) = &sources.profile {
+            let path = sources.config_dir.join(format!("{profile}.toml"));
+            if !path.is_file() {
+                return Err(ConfigError::MissingProfile {
+                    profile: profile.clone(),
+                    path,
+                });
+            }
+            files = files.merge(Toml::file(path));
+        }
+        for path in &sources.files {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.clone()));
+            }
+            files = files.merge(Toml::file(path));
+        }
+        refuse_secrets_in_files(&files)?;
+        let mut figment = files;
+        if sources.environment {
+            figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range and name checks that types cannot express.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with every finding, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut f = Findings::default();
+        f.section("postgres", |f| self.postgres.validate(f));
+        f.section("kafka", |f| self.kafka.validate(f));
+        f.section("cassandra", |f| self.cassandra.validate(f));
+        f.section("telemetry", |f| self.telemetry.validate(f));
+        if f.found.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(f.found))
+        }
+    }
+}
+
+fn refuse_secrets_in_files(files: &Figment) -> Result<(), ConfigError> {
+    for key in SECRET_KEYS {
+        if files.find_value(key).is_ok() {
+            let source_name = files
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(src) => src.to_string(),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_else(|| "a configuration file".into());
+            return Err(ConfigError::SecretInFile {
+                key: (*key).to_owned(),
+                env: env_var_for(key),
+                source_name,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The environment variable that sets a dotted key, e.g. `kafka.sasl_password` →
+/// `TRIBUTARY__KAFKA__SASL_PASSWORD`.
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+/// Shows the effective configuration as TOML-like lines, secrets redacted (they are
+/// [`tributary_actors::Secret`], whose `Debug` prints `[redacted]`).
+pub struct Redacted<'a>(pub &'a Config);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:#?}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(extra: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "tributary-config-{}-{}",
+            std::process::id(),
+            extra.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("extra.toml");
+        std::fs::write(&path, extra).unwrap();
+        let result = Config::load(&Sources {
+            files: vec![path],
+            environment: false,
+            ..Sources::default()
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    /// default.toml documents the defaults; the serde default functions implement them.
+    /// They must agree, or a key removed from a profile would silently change value.
+    #[test]
+    fn default_toml_matches_the_serde_defaults() {
+        let from_toml: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
+        let from_serde: Config = Figment::new().extract().unwrap();
+        assert_eq!(format!("{from_toml:?}"), format!("{from_serde:?}"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str("[kafka]\nbootstrap_servrs = \"x:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.bootstrap_servrs"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load_str("[postgres]\nport = \"fifty\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres.port"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_is_named() {
+        let err = load_str("[kafka.topics.raw]\nname = \"users.raw\"\npartitions = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.topics.raw.partitions"), "{err}");
+    }
+
+    #[test]
+    fn secret_in_file_is_refused_without_echoing_it() {
+        let err = load_str("[postgres]\npassword = \"s3cret-value\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres.password"), "{err}");
+        assert!(err.contains("TRIBUTARY__POSTGRES__PASSWORD"), "{err}");
+        assert!(!err.contains("s3cret-value"), "{err}");
+    }
+
+    #[test]
+    fn env_var_names() {
+        assert_eq!(
+            env_var_for("kafka.sasl_password"),
+            "TRIBUTARY__KAFKA__SASL_PASSWORD"
+        );
+    }
+
+    #[test]
+    fn missing_profile_names_the_file() {
+        let err = Config::load(&Sources {
+            profile: Some("nope".into()),
+            environment: false,
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+    }
+}

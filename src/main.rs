@@ -1,0 +1,193 @@
+//! The `tributary` command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tributary::config::{Config, Redacted, Sources};
+use tributary::{exit, schema, telemetry};
+use tributary_actors::store::{self, Service};
+
+/// Moves user records from an HTTP API into Cassandra through PostgreSQL and Kafka,
+/// exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Directory holding profile files.
+    #[arg(
+        long,
+        global = true,
+        env = "TRIBUTARY_CONFIG_DIR",
+        default_value = "config"
+    )]
+    config_dir: PathBuf,
+    /// Profile to load over the defaults: <config-dir>/<PROFILE>.toml.
+    #[arg(long, global = true, env = "TRIBUTARY_PROFILE")]
+    profile: Option<String>,
+    /// Further TOML files merged over the profile, in order.
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the PostgreSQL schema, Cassandra keyspace and tables, and Kafka topics.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Apply the schema; idempotent: a second run changes nothing and says so.
+    Apply {
+        /// Only these stores (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<StoreArg>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Show,
+    /// Validate the configuration and check that every store answers.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreArg {
+    Postgres,
+    Cassandra,
+    Kafka,
+}
+
+impl From<StoreArg> for Service {
+    fn from(s: StoreArg) -> Self {
+        match s {
+            StoreArg::Postgres => Service::Postgres,
+            StoreArg::Cassandra => Service::Cassandra,
+            StoreArg::Kafka => Service::Kafka,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources {
+        config_dir: cli.config.config_dir,
+        profile: cli.config.profile,
+        files: cli.config.files,
+        environment: true,
+    };
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return code(exit::CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return code(exit::FAILURE);
+        }
+    };
+    runtime.block_on(run(cli.command, config))
+}
+
+async fn run(command: Command, config: Config) -> ExitCode {
+    let telemetry = match telemetry::init(&config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return code(exit::CONFIG);
+        }
+    };
+    let result = match command {
+        Command::Schema(SchemaCommand::Apply { only }) => schema_apply(&config, &only).await,
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", Redacted(&config));
+            exit::OK
+        }
+        Command::Config(ConfigCommand::Check) => config_check(&config).await,
+    };
+    telemetry.shutdown();
+    code(result)
+}
+
+async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {
+    let only: Vec<Service> = only.iter().map(|s| Service::from(*s)).collect();
+    match schema::apply(config, &only).await {
+        Ok(outcomes) => {
+            for outcome in &outcomes {
+                println!("{outcome}");
+            }
+            println!("{}", schema::summary(&outcomes));
+            exit::OK
+        }
+        Err(error) => {
+            eprintln!("error: {}", error_chain(&error));
+            exit::for_store_error(&error)
+        }
+    }
+}
+
+async fn config_check(config: &Config) -> i32 {
+    let mut worst = exit::OK;
+    let mut report = |service: Service, result: Result<String, store::StoreError>| match result {
+        Ok(detail) => println!("{:<11} ok   {detail}", service.to_string()),
+        Err(error) => {
+            println!("{:<11} FAIL {}", service.to_string(), error_chain(&error));
+            worst = worst.max(exit::for_store_error(&error));
+        }
+    };
+    let pg = async {
+        let pool = store::postgres::pool(&config.postgres)?;
+        store::postgres::check(&pool, &config.postgres).await?;
+        Ok(config.postgres.endpoint())
+    };
+    report(Service::Postgres, pg.await);
+    let kafka = store::kafka::check(&config.kafka)
+        .await
+        .map(|brokers| format!("{} ({brokers} broker(s))", config.kafka.bootstrap_servers));
+    report(Service::Kafka, kafka);
+    let cassandra = store::cassandra::connect(&config.cassandra)
+        .await
+        .map(|_| config.cassandra.endpoint());
+    report(Service::Cassandra, cassandra);
+    worst
+}
+
+/// The error and its causes on one line: "a: b: c". Some drivers repeat their cause in
+/// their own message; a cause already shown is not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn code(value: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(value).unwrap_or(1))
+}

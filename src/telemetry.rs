@@ -1,0 +1,203 @@
+//! Logs and traces: a `tracing` subscriber that writes text or JSON logs and, when an
+//! OTLP endpoint is configured, exports spans to Jaeger through OpenTelemetry.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use serde::Deserialize;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tributary_actors::validate::Findings;
+
+/// `[telemetry]`: logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `service.name` of exported spans: the name to pick in Jaeger's search.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// OTLP/HTTP endpoint of the trace collector (Jaeger), without the `/v1/traces`
+    /// path. Empty turns trace export off.
+    #[serde(default = "default_otlp_endpoint")]
+    pub otlp_endpoint: String,
+    /// Fraction of traces recorded and exported, 0.0 to 1.0. A trace started upstream
+    /// keeps its parent's decision.
+    #[serde(default = "default_sampling_ratio")]
+    pub sampling_ratio: f64,
+    /// How long shutdown waits for the last spans to be exported.
+    #[serde(default = "default_export_timeout_ms")]
+    pub export_timeout_ms: u64,
+    /// Log line format: `text` for people, `json` for log collectors.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Which logs to write, in `tracing_subscriber::EnvFilter` syntax (e.g.
+    /// `info,tributary=debug`). `RUST_LOG` overrides it when set.
+    #[serde(default = "default_log_filter")]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_service_name() -> String {
+    "tributary".into()
+}
+fn default_otlp_endpoint() -> String {
+    "http://127.0.0.1:4318".into()
+}
+fn default_sampling_ratio() -> f64 {
+    1.0
+}
+fn default_export_timeout_ms() -> u64 {
+    5_000
+}
+fn default_log_filter() -> String {
+    "info,scylla=warn,tokio_postgres=warn,refinery_core=warn".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service_name: default_service_name(),
+            otlp_endpoint: default_otlp_endpoint(),
+            sampling_ratio: default_sampling_ratio(),
+            export_timeout_ms: default_export_timeout_ms(),
+            log_format: LogFormat::default(),
+            log_filter: default_log_filter(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        f.non_empty("service_name", &self.service_name);
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            f.invalid(
+                "sampling_ratio",
+                format!(
+                    "{} is out of range: expected 0.0 to 1.0",
+                    self.sampling_ratio
+                ),
+            );
+        }
+        let endpoint = self.otlp_endpoint.trim();
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            f.invalid("otlp_endpoint", format!("{endpoint:?} must start with http:// or https:// (or be empty to turn tracing off)"));
+        }
+        f.range("export_timeout_ms", self.export_timeout_ms, 100, 600_000);
+        if let Err(e) = EnvFilter::try_new(&self.log_filter) {
+            f.invalid("log_filter", format!("not a valid filter: {e}"));
+        }
+    }
+
+    pub fn tracing_enabled(&self) -> bool {
+        !self.otlp_endpoint.trim().is_empty()
+    }
+}
+
+/// Trace export could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry: cannot build the OTLP exporter for {endpoint}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        cause: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("telemetry: a global subscriber is already installed")]
+    AlreadyInstalled(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// Builds the OpenTelemetry tracer provider, or `None` when export is off. Spans are
+/// batched and exported from the SDK's own thread, off the async workers.
+///
+/// # Errors
+/// The exporter cannot be built (e.g. a malformed endpoint).
+pub fn tracer_provider(config: &Config) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    if !config.tracing_enabled() {
+        return Ok(None);
+    }
+    let base = config.otlp_endpoint.trim().trim_end_matches('/');
+    let endpoint = format!("{base}/v1/traces");
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(&endpoint)
+        .with_timeout(Duration::from_millis(config.export_timeout_ms))
+        .build()
+        .map_err(|cause| TelemetryError::Exporter { endpoint, cause })?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sampling_ratio,
+        ))))
+        .with_resource(
+            Resource::builder()
+                .with_service_name(config.service_name.clone())
+                .build(),
+        )
+        .build();
+    Ok(Some(provider))
+}
+
+/// The subscriber layers: the log formatter and, with a provider, the OpenTelemetry layer.
+pub fn layers(
+    config: &Config,
+    provider: Option<&SdkTracerProvider>,
+) -> Vec<Box<dyn Layer<Registry> + Send + Sync>> {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(&config.log_filter));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
+    };
+    let mut layers = vec![fmt];
+    if let Some(provider) = provider {
+        let tracer = provider.tracer("tributary");
+        layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
+    }
+    layers
+}
+
+/// Installed telemetry. Call [`Telemetry::shutdown`] before exiting so the last spans
+/// are exported.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops trace export. Errors are reported, not returned: telemetry
+    /// must never change the outcome of the command.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("telemetry: spans not exported at shutdown: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber.
+///
+/// # Errors
+/// The exporter cannot be built, or a subscriber is already installed.
+pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+    let provider = tracer_provider(config)?;
+    tracing_subscriber::registry()
+        .with(layers(config, provider.as_ref()))
+        .try_init()
+        .map_err(TelemetryError::AlreadyInstalled)?;
+    Ok(Telemetry { provider })
+}

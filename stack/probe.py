@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Readiness probes that speak each server's own wire protocol.
+
+An open TCP port is not readiness: Kafka accepts connections before its broker has
+registered with the controller, Cassandra before its CQL layer answers. These probes
+ask a real question and only succeed on a real answer:
+
+    probe.py kafka HOST PORT   Kafka Metadata request (v4); ready when >= 1 broker answers
+    probe.py cql HOST PORT     CQL v4 STARTUP + "SELECT release_version FROM system.local"
+
+Prints one line describing the answer and exits 0, or prints the reason and exits 1.
+Standard library only, so it runs before anything else is installed.
+"""
+
+import socket
+import struct
+import sys
+
+TIMEOUT_S = 3.0
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        buf.extend(chunk)
+    return bytes(buf)
+
+
+class Reader:
+    """Cursor over a big-endian response body."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt):
+        size = struct.calcsize(fmt)
+        value = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return value[0] if len(value) == 1 else value
+
+    def string16(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        value = self.data[self.pos : self.pos + n].decode("utf-8", "replace")
+        self.pos += n
+        return value
+
+    def bytes32(self):
+        n = self.take(">i")
+        if n < 0:
+            return None
+        value = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return value
+
+
+def kafka(host, port):
+    # Metadata v4 (v0-v3 were removed in Kafka 4.0 by KIP-896), request header v1.
+    client_id = b"tributary-probe"
+    header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
+    body = struct.pack(">i?", -1, False)  # all topics, no auto-creation
+    request = header + body
+    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        size = struct.unpack(">i", recv_exact(sock, 4))[0]
+        r = Reader(recv_exact(sock, size))
+    correlation_id = r.take(">i")
+    if correlation_id != 1:
+        raise ValueError(f"unexpected correlation id {correlation_id}")
+    r.take(">i")  # throttle_time_ms
+    brokers = []
+    for _ in range(r.take(">i")):
+        node_id = r.take(">i")
+        broker_host = r.string16()
+        broker_port = r.take(">i")
+        r.string16()  # rack
+        brokers.append(f"{node_id}@{broker_host}:{broker_port}")
+    cluster_id = r.string16()
+    if not brokers:
+        raise ValueError("metadata answered with no brokers yet")
+    return f"kafka cluster {cluster_id}, brokers {', '.join(brokers)}"
+
+
+def cql_frame(opcode, body, stream=0):
+    return struct.pack(">BBhBi", 0x04, 0, stream, opcode, len(body)) + body
+
+
+def cql_read(sock):
+    version, _flags, _stream, opcode, length = struct.unpack(">BBhBi", recv_exact(sock, 9))
+    if version != 0x84:
+        raise ValueError(f"unexpected CQL response version 0x{version:02x}")
+    body = recv_exact(sock, length)
+    if opcode == 0x00:  # ERROR: int code + string message
+        r = Reader(body)
+        code = r.take(">i")
+        raise ValueError(f"CQL error 0x{code:04x}: {r.string16()}")
+    return opcode, body
+
+
+def cql(host, port):
+    def string16(s):
+        b = s.encode()
+        return struct.pack(">h", len(b)) + b
+
+    startup = struct.pack(">h", 1) + string16("CQL_VERSION") + string16("3.0.0")
+    query = b"SELECT release_version FROM system.local"
+    query_body = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
+    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(cql_frame(0x01, startup))
+        opcode, _ = cql_read(sock)
+        if opcode != 0x02:
+            raise ValueError(f"expected READY after STARTUP, got opcode 0x{opcode:02x}")
+        sock.sendall(cql_frame(0x07, query_body, stream=1))
+        opcode, body = cql_read(sock)
+    if opcode != 0x08:
+        raise ValueError(f"expected RESULT, got opcode 0x{opcode:02x}")
+    r = Reader(body)
+    if r.take(">i") != 0x0002:
+        raise ValueError("expected a Rows result")
+    flags = r.take(">i")
+    columns = r.take(">i")
+    if flags & 0x0002:  # has_more_pages: paging state precedes the specs
+        r.bytes32()
+    if flags & 0x0001:  # global table spec
+        r.string16()
+        r.string16()
+    for _ in range(columns):
+        if not flags & 0x0001:
+            r.string16()
+            r.string16()
+        r.string16()  # column name
+        r.take(">h")  # type id (varchar: no parameters)
+    if r.take(">i") < 1:
+        raise ValueError("system.local returned no row")
+    version = r.bytes32()
+    return f"cassandra {version.decode()}"
+
+
+def main(argv):
+    if len(argv) != 4 or argv[1] not in ("kafka", "cql"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    probe = {"kafka": kafka, "cql": cql}[argv[1]]
+    try:
+        print(probe(argv[2], int(argv[3])))
+        return 0
+    except (OSError, ValueError, struct.error) as e:
+        print(f"{argv[1]} not ready: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
