@@ -89,9 +89,8 @@ impl Config {
             );
         }
         let endpoint = self.otlp_endpoint.trim();
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
+        let export_off = endpoint.is_empty();
+        if !(export_off || endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             f.invalid("otlp_endpoint", format!("{endpoint:?} must start with http:// or https:// (or be empty to turn tracing off)"));
         }
         f.range("export_timeout_ms", self.export_timeout_ms, 100, 600_000);

@@ -525,6 +525,13 @@ start_one() {
 		wait_ready "$name"
 		return
 	fi
+	local answer
+	if answer=$(probe "$name") && [[ -n $answer ]]; then
+		# Another checkout's stack (or a system service) already answers on this port:
+		# use it rather than fail on a port conflict.
+		printf '%-10s up    %s  [%s, not started by this checkout]\n' "$name" "$(address "$name")" "$answer"
+		return
+	fi
 	"start_$name"
 	wait_ready "$name"
 }

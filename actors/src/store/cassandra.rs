@@ -177,10 +177,8 @@ impl Config {
                 }
             }
         }
-        if self.password.is_some() || self.password_file.is_some() {
-            if self.username.is_none() {
-                f.invalid("username", "required when a password is set");
-            }
+        if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none() {
+            f.invalid("username", "required when a password is set");
         }
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
         f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);

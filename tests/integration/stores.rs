@@ -1,0 +1,269 @@
+//! Round trips through the project's own store clients, against the real servers.
+
+use crate::common::isolated_config;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+use tributary::schema::{self, Action};
+use tributary_actors::store::{Service, cassandra, postgres};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_round_trip_stages_each_user_once() {
+    let config = isolated_config("it_pg");
+    let outcomes = schema::apply(&config, &[Service::Postgres])
+        .await
+        .expect("schema apply");
+    assert!(
+        outcomes.iter().all(|o| o.action == Action::Created),
+        "{outcomes:?}"
+    );
+
+    let pool = postgres::pool(&config.postgres).expect("pool");
+    postgres::check(&pool, &config.postgres)
+        .await
+        .expect("postgres answers");
+    let client = pool.get().await.expect("pooled connection");
+    client
+        .execute(
+            "INSERT INTO runs (run_id, scheduled_for, requested_users) VALUES (1, now(), 2)",
+            &[],
+        )
+        .await
+        .expect("insert run");
+    let user = uuid::Uuid::new_v4();
+    let payload =
+        serde_json::json!({"login": {"uuid": user.to_string()}, "name": {"first": "Ada"}});
+    // The same user staged twice (a replayed fetch) must land once.
+    for _ in 0..2 {
+        client
+            .execute(
+                "INSERT INTO staged_users (source_uuid, run_id, payload) VALUES ($1, 1, $2) \
+                 ON CONFLICT (source_uuid) DO NOTHING",
+                &[&user, &payload],
+            )
+            .await
+            .expect("insert staged user");
+    }
+    let rows = client
+        .query("SELECT source_uuid, payload FROM staged_users", &[])
+        .await
+        .expect("select");
+    assert_eq!(rows.len(), 1);
+    let (got_uuid, got_payload): (uuid::Uuid, serde_json::Value) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(got_uuid, user);
+    assert_eq!(got_payload["name"]["first"], "Ada");
+
+    client
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", config.postgres.schema))
+        .await
+        .expect("drop test schema");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_read_committed_sees_committed_transactions_only() {
+    let config = isolated_config("it_kafka");
+    let outcomes = schema::apply(&config, &[Service::Kafka])
+        .await
+        .expect("topics created");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.action == Action::Created)
+            .count(),
+        3,
+        "{outcomes:?}"
+    );
+    let topic = config.kafka.topics.raw.name.clone();
+    let kafka = config.kafka.clone();
+
+    // librdkafka's transaction calls block: the whole producer side runs off the workers.
+    let producer_topic = topic.clone();
+    let producer_kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> = producer_kafka
+            .client_config("test-producer")
+            .expect("client config")
+            .set("transactional.id", format!("{producer_topic}-txn"))
+            .create()
+            .expect("producer");
+        let timeout = Duration::from_secs(30);
+        producer
+            .init_transactions(timeout)
+            .expect("init_transactions");
+        for (batch, commit) in [(0..10, true), (10..15, false)] {
+            producer.begin_transaction().expect("begin");
+            for i in batch {
+                let key = format!("user-{i}");
+                let payload = format!("{{\"n\":{i}}}");
+                producer
+                    .send(BaseRecord::to(&producer_topic).key(&key).payload(&payload))
+                    .map_err(|(e, _)| e)
+                    .expect("send");
+            }
+            if commit {
+                producer.commit_transaction(timeout).expect("commit");
+            } else {
+                producer.abort_transaction(timeout).expect("abort");
+            }
+        }
+    })
+    .await
+    .expect("producer task");
+
+    let received = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka
+            .client_config("test-consumer")
+            .expect("client config")
+            .set("group.id", format!("{topic}-group"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        for &p in &partitions {
+            assignment
+                .add_partition_offset(&topic, p, Offset::Beginning)
+                .expect("assign");
+        }
+        consumer.assign(&assignment).expect("assign");
+        // Read until every partition's position has reached its high watermark, so the
+        // aborted records had every chance to show up.
+        let ends: Vec<(i32, i64)> = partitions
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .expect("watermarks")
+                        .1,
+                )
+            })
+            .collect();
+        let mut received = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("consume");
+                received.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap());
+            }
+            let position = consumer.position().expect("position");
+            let done = ends.iter().all(|&(p, end)| {
+                match position.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o >= end,
+                    _ => end == 0,
+                }
+            });
+            if done {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "consumer did not reach the end of {topic}"
+            );
+        }
+        received
+    })
+    .await
+    .expect("consumer task");
+
+    let mut expected: Vec<String> = (0..10).map(|i| format!("user-{i}")).collect();
+    let mut received = received;
+    expected.sort();
+    received.sort();
+    assert_eq!(
+        received, expected,
+        "read_committed must see the committed batch exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_insert_select_and_fenced_commit() {
+    let config = isolated_config("it_cass");
+    let outcomes = schema::apply(&config, &[Service::Cassandra])
+        .await
+        .expect("schema apply");
+    assert!(
+        outcomes.iter().all(|o| o.action == Action::Created),
+        "{outcomes:?}"
+    );
+    let ks = &config.cassandra.keyspace;
+    let session = cassandra::connect(&config.cassandra)
+        .await
+        .expect("session");
+
+    let id = uuid::Uuid::new_v4();
+    session
+        .query_unpaged(
+            format!("INSERT INTO {ks}.created_users (id, first_name, country, source_offset) VALUES (?, ?, ?, ?)"),
+            (id, "Ada", "France", 42_i64),
+        )
+        .await
+        .expect("insert");
+    let (first_name, country, offset) = session
+        .query_unpaged(
+            format!(
+                "SELECT first_name, country, source_offset FROM {ks}.created_users WHERE id = ?"
+            ),
+            (id,),
+        )
+        .await
+        .expect("select")
+        .into_rows_result()
+        .expect("rows")
+        .single_row::<(String, String, i64)>()
+        .expect("one row");
+    assert_eq!(
+        (first_name.as_str(), country.as_str(), offset),
+        ("Ada", "France", 42)
+    );
+
+    // partition_state is written only with LWTs: claim epoch 1, then a commit from a
+    // stale epoch (a fenced zombie) must be refused.
+    let claim = format!(
+        "INSERT INTO {ks}.partition_state (topic, partition, bucket, owner_epoch, committed_offset) \
+         VALUES ('t', 0, 'gender:female', 1, -1) IF NOT EXISTS"
+    );
+    let applied = session.query_unpaged(claim, ()).await.expect("claim");
+    assert!(lwt_applied(applied), "first claim applies");
+    let stale = format!(
+        "UPDATE {ks}.partition_state SET committed_offset = 10 WHERE topic = 't' AND partition = 0 IF owner_epoch = 0"
+    );
+    let applied = session
+        .query_unpaged(stale, ())
+        .await
+        .expect("stale commit");
+    assert!(
+        !lwt_applied(applied),
+        "a commit from a stale epoch must be refused"
+    );
+
+    session
+        .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+        .await
+        .expect("drop test keyspace");
+}
+
+/// The `[applied]` column of a lightweight transaction's result (the first column; a
+/// refused LWT adds the current values of the condition columns after it).
+fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool {
+    let row: scylla::value::Row = result
+        .into_rows_result()
+        .expect("an LWT returns rows")
+        .first_row()
+        .expect("an LWT returns one row");
+    matches!(
+        row.columns.first(),
+        Some(Some(scylla::value::CqlValue::Boolean(true)))
+    )
+}
