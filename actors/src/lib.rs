@@ -14,10 +14,13 @@
 //!   - [`store::postgres`]: staging and outbox (tokio-postgres, deadpool pool).
 //!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin.
 //!   - [`store::cassandra`]: scylla driver sessions.
+//! - [`supervisor`]: one_for_one / one_for_all / rest_for_one supervision for ractor,
+//!   restart intensity and escalation, jittered backoff, liveness pings, restart counts.
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
 pub mod secret;
 pub mod store;
+pub mod supervisor;
 pub mod validate;
 
 pub use secret::Secret;

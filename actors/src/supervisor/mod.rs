@@ -1,0 +1,482 @@
+//! Supervision for ractor actors: one_for_one, one_for_all and rest_for_one, restart
+//! intensity with escalation, jittered exponential restart backoff, liveness pings that
+//! catch hung children, and restart counts per actor kind.
+//!
+//! ractor links children to their supervisor and reports their failures (panics are
+//! caught), but leaves the policy to the supervisor: this module is that policy, in the
+//! style of Erlang/OTP's supervisor (and quickwit's). Children are described by
+//! [`ChildSpec`]s, which know how to (re)spawn them; a restart builds a fresh actor whose
+//! `pre_start` reconnects to its stores.
+
+pub mod config;
+#[cfg(test)]
+mod tests;
+
+pub use config::{RestartPolicy, Strategy};
+
+use ractor::rpc::CallResult;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Message, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
+type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type StartFn = Arc<dyn Fn(ActorCell) -> StartFuture + Send + Sync>;
+type ProbeFn = Arc<dyn Fn(ActorCell, Duration) -> ProbeFuture + Send + Sync>;
+
+/// How long a supervisor waits for a sibling to stop before killing it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A liveness ping. An actor whose message enum implements `From<Ping>` and answers it
+/// from its handler can be watched for hangs ([`ChildSpec::with_ping`]).
+pub struct Ping(pub RpcReplyPort<()>);
+
+/// How to start one child, and restart it after a failure.
+#[derive(Clone)]
+pub struct ChildSpec {
+    /// Instance name for logs and status, e.g. `fetcher-2`.
+    pub name: String,
+    /// Actor kind for metrics and restart counts, e.g. `fetcher`: low cardinality.
+    pub kind: &'static str,
+    start: StartFn,
+    probe: Option<ProbeFn>,
+}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("pinged", &self.probe.is_some())
+            .finish()
+    }
+}
+
+impl ChildSpec {
+    /// A child of actor type `A`; `args` builds fresh arguments for every (re)start.
+    pub fn new<A, F>(name: impl Into<String>, kind: &'static str, actor: A, args: F) -> Self
+    where
+        A: Actor + Clone,
+        F: Fn() -> A::Arguments + Send + Sync + 'static,
+    {
+        let start: StartFn = Arc::new(move |supervisor: ActorCell| {
+            let actor = actor.clone();
+            let args = args();
+            Box::pin(async move {
+                A::spawn_linked(None, actor, args, supervisor)
+                    .await
+                    .map(|(actor_ref, _)| actor_ref.get_cell())
+            })
+        });
+        Self {
+            name: name.into(),
+            kind,
+            start,
+            probe: None,
+        }
+    }
+
+    /// Pings the child every `liveness_interval_ms`; one that does not answer within
+    /// `liveness_timeout_ms` is killed and restarted. `M` is the child's message type.
+    pub fn with_ping<M: Message + From<Ping>>(mut self) -> Self {
+        self.probe = Some(Arc::new(|cell: ActorCell, timeout: Duration| {
+            Box::pin(async move {
+                let actor: ActorRef<M> = cell.into();
+                match actor
+                    .call(|reply| M::from(Ping(reply)), Some(timeout))
+                    .await
+                {
+                    Ok(CallResult::Success(())) => Ok(()),
+                    Ok(CallResult::Timeout) => {
+                        Err(format!("no answer to a liveness ping within {timeout:?}"))
+                    }
+                    Ok(CallResult::SenderError) => Err("dropped a liveness ping".to_owned()),
+                    Err(e) => Err(format!("cannot be pinged: {e}")),
+                }
+            })
+        }));
+        self
+    }
+}
+
+/// Restarts and last errors per actor kind, shared with the status API and metrics.
+#[derive(Clone, Default, Debug)]
+pub struct RestartStats(Arc<Mutex<BTreeMap<&'static str, KindStats>>>);
+
+/// Counters of one actor kind.
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct KindStats {
+    pub restarts: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl RestartStats {
+    /// Restarts of actors of `kind` so far.
+    pub fn restarts(&self, kind: &str) -> u64 {
+        self.snapshot().get(kind).map_or(0, |k| k.restarts)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, KindStats> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn update(&self, kind: &'static str, f: impl FnOnce(&mut KindStats)) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(map.entry(kind).or_default());
+    }
+}
+
+/// The supervisor actor.
+pub struct Supervisor;
+
+pub struct SupervisorArgs {
+    /// Name for logs and escalation messages, e.g. `ingest`.
+    pub name: String,
+    pub policy: RestartPolicy,
+    /// Children in start order (which rest_for_one depends on).
+    pub children: Vec<ChildSpec>,
+    pub stats: RestartStats,
+}
+
+pub enum SupervisorMsg {
+    /// Start the children waiting for a restart, if `generation` is still current.
+    Restart { generation: u64 },
+    /// Ping every pingable child.
+    CheckLiveness,
+    /// A child did not answer its ping.
+    Unresponsive { child: ActorId, error: String },
+    /// The children and whether each is running.
+    Children(RpcReplyPort<Vec<ChildStatus>>),
+    /// Liveness of the supervisor itself (its own supervisor pings it).
+    Ping(RpcReplyPort<()>),
+}
+
+impl From<Ping> for SupervisorMsg {
+    fn from(ping: Ping) -> Self {
+        SupervisorMsg::Ping(ping.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub running: bool,
+    pub actor: Option<ActorId>,
+}
+
+struct Slot {
+    spec: ChildSpec,
+    cell: Option<ActorCell>,
+}
+
+pub struct SupervisorState {
+    name: String,
+    policy: RestartPolicy,
+    slots: Vec<Slot>,
+    /// Restart times inside the intensity window.
+    recent: VecDeque<Instant>,
+    /// Children stopped and waiting for the scheduled restart.
+    pending: Vec<usize>,
+    /// Bumped by every failure; a scheduled restart for an older generation is stale.
+    generation: u64,
+    rng: u64,
+    stats: RestartStats,
+}
+
+impl SupervisorState {
+    fn slot_of(&self, id: ActorId) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.cell.as_ref().is_some_and(|c| c.get_id() == id))
+    }
+
+    /// A uniform number in [0, 1) for jitter (splitmix64; no need for a crypto RNG).
+    fn next_unit(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
+    async fn stop_child(&mut self, index: usize, reason: &str) {
+        if let Some(cell) = self.slots[index].cell.take()
+            && cell
+                .stop_and_wait(Some(reason.to_owned()), Some(STOP_TIMEOUT))
+                .await
+                .is_err()
+        {
+            tracing::warn!(supervisor = %self.name, child = %self.slots[index].spec.name, "child did not stop in time: killing it");
+            cell.kill();
+        }
+    }
+
+    async fn stop_all(&mut self, reason: &str) {
+        for index in (0..self.slots.len()).rev() {
+            self.stop_child(index, reason).await;
+        }
+    }
+
+    /// A child died (failed, stopped unexpectedly, or was killed as hung): apply the
+    /// strategy, or escalate when the restart intensity is exceeded.
+    async fn child_down(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        index: usize,
+        error: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let spec = self.slots[index].spec.clone();
+        self.slots[index].cell = None;
+        tracing::warn!(supervisor = %self.name, child = %spec.name, actor = spec.kind, error = %error, "child failed");
+        self.stats.update(spec.kind, |k| {
+            k.failures += 1;
+            k.last_error = Some(error.clone());
+        });
+
+        let now = Instant::now();
+        let window = self.policy.window();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.policy.max_restarts as usize {
+            self.stop_all("supervisor giving up").await;
+            return Err(format!(
+                "supervisor {}: {} restarts within {:?} exceeded the limit of {}; last failure of {}: {error}",
+                self.name,
+                self.recent.len() + 1,
+                window,
+                self.policy.max_restarts,
+                spec.name
+            )
+            .into());
+        }
+        self.recent.push_back(now);
+
+        let affected: Vec<usize> = match self.policy.strategy {
+            Strategy::OneForOne => vec![index],
+            Strategy::OneForAll => (0..self.slots.len()).collect(),
+            Strategy::RestForOne => (index..self.slots.len()).collect(),
+        };
+        for &i in affected.iter().rev() {
+            if i != index {
+                let reason = format!("restarting with {}", spec.name);
+                self.stop_child(i, &reason).await;
+            }
+        }
+        for i in affected {
+            if !self.pending.contains(&i) {
+                self.pending.push(i);
+            }
+        }
+        self.pending.sort_unstable();
+        self.generation += 1;
+        let generation = self.generation;
+        let unit = self.next_unit();
+        let delay = self.policy.backoff(self.recent.len() as u32 - 1, unit);
+        tracing::info!(supervisor = %self.name, child = %spec.name, delay_ms = delay.as_millis() as u64, "restart scheduled");
+        myself.send_after(delay, move || SupervisorMsg::Restart { generation });
+        Ok(())
+    }
+
+    async fn restart_pending(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let pending = std::mem::take(&mut self.pending);
+        for (n, &index) in pending.iter().enumerate() {
+            let spec = self.slots[index].spec.clone();
+            match (spec.start)(myself.get_cell()).await {
+                Ok(cell) => {
+                    self.slots[index].cell = Some(cell);
+                    self.stats.update(spec.kind, |k| k.restarts += 1);
+                    metrics::counter!("tributary_actor_restarts_total", "actor" => spec.kind)
+                        .increment(1);
+                }
+                Err(e) => {
+                    // Children after it wait for the next attempt, in order.
+                    self.pending.extend_from_slice(&pending[n + 1..]);
+                    return self
+                        .child_down(myself, index, format!("restart failed: {e}"))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(myself.get_id().pid());
+            h.finish()
+        };
+        let mut state = SupervisorState {
+            name: args.name,
+            policy: args.policy,
+            slots: args
+                .children
+                .into_iter()
+                .map(|spec| Slot { spec, cell: None })
+                .collect(),
+            recent: VecDeque::new(),
+            pending: Vec::new(),
+            generation: 0,
+            rng: seed,
+            stats: args.stats,
+        };
+        for index in 0..state.slots.len() {
+            let spec = state.slots[index].spec.clone();
+            match (spec.start)(myself.get_cell()).await {
+                Ok(cell) => state.slots[index].cell = Some(cell),
+                Err(e) => {
+                    state.stop_all("a sibling failed to start").await;
+                    return Err(format!(
+                        "supervisor {}: {} failed to start: {e}",
+                        state.name, spec.name
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let interval = state.policy.liveness_interval_ms;
+        if interval > 0 && state.slots.iter().any(|s| s.spec.probe.is_some()) {
+            myself.send_interval(Duration::from_millis(interval), || {
+                SupervisorMsg::CheckLiveness
+            });
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stop_all("supervisor stopping").await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Restart { generation } if generation == state.generation => {
+                state.restart_pending(&myself).await?;
+            }
+            SupervisorMsg::Restart { .. } => {}
+            SupervisorMsg::CheckLiveness => {
+                let timeout = Duration::from_millis(state.policy.liveness_timeout_ms);
+                for slot in &state.slots {
+                    if let (Some(cell), Some(probe)) = (&slot.cell, &slot.spec.probe) {
+                        let (cell, probe, supervisor) =
+                            (cell.clone(), probe.clone(), myself.clone());
+                        tokio::spawn(async move {
+                            let child = cell.get_id();
+                            if let Err(error) = probe(cell, timeout).await {
+                                // The supervisor may be gone by now; nothing to tell then.
+                                let _ = supervisor
+                                    .send_message(SupervisorMsg::Unresponsive { child, error });
+                            }
+                        });
+                    }
+                }
+            }
+            SupervisorMsg::Unresponsive { child, error } => {
+                if let Some(index) = state.slot_of(child) {
+                    if let Some(cell) = &state.slots[index].cell {
+                        cell.kill();
+                    }
+                    state
+                        .child_down(&myself, index, format!("hung: {error}"))
+                        .await?;
+                }
+            }
+            SupervisorMsg::Children(reply) => {
+                let children = state
+                    .slots
+                    .iter()
+                    .map(|s| ChildStatus {
+                        name: s.spec.name.clone(),
+                        kind: s.spec.kind,
+                        running: s.cell.is_some(),
+                        actor: s.cell.as_ref().map(ActorCell::get_id),
+                    })
+                    .collect();
+                let _ = reply.send(children);
+            }
+            SupervisorMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Events about children that are no longer current (stopped by this supervisor
+        // for a restart, or killed as hung) find no slot and are ignored.
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(index) = state.slot_of(cell.get_id()) {
+                    state.child_down(&myself, index, error.to_string()).await?;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(index) = state.slot_of(cell.get_id()) {
+                    let why = reason.unwrap_or_else(|| "no reason given".into());
+                    state
+                        .child_down(&myself, index, format!("stopped unexpectedly: {why}"))
+                        .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
