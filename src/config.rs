@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use tributary_actors::store::{cassandra, kafka, postgres};
 use tributary_actors::validate::{Findings, Invalid};
 
-use crate::telemetry;
+use crate::{source, telemetry};
 
 /// The defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -52,6 +52,9 @@ pub struct Config {
     /// Logs and traces (`[telemetry]`).
     #[serde(default)]
     pub telemetry: telemetry::Config,
+    /// The embedded randomuser.me-compatible source (`[source]`).
+    #[serde(default)]
+    pub source: source::Config,
 }
 
 /// Where configuration comes from; see the module documentation for the order.
@@ -183,6 +186,7 @@ impl Config {
         f.section("kafka", |f| self.kafka.validate(f));
         f.section("cassandra", |f| self.cassandra.validate(f));
         f.section("telemetry", |f| self.telemetry.validate(f));
+        f.section("source", |f| self.source.validate(f));
         if f.found.is_empty() {
             Ok(())
         } else {

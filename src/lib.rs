@@ -14,9 +14,12 @@
 //!   exporter that sends spans over OTLP to Jaeger.
 //! - [`schema`]: `tributary schema apply`: PostgreSQL migrations, the Cassandra
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.
+//! - [`source`]: the embedded randomuser.me-compatible API (`tributary source`),
+//!   deterministic by seed and page, with fault injection for tests.
 //! - [`exit`]: the process exit codes and which errors map to them.
 
 pub mod config;
 pub mod exit;
 pub mod schema;
+pub mod source;
 pub mod telemetry;

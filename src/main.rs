@@ -44,6 +44,12 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Serve the embedded randomuser.me-compatible API until SIGINT or SIGTERM.
+    Source {
+        /// Address to listen on (default: source.bind).
+        #[arg(long)]
+        bind: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +130,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
             exit::OK
         }
         Command::Config(ConfigCommand::Check) => config_check(&config).await,
+        Command::Source { bind } => serve_source(&config, bind).await,
     };
     telemetry.shutdown();
     code(result)
@@ -142,6 +149,56 @@ async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {
         Err(error) => {
             eprintln!("error: {}", error_chain(&error));
             exit::for_store_error(&error)
+        }
+    }
+}
+
+async fn serve_source(config: &Config, bind: Option<String>) -> i32 {
+    let bind = bind.unwrap_or_else(|| config.source.bind.clone());
+    let listener = match std::net::TcpListener::bind(&bind) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: source.bind: cannot listen on {bind}: {error}");
+            return exit::CONFIG;
+        }
+    };
+    let (server, address) = match tributary::source::server::serve(&config.source, listener) {
+        Ok(served) => served,
+        Err(error) => {
+            eprintln!("error: cannot start the embedded source: {error}");
+            return exit::FAILURE;
+        }
+    };
+    let handle = server.handle();
+    tracing::info!(%address, "embedded source listening: GET http://{address}/api/");
+    let server = tokio::spawn(server);
+    shutdown_signal().await;
+    handle.stop(true).await;
+    match server.await {
+        Ok(Ok(())) => exit::OK,
+        Ok(Err(error)) => {
+            eprintln!("error: embedded source: {error}");
+            exit::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: embedded source task: {error}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`model`]: data crossing actors: [`model::RawUser`] as the source returns it.
 //! - [`secret`]: [`Secret`], a string that never prints, for passwords and credentials.
 //! - [`store`]: one module per store, each with its `Config` (the user documentation of
 //!   its keys) and the functions that open a connection, plus [`store::StoreError`], which
@@ -18,6 +19,7 @@
 //!   restart intensity and escalation, jittered backoff, liveness pings, restart counts.
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
+pub mod model;
 pub mod secret;
 pub mod store;
 pub mod supervisor;

@@ -1,0 +1,266 @@
+//! A user as the randomuser.me API (or the embedded source) returns it, typed.
+//!
+//! Parsing is per record: a page is first split into raw JSON records, then each record
+//! is parsed and validated on its own, so one malformed record goes to quarantine with
+//! its reason and its exact bytes while the rest of the page proceeds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// One response page: raw records plus the `info` block.
+#[derive(Debug, Deserialize)]
+pub struct SourcePage {
+    pub results: Vec<Box<RawValue>>,
+    pub info: PageInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageInfo {
+    pub seed: String,
+    pub results: u32,
+    pub page: u32,
+    pub version: String,
+}
+
+/// A record that cannot be staged: why, and the bytes as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub reason: String,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawUser {
+    pub gender: String,
+    pub name: Name,
+    pub location: Location,
+    pub email: String,
+    pub login: Login,
+    pub dob: DatedAge,
+    pub registered: DatedAge,
+    pub phone: String,
+    pub cell: String,
+    pub id: NationalId,
+    pub picture: Picture,
+    pub nat: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Name {
+    pub title: String,
+    pub first: String,
+    pub last: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub street: Street,
+    pub city: String,
+    pub state: String,
+    pub country: String,
+    /// A number for some nationalities (US, DE, …), a string for others (GB, CA, …).
+    pub postcode: Postcode,
+    pub coordinates: Coordinates,
+    pub timezone: Timezone,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Postcode {
+    Number(u64),
+    Text(String),
+}
+
+impl std::fmt::Display for Postcode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Postcode::Number(n) => write!(f, "{n}"),
+            Postcode::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Street {
+    pub number: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coordinates {
+    pub latitude: String,
+    pub longitude: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timezone {
+    pub offset: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    pub uuid: String,
+    pub username: String,
+    pub password: String,
+    pub salt: String,
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatedAge {
+    /// RFC 3339 timestamp, e.g. `1992-03-08T15:13:16.688Z`.
+    pub date: String,
+    pub age: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NationalId {
+    pub name: String,
+    /// The API returns null for nationalities without a national id scheme.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Picture {
+    pub large: String,
+    pub medium: String,
+    pub thumbnail: String,
+}
+
+impl RawUser {
+    /// Parses and validates one record; the error is a reason fit for the quarantine
+    /// table, naming the field (e.g. `login.uuid: missing field`).
+    pub fn parse(raw: &str) -> Result<RawUser, String> {
+        let deserializer = &mut serde_json::Deserializer::from_str(raw);
+        let user: RawUser = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            }
+        })?;
+        user.validate()?;
+        Ok(user)
+    }
+
+    /// The user's id: the source's `login.uuid`, parsed.
+    pub fn uuid(&self) -> uuid::Uuid {
+        // validate() checked it parses; a RawUser is only built through parse().
+        uuid::Uuid::parse_str(&self.login.uuid).unwrap_or_default()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        uuid::Uuid::parse_str(&self.login.uuid)
+            .map_err(|e| format!("login.uuid: not a UUID: {e}"))?;
+        if !self.email.contains('@') {
+            return Err(format!("email: {:?} is not an email address", self.email));
+        }
+        for (field, value) in [
+            ("dob.date", &self.dob.date),
+            ("registered.date", &self.registered.date),
+        ] {
+            chrono::DateTime::parse_from_rfc3339(value)
+                .map_err(|e| format!("{field}: {value:?} is not an RFC 3339 timestamp: {e}"))?;
+        }
+        if self.name.first.trim().is_empty() || self.name.last.trim().is_empty() {
+            return Err("name: first and last name are required".into());
+        }
+        Ok(())
+    }
+}
+
+/// Splits a response body into records. An error means the body as a whole is not a
+/// page (truncated, malformed): the fetch is retried, then quarantined whole.
+pub fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
+    serde_json::from_slice(body).map_err(|e| format!("response is not a valid page: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = r#"{
+      "gender": "female",
+      "name": {"title": "Miss", "first": "Jennie", "last": "Nichols"},
+      "location": {
+        "street": {"number": 8929, "name": "Valwood Pkwy"},
+        "city": "Billings", "state": "Michigan", "country": "United States",
+        "postcode": 63104,
+        "coordinates": {"latitude": "-69.8246", "longitude": "134.8719"},
+        "timezone": {"offset": "+9:30", "description": "Adelaide, Darwin"}
+      },
+      "email": "jennie.nichols@example.com",
+      "login": {"uuid": "7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "username": "yellowpeacock117",
+                "password": "addison", "salt": "sld1yGtd", "md5": "ab54ac4c0be9480ae8fa5e9e2a5196a3",
+                "sha1": "edcf2ce613cbdea349133c52dc2f3b83168dc51b",
+                "sha256": "48df5229235ada28389b91e60a935e4f9b73eb4bdb855ef9258a1751f10bdc5d"},
+      "dob": {"date": "1992-03-08T15:13:16.688Z", "age": 30},
+      "registered": {"date": "2007-07-09T05:51:59.390Z", "age": 14},
+      "phone": "(272) 790-0888", "cell": "(489) 330-2385",
+      "id": {"name": "SSN", "value": null},
+      "picture": {"large": "https://randomuser.me/api/portraits/women/75.jpg",
+                  "medium": "https://randomuser.me/api/portraits/med/women/75.jpg",
+                  "thumbnail": "https://randomuser.me/api/portraits/thumb/women/75.jpg"},
+      "nat": "US"
+    }"#;
+
+    #[test]
+    fn parses_the_api_shape() {
+        let user = RawUser::parse(SAMPLE).unwrap();
+        assert_eq!(user.name.first, "Jennie");
+        assert_eq!(user.location.postcode, Postcode::Number(63104));
+        assert_eq!(user.id.value, None);
+        assert_eq!(
+            user.uuid().to_string(),
+            "7a0eed16-9430-4d68-901f-c0d4c1c3bf00"
+        );
+    }
+
+    #[test]
+    fn string_postcodes_are_accepted() {
+        let raw = SAMPLE.replace("63104", "\"SW1A 1AA\"");
+        assert_eq!(
+            RawUser::parse(&raw).unwrap().location.postcode,
+            Postcode::Text("SW1A 1AA".into())
+        );
+    }
+
+    #[test]
+    fn reasons_name_the_field() {
+        let missing = SAMPLE.replace(r#""uuid": "7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "#, "");
+        let err = RawUser::parse(&missing).unwrap_err();
+        assert!(err.starts_with("login: missing field `uuid`"), "{err}");
+        let wrong_type = SAMPLE.replace(r#""age": 30"#, r#""age": "thirty""#);
+        let err = RawUser::parse(&wrong_type).unwrap_err();
+        assert!(err.starts_with("dob.age: invalid type"), "{err}");
+        let bad_uuid = SAMPLE.replace("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "not-a-uuid");
+        assert!(
+            RawUser::parse(&bad_uuid)
+                .unwrap_err()
+                .starts_with("login.uuid: not a UUID")
+        );
+        let bad_date = SAMPLE.replace("1992-03-08T15:13:16.688Z", "yesterday");
+        assert!(
+            RawUser::parse(&bad_date)
+                .unwrap_err()
+                .starts_with("dob.date")
+        );
+    }
+
+    #[test]
+    fn a_page_keeps_each_record_raw() {
+        let body = format!(
+            r#"{{"results": [{SAMPLE}, {{"broken": true}}], "info": {{"seed": "s", "results": 2, "page": 1, "version": "1.4"}}}}"#
+        );
+        let page = parse_page(body.as_bytes()).unwrap();
+        assert_eq!(page.results.len(), 2);
+        assert!(RawUser::parse(page.results[0].get()).is_ok());
+        assert!(RawUser::parse(page.results[1].get()).is_err());
+        assert!(parse_page(&body.as_bytes()[..body.len() / 2]).is_err());
+    }
+}
