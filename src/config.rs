@@ -18,6 +18,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
 use tributary_actors::store::{cassandra, kafka, postgres};
+use tributary_actors::{ingest, publish};
+
+use crate::run::SupervisionConfig;
 use tributary_actors::validate::{Findings, Invalid};
 
 use crate::{source, telemetry};
@@ -55,6 +58,15 @@ pub struct Config {
     /// The embedded randomuser.me-compatible source (`[source]`).
     #[serde(default)]
     pub source: source::Config,
+    /// Schedule, fetch and staging (`[ingest]`).
+    #[serde(default)]
+    pub ingest: ingest::Config,
+    /// The transactional producer (`[publish]`).
+    #[serde(default)]
+    pub publish: publish::Config,
+    /// Supervisors above ingest and publish (`[supervision]`).
+    #[serde(default)]
+    pub supervision: SupervisionConfig,
 }
 
 /// Where configuration comes from; see the module documentation for the order.
@@ -187,6 +199,9 @@ impl Config {
         f.section("cassandra", |f| self.cassandra.validate(f));
         f.section("telemetry", |f| self.telemetry.validate(f));
         f.section("source", |f| self.source.validate(f));
+        f.section("ingest", |f| self.ingest.validate(f));
+        f.section("publish", |f| self.publish.validate(f));
+        f.section("supervision", |f| self.supervision.validate(f));
         if f.found.is_empty() {
             Ok(())
         } else {

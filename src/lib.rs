@@ -12,6 +12,7 @@
 //!   variables, validated at start-up with errors that name the key.
 //! - [`telemetry`]: `tracing` subscriber (text or JSON logs) and the OpenTelemetry
 //!   exporter that sends spans over OTLP to Jaeger.
+//! - [`run`]: `tributary run`: the supervised actor tree and `[supervision]`.
 //! - [`schema`]: `tributary schema apply`: PostgreSQL migrations, the Cassandra
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.
 //! - [`source`]: the embedded randomuser.me-compatible API (`tributary source`),
@@ -20,6 +21,39 @@
 
 pub mod config;
 pub mod exit;
+pub mod run;
 pub mod schema;
 pub mod source;
 pub mod telemetry;
+
+/// The error and its causes on one line: "a: b: c". Some drivers repeat their cause in
+/// their own message; a cause already shown is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -44,6 +44,8 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the pipeline until SIGINT or SIGTERM.
+    Run,
     /// Serve the embedded randomuser.me-compatible API until SIGINT or SIGTERM.
     Source {
         /// Address to listen on (default: source.bind).
@@ -131,6 +133,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         }
         Command::Config(ConfigCommand::Check) => config_check(&config).await,
         Command::Source { bind } => serve_source(&config, bind).await,
+        Command::Run => tributary::run::run(&config).await,
     };
     telemetry.shutdown();
     code(result)
@@ -147,7 +150,7 @@ async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {
             exit::OK
         }
         Err(error) => {
-            eprintln!("error: {}", error_chain(&error));
+            eprintln!("error: {}", tributary::error_chain(&error));
             exit::for_store_error(&error)
         }
     }
@@ -172,7 +175,7 @@ async fn serve_source(config: &Config, bind: Option<String>) -> i32 {
     let handle = server.handle();
     tracing::info!(%address, "embedded source listening: GET http://{address}/api/");
     let server = tokio::spawn(server);
-    shutdown_signal().await;
+    tributary::shutdown_signal().await;
     handle.stop(true).await;
     match server.await {
         Ok(Ok(())) => exit::OK,
@@ -187,28 +190,16 @@ async fn serve_source(config: &Config, bind: Option<String>) -> i32 {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 async fn config_check(config: &Config) -> i32 {
     let mut worst = exit::OK;
     let mut report = |service: Service, result: Result<String, store::StoreError>| match result {
         Ok(detail) => println!("{:<11} ok   {detail}", service.to_string()),
         Err(error) => {
-            println!("{:<11} FAIL {}", service.to_string(), error_chain(&error));
+            println!(
+                "{:<11} FAIL {}",
+                service.to_string(),
+                tributary::error_chain(&error)
+            );
             worst = worst.max(exit::for_store_error(&error));
         }
     };
@@ -227,22 +218,6 @@ async fn config_check(config: &Config) -> i32 {
         .map(|_| config.cassandra.endpoint());
     report(Service::Cassandra, cassandra);
     worst
-}
-
-/// The error and its causes on one line: "a: b: c". Some drivers repeat their cause in
-/// their own message; a cause already shown is not repeated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn code(value: i32) -> ExitCode {

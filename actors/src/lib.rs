@@ -7,6 +7,11 @@
 //!
 //! # Layout
 //!
+//! - [`ingest`]: the ingest subtree (stager, fetchers, scheduler) and its config.
+//! - [`leader`]: the PostgreSQL advisory lock that makes one instance the leader,
+//!   which alone runs ingest and publish.
+//! - [`publish`]: the transactional producer (outbox → Kafka) and its config.
+//! - [`directory`]: how an actor finds its downstream sibling's current incarnation.
 //! - [`model`]: data crossing actors: [`model::RawUser`] as the source returns it.
 //! - [`secret`]: [`Secret`], a string that never prints, for passwords and credentials.
 //! - [`store`]: one module per store, each with its `Config` (the user documentation of
@@ -19,7 +24,11 @@
 //!   restart intensity and escalation, jittered backoff, liveness pings, restart counts.
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
+pub mod directory;
+pub mod ingest;
+pub mod leader;
 pub mod model;
+pub mod publish;
 pub mod secret;
 pub mod store;
 pub mod supervisor;

@@ -26,6 +26,7 @@ pub fn isolated_config(prefix: &str) -> Config {
     config.kafka.topics.raw.name = format!("{name}.raw");
     config.kafka.topics.checkpoints.name = format!("{name}.checkpoints");
     config.kafka.topics.dlq.name = format!("{name}.dlq");
+    config.publish.transactional_id = format!("{name}-producer");
     config.telemetry.service_name = name;
     config
 }
@@ -47,4 +48,180 @@ where
                 .with_max_times(attempts),
         )
         .await
+}
+
+/// The environment that makes a `tributary` process use `config`'s isolated names.
+pub fn isolated_env(config: &Config) -> Vec<(String, String)> {
+    [
+        (
+            "TRIBUTARY__POSTGRES__SCHEMA",
+            config.postgres.schema.clone(),
+        ),
+        (
+            "TRIBUTARY__CASSANDRA__KEYSPACE",
+            config.cassandra.keyspace.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__RAW__NAME",
+            config.kafka.topics.raw.name.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__CHECKPOINTS__NAME",
+            config.kafka.topics.checkpoints.name.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__DLQ__NAME",
+            config.kafka.topics.dlq.name.clone(),
+        ),
+        (
+            "TRIBUTARY__PUBLISH__TRANSACTIONAL_ID",
+            config.publish.transactional_id.clone(),
+        ),
+        (
+            "TRIBUTARY__TELEMETRY__SERVICE_NAME",
+            config.telemetry.service_name.clone(),
+        ),
+        // Test processes export no traces: the telemetry test covers export.
+        ("TRIBUTARY__TELEMETRY__OTLP_ENDPOINT", String::new()),
+        ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A `tributary run` child process. Its stderr goes to a file under target/ for the
+/// test's assertions and for post-mortems; dropping it SIGKILLs the process.
+pub struct Tributary {
+    child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Tributary {
+    pub fn run(name: &str, env: &[(String, String)]) -> Tributary {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"));
+        command
+            .arg("run")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("tributary starts");
+        Tributary { child, log }
+    }
+
+    /// SIGKILL: no shutdown hook runs, exactly like a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Tributary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the embedded source on a free loopback port, in this test process.
+pub fn embedded_source(
+    faults: tributary::source::Faults,
+) -> (String, actix_web::dev::ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    let config = tributary::source::Config {
+        faults,
+        ..tributary::source::Config::default()
+    };
+    let (server, address) =
+        tributary::source::server::serve(&config, listener).expect("source starts");
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://{address}/api/"), handle)
+}
+
+/// Every key in `topic`, read with read_committed to the end, with how often it was seen.
+pub async fn read_committed_keys(
+    kafka: &tributary_actors::store::kafka::Config,
+    topic: &str,
+) -> std::collections::HashMap<String, usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka
+            .client_config("test-reader")
+            .expect("client config")
+            .set(
+                "group.id",
+                format!("{topic}-reader-{}", uuid::Uuid::new_v4()),
+            )
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .expect("metadata");
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for &p in &partitions {
+            assignment
+                .add_partition_offset(&topic, p, Offset::Beginning)
+                .expect("assign");
+            ends.push((
+                p,
+                consumer
+                    .fetch_watermarks(&topic, p, timeout)
+                    .expect("watermarks")
+                    .1,
+            ));
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut keys = std::collections::HashMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.expect("consume");
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                *keys.entry(key).or_insert(0) += 1;
+                continue;
+            }
+            let position = consumer.position().expect("position");
+            let done = ends.iter().all(|&(p, end)| {
+                match position.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o >= end,
+                    _ => end == 0,
+                }
+            });
+            if done {
+                return keys;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not reach the end of {topic}"
+            );
+        }
+    })
+    .await
+    .expect("reader task")
 }

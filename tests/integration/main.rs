@@ -7,5 +7,6 @@
 mod cli;
 mod common;
 mod compose;
+mod ingest;
 mod stores;
 mod telemetry;

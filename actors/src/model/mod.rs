@@ -1,5 +1,7 @@
 //! Data that crosses actors: the source's records, as received and as validated.
 
+pub mod batch;
 pub mod raw_user;
 
+pub use batch::{FetchedBatch, Run, StagedUser};
 pub use raw_user::{RawUser, Rejected, SourcePage};

@@ -96,6 +96,14 @@ impl Config {
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
     }
 
+    /// The NOTIFY channel the stager signals after each staged run and the producer
+    /// listens on; per schema, so instances on other schemas are not woken.
+    pub fn staged_channel(&self) -> String {
+        let mut channel = format!("staged_{}", self.schema);
+        channel.truncate(63); // PostgreSQL's identifier length limit
+        channel
+    }
+
     /// `host:port`, for messages.
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -113,7 +121,12 @@ impl Config {
             .dbname(&self.dbname)
             .application_name("tributary")
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
-            .options(format!("-c search_path={}", self.schema));
+            // statement_timeout: a query stuck on a paused or partitioned server fails
+            // (and is retried by its actor) instead of hanging the actor forever.
+            .options(format!(
+                "-c search_path={} -c statement_timeout=30000",
+                self.schema
+            ));
         let password = secret::resolve(&self.password, &self.password_file).map_err(|cause| {
             StoreError::Credentials {
                 service: Service::Postgres,

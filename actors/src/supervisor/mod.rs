@@ -141,6 +141,7 @@ impl RestartStats {
 }
 
 /// The supervisor actor.
+#[derive(Debug, Clone, Copy)]
 pub struct Supervisor;
 
 pub struct SupervisorArgs {
@@ -479,4 +480,63 @@ impl Actor for Supervisor {
         }
         Ok(())
     }
+}
+
+/// The parent of a root supervisor: reports how the root ended, so the process can exit
+/// non-zero when supervision gave up.
+#[derive(Debug, Clone, Copy)]
+pub struct Guardian;
+
+/// How the supervised tree ended.
+pub type TreeOutcome = Result<(), String>;
+
+impl Actor for Guardian {
+    type Msg = ();
+    type State = Option<tokio::sync::oneshot::Sender<TreeOutcome>>;
+    type Arguments = tokio::sync::oneshot::Sender<TreeOutcome>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        done: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(Some(done))
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        done: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let outcome = match event {
+            SupervisionEvent::ActorFailed(_, error) => Err(error.to_string()),
+            SupervisionEvent::ActorTerminated(..) => Ok(()),
+            _ => return Ok(()),
+        };
+        if let Some(done) = done.take() {
+            let _ = done.send(outcome);
+        }
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+/// Starts `root` under a [`Guardian`]; the receiver resolves when the tree ends.
+///
+/// # Errors
+/// The root (or the guardian) fails to start.
+pub async fn spawn_root(
+    args: SupervisorArgs,
+) -> Result<
+    (
+        ActorRef<SupervisorMsg>,
+        tokio::sync::oneshot::Receiver<TreeOutcome>,
+    ),
+    SpawnErr,
+> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (guardian, _) = Actor::spawn(None, Guardian, tx).await?;
+    let (root, _) = Actor::spawn_linked(None, Supervisor, args, guardian.get_cell()).await?;
+    Ok((root, rx))
 }

@@ -1,0 +1,243 @@
+//! A fetcher: fetches one run's page from the source with timeouts, a size limit and
+//! retries (exponential backoff with jitter, `Retry-After` honoured on 429), splits it into
+//! valid users and rejected records, and hands the batch to the stager.
+
+use super::config::{Config, FetchConfig};
+use super::stager::StagerMsg;
+use crate::directory::Directory;
+use crate::model::raw_user::parse_page;
+use crate::model::{FetchedBatch, RawUser, Rejected, Run, StagedUser};
+use backon::{ExponentialBuilder, Retryable};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Fetcher;
+
+pub struct FetcherArgs {
+    pub config: Config,
+    /// Where the stager's current incarnation is; it starts before the fetchers.
+    pub stager: Directory<StagerMsg>,
+    /// Where this fetcher registers itself for the scheduler.
+    pub directory: Directory<FetcherMsg>,
+    /// Fetches started by every fetcher of the process: drives `test_faults`.
+    pub fetches: Arc<AtomicU64>,
+}
+
+pub enum FetcherMsg {
+    Fetch(Run),
+}
+
+pub struct FetcherState {
+    fetches: Arc<AtomicU64>,
+    config: Config,
+    client: reqwest::Client,
+    stager: ActorRef<StagerMsg>,
+}
+
+/// One failed attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("HTTP {status} from the source")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: Vec<u8>,
+    },
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("response larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{reason}")]
+    Unparseable { reason: String, body: Vec<u8> },
+}
+
+impl FetchError {
+    /// Client errors other than 429 will not improve by retrying (a bad URL or query).
+    fn retryable(&self) -> bool {
+        !matches!(self, FetchError::Status { status, .. } if (400..500).contains(status) && *status != 429)
+    }
+
+    fn body(self) -> Vec<u8> {
+        match self {
+            FetchError::Status { body, .. } | FetchError::Unparseable { body, .. } => body,
+            FetchError::Transport(_) | FetchError::TooLarge { .. } => Vec::new(),
+        }
+    }
+}
+
+impl Actor for Fetcher {
+    type Msg = FetcherMsg;
+    type State = FetcherState;
+    type Arguments = FetcherArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<FetcherMsg>,
+        args: FetcherArgs,
+    ) -> Result<FetcherState, ActorProcessingErr> {
+        let stager = args.stager.get().ok_or("the stager is not running")?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(args.config.fetch.connect_timeout_ms))
+            .timeout(Duration::from_millis(args.config.fetch.request_timeout_ms))
+            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        args.directory.register(myself);
+        Ok(FetcherState {
+            fetches: args.fetches,
+            config: args.config,
+            client,
+            stager,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<FetcherMsg>,
+        message: FetcherMsg,
+        state: &mut FetcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        let FetcherMsg::Fetch(run) = message;
+        let started = std::time::Instant::now();
+        let batch = fetch_run(state, run).await;
+        let n = state.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == state.config.test_faults.panic_on_fetch {
+            panic!(
+                "injected fault: fetch {n} (run {}) panics before staging",
+                run.run_id
+            );
+        }
+        metrics::histogram!("tributary_fetch_seconds").record(started.elapsed().as_secs_f64());
+        state.stager.send_message(StagerMsg::Stage(batch))?;
+        Ok(())
+    }
+}
+
+async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
+    let fetch = &state.config.fetch;
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(fetch.backoff_initial_ms))
+        .with_max_delay(Duration::from_millis(fetch.backoff_max_ms))
+        .with_max_times(fetch.max_attempts.saturating_sub(1))
+        .with_jitter();
+    let attempt = || async {
+        let body = get_page(&state.client, &state.config, fetch, run).await?;
+        let page = parse_page(&body).map_err(|reason| FetchError::Unparseable { reason, body })?;
+        Ok::<_, FetchError>(page)
+    };
+    let result = attempt
+        .retry(backoff)
+        .when(FetchError::retryable)
+        .adjust(|error, delay| match error {
+            FetchError::Status { retry_after: Some(after), .. } => delay.map(|d| d.max(*after)),
+            _ => delay,
+        })
+        .notify(|error, delay| {
+            metrics::counter!("tributary_fetch_retries_total").increment(1);
+            tracing::warn!(run_id = run.run_id, error = %error, retry_in_ms = delay.as_millis() as u64, "fetch failed, retrying");
+        })
+        .await;
+    match result {
+        Ok(page) => {
+            let mut users = Vec::with_capacity(page.results.len());
+            let mut rejected = Vec::new();
+            for raw in page.results {
+                match RawUser::parse(raw.get()).and_then(|user| {
+                    serde_json::from_str(raw.get())
+                        .map(|payload| StagedUser {
+                            source_uuid: user.uuid(),
+                            payload,
+                        })
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(user) => users.push(user),
+                    Err(reason) => rejected.push(Rejected {
+                        reason,
+                        raw: raw.get().as_bytes().to_vec(),
+                    }),
+                }
+            }
+            FetchedBatch::Fetched {
+                run,
+                users,
+                rejected,
+            }
+        }
+        Err(error) => {
+            let reason = format!(
+                "fetch failed after {} attempt(s): {error}",
+                fetch.max_attempts
+            );
+            FetchedBatch::Failed {
+                run,
+                reason,
+                raw: error.body(),
+            }
+        }
+    }
+}
+
+async fn get_page(
+    client: &reqwest::Client,
+    config: &Config,
+    fetch: &FetchConfig,
+    run: Run,
+) -> Result<Vec<u8>, FetchError> {
+    let mut response = client
+        .get(&config.source_url)
+        .query(&[
+            ("results", run.users.to_string()),
+            ("seed", config.seed.clone()),
+            ("page", run.page().to_string()),
+        ])
+        .send()
+        .await
+        .map_err(|e| FetchError::Transport(error_text(&e)))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let limit = fetch.max_response_bytes;
+    if response
+        .content_length()
+        .is_some_and(|len| len as usize > limit)
+    {
+        return Err(FetchError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Transport(error_text(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(FetchError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            status: status.as_u16(),
+            retry_after,
+            body,
+        });
+    }
+    Ok(body)
+}
+
+/// reqwest's Display hides the cause ("error sending request"): include the chain.
+fn error_text(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,83 @@
+//! The ingest subtree (leader only): source → PostgreSQL.
+//!
+//! ```text
+//! ingest (rest_for_one)
+//! ├── stager          single writer of staged_users
+//! ├── fetcher × N     HTTP with timeouts and retries
+//! └── scheduler       the runs ledger; dispatches runs to the fetchers
+//! ```
+//! Built downstream first: a restart of any child restarts those after it, so each
+//! actor finds its downstream's current incarnation when it starts.
+
+pub mod config;
+pub mod fetcher;
+pub mod scheduler;
+pub mod stager;
+
+pub use config::Config;
+
+use crate::directory::Directory;
+use crate::store::postgres;
+use crate::supervisor::{ChildSpec, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg};
+use fetcher::{Fetcher, FetcherArgs, FetcherMsg};
+use scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
+use stager::{Stager, StagerArgs, StagerMsg};
+
+/// The ingest supervisor with its children.
+pub fn supervisor_spec(
+    config: &Config,
+    postgres: &postgres::Config,
+    stats: &RestartStats,
+) -> ChildSpec {
+    let stager_directory: Directory<StagerMsg> = Directory::default();
+    let fetcher_directories: Vec<Directory<FetcherMsg>> =
+        (0..config.fetchers).map(|_| Directory::default()).collect();
+
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut children = Vec::new();
+    let (pg, dir) = (postgres.clone(), stager_directory.clone());
+    children.push(
+        ChildSpec::new("stager", "stager", Stager, move || StagerArgs {
+            postgres: pg.clone(),
+            directory: dir.clone(),
+        })
+        .with_ping::<StagerMsg>(),
+    );
+    for (index, directory) in fetcher_directories.iter().enumerate() {
+        let (cfg, stager, directory, fetches) = (
+            config.clone(),
+            stager_directory.clone(),
+            directory.clone(),
+            fetches.clone(),
+        );
+        children.push(ChildSpec::new(
+            format!("fetcher-{index}"),
+            "fetcher",
+            Fetcher,
+            move || FetcherArgs {
+                config: cfg.clone(),
+                stager: stager.clone(),
+                directory: directory.clone(),
+                fetches: fetches.clone(),
+            },
+        ));
+    }
+    let (cfg, pg) = (config.clone(), postgres.clone());
+    children.push(
+        ChildSpec::new("scheduler", "scheduler", Scheduler, move || SchedulerArgs {
+            config: cfg.clone(),
+            postgres: pg.clone(),
+            fetchers: fetcher_directories.clone(),
+        })
+        .with_ping::<SchedulerMsg>(),
+    );
+
+    let (policy, stats) = (config.supervision.clone(), stats.clone());
+    ChildSpec::new("ingest", "supervisor", Supervisor, move || SupervisorArgs {
+        name: "ingest".into(),
+        policy: policy.clone(),
+        children: children.clone(),
+        stats: stats.clone(),
+    })
+    .with_ping::<SupervisorMsg>()
+}

@@ -1,0 +1,207 @@
+//! The stager: the single writer of `staged_users`. One PostgreSQL transaction per run
+//! inserts its users (ON CONFLICT DO NOTHING on source_uuid), its rejected records, marks
+//! the run staged and notifies the producer; a replayed run therefore stages nothing twice.
+
+use crate::directory::Directory;
+use crate::model::{FetchedBatch, Rejected, StagedUser};
+use crate::store::StoreError;
+use crate::store::postgres::{self, query_error};
+use crate::supervisor::Ping;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stager;
+
+pub struct StagerArgs {
+    pub postgres: postgres::Config,
+    pub directory: Directory<StagerMsg>,
+}
+
+pub enum StagerMsg {
+    Stage(FetchedBatch),
+    Ping(RpcReplyPort<()>),
+}
+
+impl From<Ping> for StagerMsg {
+    fn from(ping: Ping) -> Self {
+        StagerMsg::Ping(ping.0)
+    }
+}
+
+pub struct StagerState {
+    pool: deadpool_postgres::Pool,
+    channel: String,
+}
+
+impl Actor for Stager {
+    type Msg = StagerMsg;
+    type State = StagerState;
+    type Arguments = StagerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StagerMsg>,
+        args: StagerArgs,
+    ) -> Result<StagerState, ActorProcessingErr> {
+        let pool = postgres::pool(&args.postgres)?;
+        postgres::check(&pool, &args.postgres).await?;
+        args.directory.register(myself);
+        Ok(StagerState {
+            pool,
+            channel: args.postgres.staged_channel(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<StagerMsg>,
+        message: StagerMsg,
+        state: &mut StagerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            StagerMsg::Stage(batch) => {
+                let run_id = batch.run().run_id;
+                // A failure here fails the actor: its supervisor restarts the ingest
+                // chain and the scheduler re-dispatches the run, still pending.
+                let staged = stage(state, batch).await?;
+                metrics::counter!("tributary_records_total", "stage" => "staged")
+                    .increment(staged.users);
+                metrics::counter!("tributary_quarantined_records_total")
+                    .increment(staged.quarantined);
+                tracing::info!(
+                    run_id,
+                    users = staged.users,
+                    quarantined = staged.quarantined,
+                    "run staged"
+                );
+            }
+            StagerMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Staged {
+    users: u64,
+    quarantined: u64,
+}
+
+async fn stage(state: &StagerState, batch: FetchedBatch) -> Result<Staged, StoreError> {
+    let mut client = state.pool.get().await.map_err(|e| {
+        StoreError::request(
+            crate::store::Service::Postgres,
+            "no pooled connection",
+            true,
+            e,
+        )
+    })?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| query_error("begin", e))?;
+    let (run_id, staged) = match batch {
+        FetchedBatch::Fetched {
+            run,
+            users,
+            rejected,
+        } => {
+            let inserted = insert_users(&tx, run.run_id, &users).await?;
+            let quarantined = insert_rejected(&tx, run.run_id, &rejected).await?;
+            tx.execute(
+                "UPDATE runs SET status = 'staged', attempts = attempts + 1, last_error = NULL, \
+                 staged_users = (SELECT count(*) FROM staged_users WHERE run_id = $1), \
+                 quarantined = (SELECT count(*) FROM quarantine WHERE run_id = $1), updated_at = now() \
+                 WHERE run_id = $1",
+                &[&run.run_id],
+            )
+            .await
+            .map_err(|e| query_error("mark run staged", e))?;
+            (
+                run.run_id,
+                Staged {
+                    users: inserted,
+                    quarantined,
+                },
+            )
+        }
+        FetchedBatch::Failed { run, reason, raw } => {
+            let quarantined = insert_rejected(
+                &tx,
+                run.run_id,
+                &[Rejected {
+                    reason: reason.clone(),
+                    raw,
+                }],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE runs SET status = 'failed', attempts = attempts + 1, last_error = $2, updated_at = now() \
+                 WHERE run_id = $1",
+                &[&run.run_id, &reason],
+            )
+            .await
+            .map_err(|e| query_error("mark run failed", e))?;
+            tracing::warn!(run_id = run.run_id, reason = %reason, "run failed: response quarantined");
+            (
+                run.run_id,
+                Staged {
+                    users: 0,
+                    quarantined,
+                },
+            )
+        }
+    };
+    // Delivered on commit, so the producer never looks before the rows are visible.
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&state.channel, &run_id.to_string()],
+    )
+    .await
+    .map_err(|e| query_error("notify", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| query_error("commit staged run", e))?;
+    Ok(staged)
+}
+
+async fn insert_users(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run_id: i64,
+    users: &[StagedUser],
+) -> Result<u64, StoreError> {
+    if users.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.source_uuid).collect();
+    let payloads: Vec<&serde_json::Value> = users.iter().map(|u| &u.payload).collect();
+    // WITH ORDINALITY keeps the page order, so outbox ids follow the source's order.
+    tx.execute(
+        "INSERT INTO staged_users (source_uuid, run_id, payload) \
+         SELECT u, $2, p FROM UNNEST($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS t(u, p, n) ORDER BY n \
+         ON CONFLICT (source_uuid) DO NOTHING",
+        &[&ids, &run_id, &payloads],
+    )
+    .await
+    .map_err(|e| query_error("insert staged users", e))
+}
+
+async fn insert_rejected(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run_id: i64,
+    rejected: &[Rejected],
+) -> Result<u64, StoreError> {
+    if rejected.is_empty() {
+        return Ok(0);
+    }
+    let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+    let raws: Vec<&[u8]> = rejected.iter().map(|r| r.raw.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO quarantine (run_id, reason, raw) SELECT $1, r, b FROM UNNEST($2::text[], $3::bytea[]) AS t(r, b) \
+         ON CONFLICT (run_id, md5(raw)) DO NOTHING",
+        &[&run_id, &reasons, &raws],
+    )
+    .await
+    .map_err(|e| query_error("insert quarantine", e))
+}

@@ -1,0 +1,76 @@
+//! Messages' payloads that cross ingest actors.
+
+use super::raw_user::Rejected;
+use std::fmt;
+
+/// One scheduled run: a schedule slot and what to fetch for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The schedule slot; also the source page, so a refetch returns the same users.
+    pub run_id: i64,
+    /// Users requested from the source.
+    pub users: u32,
+}
+
+impl Run {
+    /// The source page for this run: pages start at 1, slots at 0.
+    pub fn page(&self) -> u64 {
+        self.run_id.unsigned_abs() + 1
+    }
+}
+
+/// A validated user ready for staging.
+pub struct StagedUser {
+    pub source_uuid: uuid::Uuid,
+    /// The record as the source returned it (validated), stored as JSONB.
+    pub payload: serde_json::Value,
+}
+
+/// What a fetcher hands the stager for one run.
+pub enum FetchedBatch {
+    /// The page was fetched: valid users and rejected records.
+    Fetched {
+        run: Run,
+        users: Vec<StagedUser>,
+        rejected: Vec<Rejected>,
+    },
+    /// The page could not be fetched or parsed after every retry: the last response body
+    /// goes to quarantine and the run is marked failed.
+    Failed {
+        run: Run,
+        reason: String,
+        raw: Vec<u8>,
+    },
+}
+
+impl FetchedBatch {
+    pub fn run(&self) -> Run {
+        match self {
+            FetchedBatch::Fetched { run, .. } | FetchedBatch::Failed { run, .. } => *run,
+        }
+    }
+}
+
+// Counts, not rows: a batch holds thousands of users.
+impl fmt::Debug for FetchedBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchedBatch::Fetched {
+                run,
+                users,
+                rejected,
+            } => f
+                .debug_struct("Fetched")
+                .field("run_id", &run.run_id)
+                .field("users", &users.len())
+                .field("rejected", &rejected.len())
+                .finish(),
+            FetchedBatch::Failed { run, reason, raw } => f
+                .debug_struct("Failed")
+                .field("run_id", &run.run_id)
+                .field("reason", reason)
+                .field("raw_bytes", &raw.len())
+                .finish(),
+        }
+    }
+}

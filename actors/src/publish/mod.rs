@@ -1,0 +1,39 @@
+//! The publish subtree: the transactional producer, leader only.
+
+pub mod config;
+pub mod producer;
+
+pub use config::Config;
+
+use crate::store::{kafka, postgres};
+use crate::supervisor::{ChildSpec, RestartStats, Supervisor, SupervisorArgs};
+use producer::{Producer, ProducerArgs, ProducerMsg};
+
+/// The publish supervisor with its producer.
+pub fn supervisor_spec(
+    config: &Config,
+    kafka: &kafka::Config,
+    postgres: &postgres::Config,
+    stats: &RestartStats,
+) -> ChildSpec {
+    let (config, kafka, postgres) = (config.clone(), kafka.clone(), postgres.clone());
+    let producer_config = config.clone();
+    let transactions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let producer = ChildSpec::new("producer", "producer", Producer, move || ProducerArgs {
+        config: producer_config.clone(),
+        kafka: kafka.clone(),
+        postgres: postgres.clone(),
+        transactions: transactions.clone(),
+    })
+    .with_ping::<ProducerMsg>();
+    let stats = stats.clone();
+    ChildSpec::new("publish", "supervisor", Supervisor, move || {
+        SupervisorArgs {
+            name: "publish".into(),
+            policy: config.supervision.clone(),
+            children: vec![producer.clone()],
+            stats: stats.clone(),
+        }
+    })
+    .with_ping::<crate::supervisor::SupervisorMsg>()
+}

@@ -1,0 +1,446 @@
+//! The producer: moves the PostgreSQL outbox (`staged_users`, in id order) into Kafka,
+//! exactly once.
+//!
+//! Each Kafka transaction carries a batch of outbox rows to `users.raw` **and** a
+//! checkpoint record `{"last_outbox_id": N}` on the compacted checkpoints topic (the
+//! KIP-618 pattern of Kafka Connect's exactly-once source connectors). On (re)start
+//! `init_transactions` aborts whatever the previous incarnation left open and fences it
+//! (same `transactional.id`), then the committed checkpoint, read with read_committed,
+//! says where to resume. Records and checkpoint commit or abort together, so the outbox
+//! is never published twice nor skipped.
+//!
+//! librdkafka's transaction calls block: they run on tokio's blocking pool.
+
+use super::config::Config;
+use crate::store::kafka::{self, TopicSpec};
+use crate::store::postgres::{self, query_error};
+use crate::store::{Service, StoreError};
+use crate::supervisor::Ping;
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_postgres::AsyncMessage;
+
+/// Version of the record format on `users.raw`, in the `tributary-schema` header.
+pub const SCHEMA_VERSION: &str = "1";
+/// The checkpoint partition: a single one, so reading it back is one partition scan.
+const CHECKPOINT_PARTITION: i32 = 0;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Producer;
+
+pub struct ProducerArgs {
+    pub config: Config,
+    pub kafka: kafka::Config,
+    pub postgres: postgres::Config,
+    /// Transactions attempted by every incarnation so far: drives `test_faults`.
+    pub transactions: Arc<AtomicU64>,
+}
+
+pub enum ProducerMsg {
+    /// Publish what the outbox holds (sent by NOTIFY, the poll timer, or itself while
+    /// a backlog remains).
+    Wake,
+    Ping(RpcReplyPort<()>),
+}
+
+impl From<Ping> for ProducerMsg {
+    fn from(ping: Ping) -> Self {
+        ProducerMsg::Ping(ping.0)
+    }
+}
+
+/// The checkpoint record's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub last_outbox_id: i64,
+}
+
+type KafkaProducer = ThreadedProducer<DefaultProducerContext>;
+
+pub struct ProducerState {
+    config: Config,
+    raw: TopicSpec,
+    checkpoints: TopicSpec,
+    producer: Arc<KafkaProducer>,
+    pool: deadpool_postgres::Pool,
+    /// The last outbox id committed to Kafka.
+    last_outbox_id: i64,
+    transactions: Arc<AtomicU64>,
+    /// Keeps the LISTEN connection open; its driver task forwards notifications.
+    _listen_client: tokio_postgres::Client,
+    listener: JoinHandle<()>,
+}
+
+/// One outbox row.
+struct OutboxRow {
+    id: i64,
+    run_id: i64,
+    source_uuid: uuid::Uuid,
+    payload: serde_json::Value,
+}
+
+impl Actor for Producer {
+    type Msg = ProducerMsg;
+    type State = ProducerState;
+    type Arguments = ProducerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ProducerMsg>,
+        args: ProducerArgs,
+    ) -> Result<ProducerState, ActorProcessingErr> {
+        let pool = postgres::pool(&args.postgres)?;
+        postgres::check(&pool, &args.postgres).await?;
+        let timeout = args.config.transaction_timeout();
+        let producer: KafkaProducer = args
+            .kafka
+            .client_config("producer")?
+            .set("transactional.id", &args.config.transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                args.config.transaction_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "5")
+            .create()?;
+        let producer = Arc::new(producer);
+        let init = producer.clone();
+        // Fences the previous incarnation (this process's or a dead leader's) and aborts
+        // its open transaction.
+        tokio::task::spawn_blocking(move || init.init_transactions(timeout)).await??;
+        let (kafka, topic, id) = (
+            args.kafka.clone(),
+            args.kafka.topics.checkpoints.name.clone(),
+            args.config.transactional_id.clone(),
+        );
+        let checkpoint =
+            tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id)).await??;
+        let last_outbox_id = checkpoint.map_or(0, |c| c.last_outbox_id);
+        tracing::info!(transactional_id = %args.config.transactional_id, last_outbox_id, "producer ready: resuming after the committed checkpoint");
+        let (listen_client, listener) = listen(&args.postgres, myself.clone()).await?;
+        Ok(ProducerState {
+            raw: args.kafka.topics.raw.clone(),
+            checkpoints: args.kafka.topics.checkpoints.clone(),
+            config: args.config,
+            producer,
+            pool,
+            last_outbox_id,
+            transactions: args.transactions,
+            _listen_client: listen_client,
+            listener,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ProducerMsg>,
+        state: &mut ProducerState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_message(ProducerMsg::Wake)?;
+        myself.send_interval(Duration::from_millis(state.config.poll_interval_ms), || {
+            ProducerMsg::Wake
+        });
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<ProducerMsg>,
+        state: &mut ProducerState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.listener.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProducerMsg>,
+        message: ProducerMsg,
+        state: &mut ProducerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProducerMsg::Wake => {
+                let rows = read_outbox(state).await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let full = rows.len() as u32 == state.config.batch_size;
+                match publish(state, rows).await? {
+                    Published::Committed => {
+                        if full {
+                            // More is waiting: continue after any queued control message.
+                            myself.send_message(ProducerMsg::Wake)?;
+                        }
+                    }
+                    Published::Aborted => {} // retried on the next wake
+                }
+            }
+            ProducerMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
+    let rows = client
+        .query(
+            "SELECT id, run_id, source_uuid, payload FROM staged_users WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&state.last_outbox_id, &i64::from(state.config.batch_size)],
+        )
+        .await
+        .map_err(|e| query_error("read the outbox", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| OutboxRow {
+            id: row.get(0),
+            run_id: row.get(1),
+            source_uuid: row.get(2),
+            payload: row.get(3),
+        })
+        .collect())
+}
+
+enum Published {
+    Committed,
+    Aborted,
+}
+
+/// How one Kafka transaction ended.
+enum TxnOutcome {
+    Committed,
+    /// Aborted after an abortable error; the batch is retried.
+    Aborted,
+    /// Left open on purpose by `test_faults`: the next incarnation's init aborts it.
+    LeftOpen,
+}
+
+/// Publishes one batch and its checkpoint in one Kafka transaction.
+///
+/// # Errors
+/// A fatal producer error (fenced by a newer incarnation, or broken): the actor fails
+/// and its supervisor starts a new producer, which re-initialises transactions.
+async fn publish(
+    state: &mut ProducerState,
+    rows: Vec<OutboxRow>,
+) -> Result<Published, ActorProcessingErr> {
+    let Some(last) = rows.last().map(|r| r.id) else {
+        return Ok(Published::Committed);
+    };
+    let producer = state.producer.clone();
+    let (raw, checkpoints) = (state.raw.name.clone(), state.checkpoints.name.clone());
+    let key = state.config.transactional_id.clone();
+    let timeout = state.config.transaction_timeout();
+    let count = rows.len() as u64;
+    let started = Instant::now();
+    let faults = state.config.test_faults.clone();
+    let n = state.transactions.fetch_add(1, Ordering::SeqCst) + 1;
+    let fail_before_commit =
+        faults.fail_before_commit_every > 0 && n.is_multiple_of(faults.fail_before_commit_every);
+    let fail_after_commit =
+        faults.fail_after_commit_every > 0 && n.is_multiple_of(faults.fail_after_commit_every);
+    let result = tokio::task::spawn_blocking(move || {
+        let attempt = || -> Result<TxnOutcome, KafkaError> {
+            producer.begin_transaction()?;
+            for row in &rows {
+                let key = row.source_uuid.to_string();
+                let payload = row.payload.to_string().into_bytes();
+                let (id, run) = (row.id.to_string(), row.run_id.to_string());
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "tributary-schema", value: Some(SCHEMA_VERSION) })
+                    .insert(Header { key: "tributary-outbox-id", value: Some(&id) })
+                    .insert(Header { key: "tributary-run-id", value: Some(&run) });
+                send(&producer, BaseRecord::to(&raw).key(&key).payload(&payload).headers(headers))?;
+            }
+            let checkpoint = serde_json::to_vec(&Checkpoint { last_outbox_id: last }).unwrap_or_default();
+            send(
+                &producer,
+                BaseRecord::to(&checkpoints).partition(CHECKPOINT_PARTITION).key(&key).payload(&checkpoint),
+            )?;
+            if fail_before_commit {
+                // Flush so the records really reach the broker inside the open transaction.
+                producer.flush(timeout)?;
+                return Ok(TxnOutcome::LeftOpen);
+            }
+            producer.commit_transaction(timeout)?;
+            Ok(TxnOutcome::Committed)
+        };
+        match attempt() {
+            Ok(outcome) => Ok(outcome),
+            Err(error) if is_fatal(&error) => Err(error),
+            Err(error) => {
+                tracing::warn!(error = %error, "kafka transaction failed: aborting, the batch will be retried");
+                match producer.abort_transaction(timeout) {
+                    Err(abort) if is_fatal(&abort) => Err(abort),
+                    _ => Ok(TxnOutcome::Aborted),
+                }
+            }
+        }
+    })
+    .await?;
+    match result {
+        Ok(TxnOutcome::Committed) => {
+            state.last_outbox_id = last;
+            metrics::counter!("tributary_kafka_transactions_total", "outcome" => "committed")
+                .increment(1);
+            metrics::counter!("tributary_records_total", "stage" => "published").increment(count);
+            metrics::histogram!("tributary_kafka_transaction_seconds")
+                .record(started.elapsed().as_secs_f64());
+            tracing::debug!(
+                last_outbox_id = last,
+                records = count,
+                "kafka transaction committed"
+            );
+            if fail_after_commit {
+                return Err(format!(
+                    "injected fault: transaction {n} committed, failing before the next batch"
+                )
+                .into());
+            }
+            Ok(Published::Committed)
+        }
+        Ok(TxnOutcome::Aborted) => {
+            metrics::counter!("tributary_kafka_transactions_total", "outcome" => "aborted")
+                .increment(1);
+            Ok(Published::Aborted)
+        }
+        Ok(TxnOutcome::LeftOpen) => {
+            Err(format!("injected fault: transaction {n} sent, not committed").into())
+        }
+        Err(error) => Err(format!("producer unusable, restarting it: {error}").into()),
+    }
+}
+
+/// Enqueues one record, waiting for room when librdkafka's local queue is full.
+fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &KafkaProducer,
+    mut record: BaseRecord<'_, K, P>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+/// Fenced (a newer producer with our transactional.id exists) or otherwise unusable.
+fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => e.is_fatal(),
+        _ => false,
+    }
+}
+
+/// The last checkpoint this producer committed, read back with read_committed.
+///
+/// # Errors
+/// The checkpoints topic cannot be read.
+pub fn read_checkpoint(
+    config: &kafka::Config,
+    topic: &str,
+    key: &str,
+) -> Result<Option<Checkpoint>, KafkaError> {
+    let consumer: BaseConsumer = config
+        .client_config("checkpoint-reader")
+        .map_err(|_| KafkaError::ClientCreation("cannot read credentials".into()))?
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("group.id", format!("{key}-checkpoint-reader"))
+        .create()?;
+    let timeout = config.request_timeout();
+    let (low, high) = consumer.fetch_watermarks(topic, CHECKPOINT_PARTITION, timeout)?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, CHECKPOINT_PARTITION, Offset::Offset(low))?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        // read_committed stops at the last stable offset; once there, the log is read.
+        let position = consumer
+            .position()?
+            .find_partition(topic, CHECKPOINT_PARTITION)
+            .and_then(|p| match p.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .unwrap_or(low);
+        if position >= high {
+            return Ok(last);
+        }
+        if Instant::now() > deadline {
+            return Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::OperationTimedOut,
+            ));
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message?;
+            if message.key() == Some(key.as_bytes())
+                && let Some(checkpoint) = message
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<Checkpoint>(p).ok())
+            {
+                last = Some(checkpoint);
+            }
+        }
+    }
+}
+
+/// Opens the dedicated LISTEN connection (pooled connections would drop notifications)
+/// and forwards each notification as a Wake.
+async fn listen(
+    config: &postgres::Config,
+    producer: ActorRef<ProducerMsg>,
+) -> Result<(tokio_postgres::Client, JoinHandle<()>), StoreError> {
+    let (client, mut connection) = config
+        .client_config()?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
+    let task = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if producer.send_message(ProducerMsg::Wake).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // The periodic poll keeps the producer going; a restart reconnects.
+                    tracing::warn!(error = %error, "outbox LISTEN connection lost");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN \"{}\"", config.staged_channel()))
+        .await
+        .map_err(|e| query_error("listen", e))?;
+    Ok((client, task))
+}

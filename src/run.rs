@@ -1,0 +1,140 @@
+//! `tributary run`: the supervised actor tree.
+//!
+//! ```text
+//! root (one_for_one)            [supervision.root]; giving up exits the process non-zero
+//! └── leader                    holds the PostgreSQL advisory lock, then starts:
+//!     └── leader duties (one_for_one)        [supervision.leader]
+//!         ├── ingest (rest_for_one)          stager, fetchers, scheduler
+//!         └── publish (one_for_one)          producer
+//! ```
+//! The process subtree (consumers, transformers, writers) joins the root with issue 4.
+
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
+use tributary_actors::store::{self, StoreError};
+use tributary_actors::supervisor::{
+    self, ChildSpec, RestartPolicy, RestartStats, Strategy, SupervisorArgs,
+};
+use tributary_actors::validate::Findings;
+use tributary_actors::{ingest, publish};
+
+use crate::config::Config;
+use crate::exit;
+
+/// `[supervision]`: policies of the supervisors above ingest and publish.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// The root supervisor. When it gives up, the process exits with code 1 so its own
+    /// supervisor (systemd, Kubernetes) can restart it.
+    #[serde(default = "default_root")]
+    pub root: RestartPolicy,
+    /// The supervisor over ingest and publish on the leader.
+    #[serde(default = "default_leader")]
+    pub leader: RestartPolicy,
+    /// How often a follower tries to become the leader.
+    #[serde(default = "default_leader_retry_ms")]
+    pub leader_retry_ms: u64,
+}
+
+fn default_root() -> RestartPolicy {
+    RestartPolicy::new(Strategy::OneForOne)
+}
+fn default_leader() -> RestartPolicy {
+    RestartPolicy::new(Strategy::OneForOne)
+}
+fn default_leader_retry_ms() -> u64 {
+    1_000
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        Self {
+            root: default_root(),
+            leader: default_leader(),
+            leader_retry_ms: default_leader_retry_ms(),
+        }
+    }
+}
+
+impl SupervisionConfig {
+    pub fn validate(&self, f: &mut Findings) {
+        f.section("root", |f| self.root.validate(f));
+        f.section("leader", |f| self.leader.validate(f));
+        f.range("leader_retry_ms", self.leader_retry_ms, 10, 600_000);
+    }
+}
+
+/// Runs the pipeline until SIGINT/SIGTERM (exit 0) or until supervision gives up
+/// (exit 1). Unreachable stores at start-up exit 2.
+pub async fn run(config: &Config) -> i32 {
+    if let Err(error) = reach_stores(config).await {
+        eprintln!("error: {}", crate::error_chain(&error));
+        return exit::for_store_error(&error);
+    }
+    let stats = RestartStats::default();
+    let duties = vec![
+        ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
+        publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
+    ];
+    let is_leader = Arc::new(AtomicBool::new(false));
+    let leader_args = {
+        let (postgres, policy, stats, is_leader) = (
+            config.postgres.clone(),
+            config.supervision.leader.clone(),
+            stats.clone(),
+            is_leader.clone(),
+        );
+        let retry = Duration::from_millis(config.supervision.leader_retry_ms);
+        move || LeaderArgs {
+            postgres: postgres.clone(),
+            retry,
+            duties: duties.clone(),
+            policy: policy.clone(),
+            stats: stats.clone(),
+            is_leader: is_leader.clone(),
+        }
+    };
+    let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();
+    let root = supervisor::spawn_root(SupervisorArgs {
+        name: "root".into(),
+        policy: config.supervision.root.clone(),
+        children: vec![leader],
+        stats,
+    })
+    .await;
+    let (root, done) = match root {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("error: the actor tree failed to start: {error}");
+            return exit::FAILURE;
+        }
+    };
+    tracing::info!("tributary running");
+    tokio::select! {
+        () = crate::shutdown_signal() => {
+            tracing::info!("shutdown requested: stopping the actor tree");
+            let _ = root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(60))).await;
+            exit::OK
+        }
+        outcome = done => match outcome {
+            Ok(Ok(())) => exit::OK,
+            Ok(Err(error)) => {
+                tracing::error!(error = %error, "supervision gave up: exiting");
+                eprintln!("error: supervision gave up: {error}");
+                exit::FAILURE
+            }
+            Err(_) => exit::FAILURE,
+        },
+    }
+}
+
+async fn reach_stores(config: &Config) -> Result<(), StoreError> {
+    let pool = store::postgres::pool(&config.postgres)?;
+    store::postgres::check(&pool, &config.postgres).await?;
+    store::kafka::check(&config.kafka).await?;
+    Ok(())
+}
