@@ -79,11 +79,7 @@ impl Actor for Fetcher {
         args: FetcherArgs,
     ) -> Result<FetcherState, ActorProcessingErr> {
         let stager = args.stager.get().ok_or("the stager is not running")?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(args.config.fetch.connect_timeout_ms))
-            .timeout(Duration::from_millis(args.config.fetch.request_timeout_ms))
-            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = http_client(&args.config.fetch)?;
         args.directory.register(myself);
         Ok(FetcherState {
             fetches: args.fetches,
@@ -113,6 +109,21 @@ impl Actor for Fetcher {
         state.stager.send_message(StagerMsg::Stage(batch))?;
         Ok(())
     }
+}
+
+/// The HTTP client of a fetcher. https sources (the real randomuser.me) use rustls with
+/// the ring provider and the system's trust roots.
+///
+/// # Errors
+/// The TLS back end cannot be initialised.
+pub fn http_client(fetch: &FetchConfig) -> reqwest::Result<reqwest::Client> {
+    // A provider installed earlier in the process is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(fetch.connect_timeout_ms))
+        .timeout(Duration::from_millis(fetch.request_timeout_ms))
+        .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
@@ -240,4 +251,42 @@ fn error_text(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pointing at an https source (the real API) is a configuration switch: the TLS
+    /// client builds and a failure is an ordinary, retryable transport error.
+    #[tokio::test]
+    async fn https_sources_use_tls_and_fail_cleanly() {
+        let config = Config {
+            source_url: "https://127.0.0.1:1/api/".into(),
+            ..Config::default()
+        };
+        let client = http_client(&config.fetch).expect("TLS client builds");
+        let run = Run {
+            run_id: 0,
+            users: 1,
+        };
+        let error = get_page(&client, &config, &config.fetch, run)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, FetchError::Transport(_)), "{error}");
+        assert!(error.retryable());
+    }
+
+    #[test]
+    fn client_errors_are_not_retried_but_throttling_is() {
+        let status = |status| FetchError::Status {
+            status,
+            retry_after: None,
+            body: Vec::new(),
+        };
+        assert!(!status(400).retryable());
+        assert!(!status(404).retryable());
+        assert!(status(429).retryable());
+        assert!(status(503).retryable());
+    }
 }
