@@ -13,19 +13,18 @@ TRIBUTARY := target/debug/tributary
 .PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny
 
 help:
-	@echo "make demo          stack up, schema apply, run the pipeline on the embedded source"
+	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
 	@echo "make test          the whole suite against the real stack (what CI runs)"
 	@echo "make stack-up      start Kafka, Cassandra, PostgreSQL, Jaeger, Toxiproxy (installs what is missing)"
 	@echo "make stack-down    stop them"
 	@echo "make stack-status  one line per service: up or down"
 	@echo "make lint          rustfmt and clippy; make deny: cargo-deny"
 
+DEMO_USERS ?= 10000
+
 demo: stack-up build
 	$(TRIBUTARY) schema apply
-	$(TRIBUTARY) config check
-	@echo
-	@echo "demo: stack up and schema applied. The pipeline itself (tributary run) is issues 3 and 4;"
-	@echo "demo: until it lands, the demo stops here."
+	$(TRIBUTARY) demo --users $(DEMO_USERS)
 
 test: stack-up lint
 	cargo test --workspace --locked

@@ -17,14 +17,18 @@
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.
 //! - [`source`]: the embedded randomuser.me-compatible API (`tributary source`),
 //!   deterministic by seed and page, with fault injection for tests.
+//! - [`verify`]: `tributary verify`: PostgreSQL vs Kafka (and Cassandra, issue 4).
+//! - [`demo`]: `tributary demo`: source, pipeline and verify in one process.
 //! - [`exit`]: the process exit codes and which errors map to them.
 
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod run;
 pub mod schema;
 pub mod source;
 pub mod telemetry;
+pub mod verify;
 
 /// The error and its causes on one line: "a: b: c". Some drivers repeat their cause in
 /// their own message; a cause already shown is not repeated.

@@ -46,6 +46,18 @@ enum Command {
     Config(ConfigCommand),
     /// Run the pipeline until SIGINT or SIGTERM.
     Run,
+    /// The main job in one command: embedded source, pipeline, progress, verify.
+    Demo {
+        /// Users to move.
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+    },
+    /// Compare PostgreSQL, Kafka (and Cassandra) by user id; exit 0 only when all match.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the embedded randomuser.me-compatible API until SIGINT or SIGTERM.
     Source {
         /// Address to listen on (default: source.bind).
@@ -91,6 +103,7 @@ impl From<StoreArg> for Service {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tributary_actors::install_tls_provider();
     let sources = Sources {
         config_dir: cli.config.config_dir,
         profile: cli.config.profile,
@@ -134,6 +147,8 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Config(ConfigCommand::Check) => config_check(&config).await,
         Command::Source { bind } => serve_source(&config, bind).await,
         Command::Run => tributary::run::run(&config).await,
+        Command::Demo { users } => tributary::demo::demo(&config, users).await,
+        Command::Verify { json } => verify(&config, json).await,
     };
     telemetry.shutdown();
     code(result)
@@ -148,6 +163,33 @@ async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {
             }
             println!("{}", schema::summary(&outcomes));
             exit::OK
+        }
+        Err(error) => {
+            eprintln!("error: {}", tributary::error_chain(&error));
+            exit::for_store_error(&error)
+        }
+    }
+}
+
+async fn verify(config: &Config, json: bool) -> i32 {
+    match tributary::verify::verify(config).await {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("error: cannot encode the report: {error}");
+                        return exit::FAILURE;
+                    }
+                }
+            } else {
+                println!("{report}");
+            }
+            if report.is_clean() {
+                exit::OK
+            } else {
+                exit::FAILURE
+            }
         }
         Err(error) => {
             eprintln!("error: {}", tributary::error_chain(&error));

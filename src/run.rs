@@ -9,14 +9,17 @@
 //! ```
 //! The process subtree (consumers, transformers, writers) joins the root with issue 4.
 
+use ractor::{ActorRef, SpawnErr};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
 use tributary_actors::store::{self, StoreError};
 use tributary_actors::supervisor::{
-    self, ChildSpec, RestartPolicy, RestartStats, Strategy, SupervisorArgs,
+    self, ChildSpec, RestartPolicy, RestartStats, Strategy, SupervisorArgs, SupervisorMsg,
+    TreeOutcome,
 };
 use tributary_actors::validate::Findings;
 use tributary_actors::{ingest, publish};
@@ -75,38 +78,7 @@ pub async fn run(config: &Config) -> i32 {
         eprintln!("error: {}", crate::error_chain(&error));
         return exit::for_store_error(&error);
     }
-    let stats = RestartStats::default();
-    let duties = vec![
-        ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
-        publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
-    ];
-    let is_leader = Arc::new(AtomicBool::new(false));
-    let leader_args = {
-        let (postgres, policy, stats, is_leader) = (
-            config.postgres.clone(),
-            config.supervision.leader.clone(),
-            stats.clone(),
-            is_leader.clone(),
-        );
-        let retry = Duration::from_millis(config.supervision.leader_retry_ms);
-        move || LeaderArgs {
-            postgres: postgres.clone(),
-            retry,
-            duties: duties.clone(),
-            policy: policy.clone(),
-            stats: stats.clone(),
-            is_leader: is_leader.clone(),
-        }
-    };
-    let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();
-    let root = supervisor::spawn_root(SupervisorArgs {
-        name: "root".into(),
-        policy: config.supervision.root.clone(),
-        children: vec![leader],
-        stats,
-    })
-    .await;
-    let (root, done) = match root {
+    let (root, done) = match start_tree(config).await {
         Ok(started) => started,
         Err(error) => {
             eprintln!("error: the actor tree failed to start: {error}");
@@ -132,7 +104,49 @@ pub async fn run(config: &Config) -> i32 {
     }
 }
 
-async fn reach_stores(config: &Config) -> Result<(), StoreError> {
+/// Starts the actor tree; the receiver resolves when the tree ends (an error when
+/// supervision gave up).
+///
+/// # Errors
+/// The root supervisor cannot start.
+pub async fn start_tree(
+    config: &Config,
+) -> Result<(ActorRef<SupervisorMsg>, oneshot::Receiver<TreeOutcome>), SpawnErr> {
+    let stats = RestartStats::default();
+    let duties = vec![
+        ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
+        publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
+    ];
+    let is_leader = Arc::new(AtomicBool::new(false));
+    let leader_args = {
+        let (postgres, policy, stats, is_leader) = (
+            config.postgres.clone(),
+            config.supervision.leader.clone(),
+            stats.clone(),
+            is_leader.clone(),
+        );
+        let retry = Duration::from_millis(config.supervision.leader_retry_ms);
+        move || LeaderArgs {
+            postgres: postgres.clone(),
+            retry,
+            duties: duties.clone(),
+            policy: policy.clone(),
+            stats: stats.clone(),
+            is_leader: is_leader.clone(),
+        }
+    };
+    let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();
+    supervisor::spawn_root(SupervisorArgs {
+        name: "root".into(),
+        policy: config.supervision.root.clone(),
+        children: vec![leader],
+        stats,
+    })
+    .await
+}
+
+/// Fails with the unreachable store, for exit code 2.
+pub async fn reach_stores(config: &Config) -> Result<(), StoreError> {
     let pool = store::postgres::pool(&config.postgres)?;
     store::postgres::check(&pool, &config.postgres).await?;
     store::kafka::check(&config.kafka).await?;

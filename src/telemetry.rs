@@ -126,6 +126,7 @@ pub fn tracer_provider(config: &Config) -> Result<Option<SdkTracerProvider>, Tel
     if !config.tracing_enabled() {
         return Ok(None);
     }
+    tributary_actors::install_tls_provider();
     let base = config.otlp_endpoint.trim().trim_end_matches('/');
     let endpoint = format!("{base}/v1/traces");
     let exporter = opentelemetry_otlp::SpanExporter::builder()

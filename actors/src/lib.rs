@@ -35,3 +35,10 @@ pub mod supervisor;
 pub mod validate;
 
 pub use secret::Secret;
+
+/// Installs rustls' ring crypto provider for the process, once. Every HTTP client (the
+/// fetchers' and the OTLP exporter's) uses rustls without a built-in provider, so this
+/// must run before any client is built; a provider installed earlier is kept.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -134,3 +134,108 @@ fn unreachable_store_exits_2_naming_the_service() {
         assert!(stderr.contains(message), "{store}: {stderr}");
     }
 }
+
+/// `tributary demo` (what `make demo` runs after schema apply) moves users through the
+/// pipeline and ends with a clean verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_moves_users_and_verifies() {
+    let config = crate::common::isolated_config("it_demo");
+    tributary::schema::apply(&config, &[])
+        .await
+        .expect("schema apply");
+    let env = crate::common::isolated_env(&config);
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tributary(&["demo", "--users", "2000"], &env)
+    })
+    .await
+    .expect("demo task");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("runs 4/4  staged 2000  published 2000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verify: OK"), "{stdout}");
+}
+
+/// verify finds what is wrong: a user missing from Kafka, one delivered twice, and one
+/// that was never staged; exit code 1 and the JSON keys users script against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_missing_duplicated_and_unexpected_ids() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let config = crate::common::isolated_config("it_verify");
+    tributary::schema::apply(&config, &[])
+        .await
+        .expect("schema apply");
+    let pool = tributary_actors::store::postgres::pool(&config.postgres).expect("pool");
+    let client = pool.get().await.expect("connection");
+    client
+        .execute(
+            "INSERT INTO runs (run_id, scheduled_for, requested_users) VALUES (1, now(), 2)",
+            &[],
+        )
+        .await
+        .expect("run");
+    let (delivered_twice, missing, unexpected) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    for id in [delivered_twice, missing] {
+        client
+            .execute(
+                "INSERT INTO staged_users (source_uuid, run_id, payload) VALUES ($1, 1, '{}')",
+                &[&id],
+            )
+            .await
+            .expect("staged user");
+    }
+    let (kafka, topic) = (config.kafka.clone(), config.kafka.topics.raw.name.clone());
+    tokio::task::spawn_blocking(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> = kafka
+            .client_config("test")
+            .unwrap()
+            .create()
+            .expect("producer");
+        for id in [delivered_twice, delivered_twice, unexpected] {
+            let key = id.to_string();
+            producer
+                .send(BaseRecord::to(&topic).key(&key).payload("{}"))
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer
+            .flush(std::time::Duration::from_secs(10))
+            .expect("flush");
+    })
+    .await
+    .unwrap();
+
+    let env = crate::common::isolated_env(&config);
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tributary(&["verify", "--json"], &env)
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    for key in [
+        "staged",
+        "in_kafka",
+        "in_cassandra",
+        "missing",
+        "duplicated",
+        "unexpected",
+        "aggregate_errors",
+    ] {
+        assert!(report.get(key).is_some(), "key {key} in {report}");
+    }
+    assert_eq!(report["staged"], 2);
+    assert_eq!(report["missing"], 1);
+    assert_eq!(report["duplicated"], 1);
+    assert_eq!(report["unexpected"], 1);
+    assert_eq!(report["samples"]["missing"][0], missing.to_string());
+}

@@ -1,14 +1,13 @@
 //! Issue 3: source → PostgreSQL → Kafka exactly once, through real `tributary run`
 //! processes against the real stack, with crashes and source faults.
 
-use crate::common::{
-    Tributary, embedded_source, eventually, isolated_config, isolated_env, read_committed_keys,
-};
+use crate::common::{Tributary, embedded_source, eventually, isolated_config, isolated_env};
 use std::collections::HashSet;
 use std::time::Duration;
 use tributary::config::Config;
 use tributary::schema;
 use tributary::source::Faults;
+use tributary::verify::read_committed_keys;
 use tributary_actors::publish::producer::read_checkpoint;
 use tributary_actors::store::{Service, postgres};
 
@@ -111,7 +110,9 @@ async fn assert_exactly_once(config: &Config) -> usize {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let in_kafka = read_committed_keys(&config.kafka, &config.kafka.topics.raw.name).await;
+    let in_kafka = read_committed_keys(&config.kafka, &config.kafka.topics.raw.name)
+        .await
+        .expect("read the raw topic");
     let missing: Vec<_> = staged
         .iter()
         .filter(|id| !in_kafka.contains_key(*id))

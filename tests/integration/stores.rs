@@ -1,11 +1,9 @@
 //! Round trips through the project's own store clients, against the real servers.
 
 use crate::common::isolated_config;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tributary::schema::{self, Action};
 use tributary_actors::store::{Service, cassandra, postgres};
 
@@ -112,73 +110,14 @@ async fn kafka_read_committed_sees_committed_transactions_only() {
     .await
     .expect("producer task");
 
-    let received = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka
-            .client_config("test-consumer")
-            .expect("client config")
-            .set("group.id", format!("{topic}-group"))
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let partitions: Vec<i32> = metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| p.id())
-            .collect();
-        let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            assignment
-                .add_partition_offset(&topic, p, Offset::Beginning)
-                .expect("assign");
-        }
-        consumer.assign(&assignment).expect("assign");
-        // Read until every partition's position has reached its high watermark, so the
-        // aborted records had every chance to show up.
-        let ends: Vec<(i32, i64)> = partitions
-            .iter()
-            .map(|&p| {
-                (
-                    p,
-                    consumer
-                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                        .expect("watermarks")
-                        .1,
-                )
-            })
-            .collect();
-        let mut received = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message.expect("consume");
-                received.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap());
-            }
-            let position = consumer.position().expect("position");
-            let done = ends.iter().all(|&(p, end)| {
-                match position.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o >= end,
-                    _ => end == 0,
-                }
-            });
-            if done {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "consumer did not reach the end of {topic}"
-            );
-        }
-        received
-    })
-    .await
-    .expect("consumer task");
-
+    let received = tributary::verify::read_committed_keys(&kafka, &topic)
+        .await
+        .expect("read back with read_committed");
+    let mut received: Vec<String> = received
+        .into_iter()
+        .flat_map(|(key, count)| std::iter::repeat_n(key, count))
+        .collect();
     let mut expected: Vec<String> = (0..10).map(|i| format!("user-{i}")).collect();
-    let mut received = received;
     expected.sort();
     received.sort();
     assert_eq!(

@@ -117,8 +117,7 @@ impl Actor for Fetcher {
 /// # Errors
 /// The TLS back end cannot be initialised.
 pub fn http_client(fetch: &FetchConfig) -> reqwest::Result<reqwest::Client> {
-    // A provider installed earlier in the process is kept.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(fetch.connect_timeout_ms))
         .timeout(Duration::from_millis(fetch.request_timeout_ms))

@@ -1,0 +1,174 @@
+//! `tributary demo`: the main job in one command. Serves the embedded source in this
+//! process, runs the actor tree on a bounded number of users, shows progress until the
+//! pipeline has drained, stops, and prints `verify`'s table.
+
+use std::time::{Duration, Instant};
+use tributary_actors::publish::producer::read_checkpoint;
+use tributary_actors::store::postgres::{self, query_error};
+use tributary_actors::store::{Service, StoreError};
+
+use crate::config::Config;
+use crate::{exit, run, source, verify};
+
+/// Longest the demo waits for the pipeline to drain.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// Ingest progress: runs finished of the bounded workload, users staged, users published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub runs_finished: i64,
+    pub runs_total: i64,
+    pub staged: i64,
+    pub last_outbox_id: i64,
+    pub published_outbox_id: i64,
+}
+
+impl Progress {
+    pub fn drained(&self, runs: i64) -> bool {
+        self.runs_total >= runs
+            && self.runs_finished >= runs
+            && self.published_outbox_id >= self.last_outbox_id
+    }
+}
+
+/// Reads the progress from PostgreSQL and the producer's committed checkpoint.
+///
+/// # Errors
+/// A store cannot be read.
+pub async fn progress(config: &Config) -> Result<Progress, StoreError> {
+    let client = postgres::connect(&config.postgres).await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status IN ('staged', 'failed')), count(*), \
+             (SELECT count(*) FROM staged_users), (SELECT coalesce(max(id), 0) FROM staged_users) FROM runs",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("read progress", e))?;
+    let (kafka, topic, id) = (
+        config.kafka.clone(),
+        config.kafka.topics.checkpoints.name.clone(),
+        config.publish.transactional_id.clone(),
+    );
+    let checkpoint = tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id))
+        .await
+        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task failed", false, e))?
+        .map_err(|e| {
+            StoreError::request(
+                Service::Kafka,
+                "cannot read the producer checkpoint",
+                true,
+                e,
+            )
+        })?;
+    Ok(Progress {
+        runs_finished: row.get(0),
+        runs_total: row.get(1),
+        staged: row.get(2),
+        last_outbox_id: row.get(3),
+        published_outbox_id: checkpoint.map_or(0, |c| c.last_outbox_id),
+    })
+}
+
+/// Runs the demo on `users` more users; exit code 0 when verify is clean.
+pub async fn demo(config: &Config, users: u64) -> i32 {
+    if let Err(error) = run::reach_stores(config).await {
+        eprintln!("error: {}", crate::error_chain(&error));
+        return exit::for_store_error(&error);
+    }
+    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot open a port for the embedded source: {error}");
+            return exit::FAILURE;
+        }
+    };
+    let (server, address) = match source::server::serve(&config.source, listener) {
+        Ok(served) => served,
+        Err(error) => {
+            eprintln!("error: cannot start the embedded source: {error}");
+            return exit::FAILURE;
+        }
+    };
+    let source_handle = server.handle();
+    tokio::spawn(server);
+
+    let before = match progress(config).await {
+        Ok(progress) => progress,
+        Err(error) => {
+            eprintln!("error: {}", crate::error_chain(&error));
+            return exit::for_store_error(&error);
+        }
+    };
+    let mut config = config.clone();
+    let per_run = u64::from(config.ingest.users_per_run);
+    let runs = before.runs_total + users.div_ceil(per_run) as i64;
+    config.ingest.source_url = format!("http://{address}/api/");
+    config.ingest.max_runs = runs as u64;
+    config.ingest.interval_ms = config.ingest.interval_ms.min(200);
+    println!(
+        "demo: {users} users in {} runs of {per_run} from the embedded source at {}",
+        runs - before.runs_total,
+        config.ingest.source_url
+    );
+
+    let (root, mut done) = match run::start_tree(&config).await {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("error: the actor tree failed to start: {error}");
+            return exit::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let outcome = loop {
+        tokio::select! {
+            ended = &mut done => {
+                break Err(format!("the actor tree stopped: {:?}", ended.unwrap_or(Err("guardian gone".into()))));
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        match progress(&config).await {
+            Ok(p) => {
+                println!(
+                    "demo: {:>4.0}s  runs {}/{}  staged {}  published {}",
+                    started.elapsed().as_secs_f64(),
+                    p.runs_finished - before.runs_finished,
+                    runs - before.runs_total,
+                    p.staged - before.staged,
+                    p.published_outbox_id.min(p.last_outbox_id)
+                        - before.published_outbox_id.min(before.last_outbox_id),
+                );
+                if p.drained(runs) {
+                    break Ok(());
+                }
+            }
+            Err(error) => println!("demo: progress unavailable: {}", crate::error_chain(&error)),
+        }
+        if started.elapsed() > DEADLINE {
+            break Err(format!("not drained within {DEADLINE:?}"));
+        }
+    };
+    let _ = root
+        .stop_and_wait(Some("demo finished".into()), Some(Duration::from_secs(60)))
+        .await;
+    source_handle.stop(true).await;
+    if let Err(error) = outcome {
+        eprintln!("error: demo: {error}");
+        return exit::FAILURE;
+    }
+    println!("demo: drained in {:.1}s\n", started.elapsed().as_secs_f64());
+    match verify::verify(&config).await {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_clean() {
+                exit::OK
+            } else {
+                exit::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: verify: {}", crate::error_chain(&error));
+            exit::for_store_error(&error)
+        }
+    }
+}
