@@ -18,7 +18,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
 use tributary_actors::store::{cassandra, kafka, postgres};
-use tributary_actors::{ingest, publish};
+use tributary_actors::{ingest, process, publish};
 
 use crate::run::SupervisionConfig;
 use tributary_actors::validate::{Findings, Invalid};
@@ -64,6 +64,9 @@ pub struct Config {
     /// The transactional producer (`[publish]`).
     #[serde(default)]
     pub publish: publish::Config,
+    /// Consumer group, batching and Cassandra writes (`[process]`).
+    #[serde(default)]
+    pub process: process::Config,
     /// Supervisors above ingest and publish (`[supervision]`).
     #[serde(default)]
     pub supervision: SupervisionConfig,
@@ -201,6 +204,7 @@ impl Config {
         f.section("source", |f| self.source.validate(f));
         f.section("ingest", |f| self.ingest.validate(f));
         f.section("publish", |f| self.publish.validate(f));
+        f.section("process", |f| self.process.validate(f));
         f.section("supervision", |f| self.supervision.validate(f));
         if f.found.is_empty() {
             Ok(())

@@ -21,6 +21,8 @@ pub struct Progress {
     pub staged: i64,
     pub last_outbox_id: i64,
     pub published_outbox_id: i64,
+    /// Users committed to Cassandra (the sum of the `gender:` aggregates).
+    pub written: i64,
 }
 
 impl Progress {
@@ -31,12 +33,30 @@ impl Progress {
     }
 }
 
-/// Reads the progress from PostgreSQL and the producer's committed checkpoint.
+/// Connections the progress display reuses every second.
+pub struct Probe {
+    postgres: tokio_postgres::Client,
+    cassandra: scylla::client::session::Session,
+}
+
+impl Probe {
+    /// # Errors
+    /// A store cannot be reached.
+    pub async fn open(config: &Config) -> Result<Probe, StoreError> {
+        Ok(Probe {
+            postgres: postgres::connect(&config.postgres).await?,
+            cassandra: tributary_actors::store::cassandra::connect(&config.cassandra).await?,
+        })
+    }
+}
+
+/// Reads the progress from PostgreSQL, the producer's committed checkpoint and
+/// Cassandra's aggregates.
 ///
 /// # Errors
 /// A store cannot be read.
-pub async fn progress(config: &Config) -> Result<Progress, StoreError> {
-    let client = postgres::connect(&config.postgres).await?;
+pub async fn progress(config: &Config, probe: &Probe) -> Result<Progress, StoreError> {
+    let client = &probe.postgres;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status IN ('staged', 'failed')), count(*), \
@@ -61,13 +81,60 @@ pub async fn progress(config: &Config) -> Result<Progress, StoreError> {
                 e,
             )
         })?;
+    let written = written_to_cassandra(config, &probe.cassandra).await?;
     Ok(Progress {
+        written,
         runs_finished: row.get(0),
         runs_total: row.get(1),
         staged: row.get(2),
         last_outbox_id: row.get(3),
         published_outbox_id: checkpoint.map_or(0, |c| c.last_outbox_id),
     })
+}
+
+/// Users committed to Cassandra for the raw topic: the sum of the `gender:` buckets.
+async fn written_to_cassandra(
+    config: &Config,
+    session: &scylla::client::session::Session,
+) -> Result<i64, StoreError> {
+    let rows = session
+        .query_unpaged(
+            format!(
+                "SELECT topic, bucket, user_count FROM {}.partition_state",
+                config.cassandra.keyspace
+            ),
+            (),
+        )
+        .await
+        .map_err(|e| StoreError::request(Service::Cassandra, "read partition_state", true, e))?
+        .into_rows_result()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition_state rows",
+                false,
+                e,
+            )
+        })?;
+    let mut written = 0;
+    for (topic, bucket, count) in rows
+        .rows::<(String, Option<String>, Option<i64>)>()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition_state rows",
+                false,
+                e,
+            )
+        })?
+        .flatten()
+    {
+        if topic == config.kafka.topics.raw.name && bucket.is_some_and(|b| b.starts_with("gender:"))
+        {
+            written += count.unwrap_or(0);
+        }
+    }
+    Ok(written)
 }
 
 /// Runs the demo on `users` more users; exit code 0 when verify is clean.
@@ -93,7 +160,14 @@ pub async fn demo(config: &Config, users: u64) -> i32 {
     let source_handle = server.handle();
     tokio::spawn(server);
 
-    let before = match progress(config).await {
+    let probe = match Probe::open(config).await {
+        Ok(probe) => probe,
+        Err(error) => {
+            eprintln!("error: {}", crate::error_chain(&error));
+            return exit::for_store_error(&error);
+        }
+    };
+    let before = match progress(config, &probe).await {
         Ok(progress) => progress,
         Err(error) => {
             eprintln!("error: {}", crate::error_chain(&error));
@@ -127,16 +201,17 @@ pub async fn demo(config: &Config, users: u64) -> i32 {
             }
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        match progress(&config).await {
+        match progress(&config, &probe).await {
             Ok(p) => {
                 println!(
-                    "demo: {:>4.0}s  runs {}/{}  staged {}  published {}",
+                    "demo: {:>4.0}s  runs {}/{}  staged {}  published {}  in cassandra {}",
                     started.elapsed().as_secs_f64(),
                     p.runs_finished - before.runs_finished,
                     runs - before.runs_total,
                     p.staged - before.staged,
                     p.published_outbox_id.min(p.last_outbox_id)
                         - before.published_outbox_id.min(before.last_outbox_id),
+                    p.written - before.written,
                 );
                 if p.drained(runs) {
                     break Ok(());

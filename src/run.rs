@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! root (one_for_one)            [supervision.root]; giving up exits the process non-zero
+//! ├── process (one_for_one)     every instance: coordinator → partition pipelines
 //! └── leader                    holds the PostgreSQL advisory lock, then starts:
 //!     └── leader duties (one_for_one)        [supervision.leader]
 //!         ├── ingest (rest_for_one)          stager, fetchers, scheduler
 //!         └── publish (one_for_one)          producer
 //! ```
-//! The process subtree (consumers, transformers, writers) joins the root with issue 4.
 
 use ractor::{ActorRef, SpawnErr};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use tributary_actors::supervisor::{
     TreeOutcome,
 };
 use tributary_actors::validate::Findings;
-use tributary_actors::{ingest, publish};
+use tributary_actors::{ingest, process, publish};
 
 use crate::config::Config;
 use crate::exit;
@@ -136,13 +136,28 @@ pub async fn start_tree(
         }
     };
     let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();
+    let process = process::supervisor_spec(
+        &config.process,
+        &config.kafka,
+        &config.cassandra,
+        &instance_name(),
+        &stats,
+    );
     supervisor::spawn_root(SupervisorArgs {
         name: "root".into(),
         policy: config.supervision.root.clone(),
-        children: vec![leader],
+        children: vec![process, leader],
         stats,
     })
     .await
+}
+
+/// This instance's name: recorded as the owner of the partitions it writes.
+pub fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Fails with the unreachable store, for exit code 2.
@@ -150,5 +165,6 @@ pub async fn reach_stores(config: &Config) -> Result<(), StoreError> {
     let pool = store::postgres::pool(&config.postgres)?;
     store::postgres::check(&pool, &config.postgres).await?;
     store::kafka::check(&config.kafka).await?;
+    store::cassandra::connect(&config.cassandra).await?;
     Ok(())
 }

@@ -1,19 +1,18 @@
 //! `tributary verify`: compares what was staged in PostgreSQL with what Kafka holds
-//! (read_committed), by user id: missing, duplicated and unexpected ids.
-//!
-//! The Cassandra side (rows and aggregates) joins with the process pipeline (issue 4);
-//! until then the report says it was not checked (`in_cassandra: null`) rather than
-//! pretend.
+//! (read_committed) and what Cassandra holds, by user id (missing, duplicated and
+//! unexpected ids), and Cassandra's aggregates with counts computed from PostgreSQL.
 
+use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use scylla::client::session::Session;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
-use tributary_actors::store::kafka;
 use tributary_actors::store::postgres::{self, query_error};
 use tributary_actors::store::{Service, StoreError};
+use tributary_actors::store::{cassandra, kafka};
 
 use crate::config::Config;
 
@@ -28,18 +27,24 @@ pub struct Report {
     pub in_kafka: u64,
     /// Records in the raw topic, duplicates included.
     pub kafka_records: u64,
-    /// Rows in Cassandra's created_users; `None`: not checked yet (issue 4).
-    pub in_cassandra: Option<u64>,
-    /// Staged ids absent from Kafka.
+    /// Rows in Cassandra's created_users.
+    pub in_cassandra: u64,
+    /// Staged ids absent from Kafka or from Cassandra (not delivered end to end).
     pub missing: u64,
+    /// Staged ids absent from Kafka.
+    pub missing_in_kafka: u64,
+    /// Staged ids absent from Cassandra.
+    pub missing_in_cassandra: u64,
     /// Ids present more than once in Kafka.
     pub duplicated: u64,
-    /// Ids in Kafka that were never staged.
+    /// Ids in Kafka or Cassandra that were never staged.
     pub unexpected: u64,
     /// Aggregate differences (Cassandra vs PostgreSQL), one line each.
     pub aggregate_errors: Vec<String>,
     /// Records quarantined at ingest, for the summary (not an error).
     pub quarantined: u64,
+    /// Distinct keys in the DLQ: poison records, accounted for (not unexpected).
+    pub in_dlq: u64,
     /// Example ids per finding.
     pub samples: Samples,
 }
@@ -63,9 +68,6 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cassandra = self
-            .in_cassandra
-            .map_or("not checked (issue 4)".to_owned(), |n| n.to_string());
         writeln!(f, "{:<28} {:>10}", "staged in postgresql", self.staged)?;
         writeln!(
             f,
@@ -74,7 +76,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "{:<28} {:>10}", "distinct ids in kafka", self.in_kafka)?;
         writeln!(f, "{:<28} {:>10}", "records in kafka", self.kafka_records)?;
-        writeln!(f, "{:<28} {:>10}", "rows in cassandra", cassandra)?;
+        writeln!(f, "{:<28} {:>10}", "rows in cassandra", self.in_cassandra)?;
+        writeln!(f, "{:<28} {:>10}", "poison records in the dlq", self.in_dlq)?;
         writeln!(
             f,
             "{:<28} {:>10}  {:?}",
@@ -129,17 +132,32 @@ pub async fn verify(config: &Config) -> Result<Report, StoreError> {
         .await
         .map_err(|e| query_error("count quarantine", e))?
         .get(0);
+    let expected_aggregates = postgres_aggregates(&client).await?;
     let in_kafka = read_committed_keys(&config.kafka, &config.kafka.topics.raw.name).await?;
+    let in_dlq = read_committed_keys(&config.kafka, &config.kafka.topics.dlq.name).await?;
+    let session = cassandra::connect(&config.cassandra).await?;
+    let in_cassandra = cassandra_ids(&session, &config.cassandra.keyspace).await?;
+    let aggregates = cassandra_aggregates(
+        &session,
+        &config.cassandra.keyspace,
+        &config.kafka.topics.raw.name,
+    )
+    .await?;
 
     let mut report = Report {
         staged: staged.len() as u64,
         in_kafka: in_kafka.len() as u64,
         kafka_records: in_kafka.values().map(|&n| n as u64).sum(),
+        in_cassandra: in_cassandra.len() as u64,
         quarantined: quarantined.unsigned_abs(),
+        in_dlq: in_dlq.len() as u64,
         ..Report::default()
     };
     for id in &staged {
-        if !in_kafka.contains_key(id) {
+        let (kafka, cassandra) = (in_kafka.contains_key(id), in_cassandra.contains(id));
+        report.missing_in_kafka += u64::from(!kafka);
+        report.missing_in_cassandra += u64::from(!cassandra);
+        if !(kafka && cassandra) {
             report.missing += 1;
             push_sample(&mut report.samples.missing, id);
         }
@@ -149,12 +167,125 @@ pub async fn verify(config: &Config) -> Result<Report, StoreError> {
             report.duplicated += 1;
             push_sample(&mut report.samples.duplicated, id);
         }
-        if !staged.contains(id) {
+    }
+    let delivered: HashSet<&String> = in_kafka.keys().chain(in_cassandra.iter()).collect();
+    for id in delivered {
+        if !staged.contains(id) && !in_dlq.contains_key(id) {
             report.unexpected += 1;
             push_sample(&mut report.samples.unexpected, id);
         }
     }
+    let buckets: std::collections::BTreeSet<&String> = expected_aggregates
+        .keys()
+        .chain(aggregates.keys())
+        .collect();
+    for bucket in buckets {
+        let (want, got) = (
+            expected_aggregates.get(bucket).copied().unwrap_or(0),
+            aggregates.get(bucket).copied().unwrap_or(0),
+        );
+        if want != got {
+            report
+                .aggregate_errors
+                .push(format!("{bucket}: cassandra {got}, postgresql {want}"));
+        }
+    }
     Ok(report)
+}
+
+/// Users per bucket (`country:…`, `gender:…`) computed from what was staged.
+async fn postgres_aggregates(
+    client: &tokio_postgres::Client,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT 'country:' || (payload->'location'->>'country'), count(*) FROM staged_users GROUP BY 1 \
+             UNION ALL SELECT 'gender:' || (payload->>'gender'), count(*) FROM staged_users GROUP BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("aggregate staged users", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect())
+}
+
+fn cassandra_error(what: &'static str) -> impl Fn(scylla::errors::ExecutionError) -> StoreError {
+    move |e| StoreError::request(Service::Cassandra, what, true, e)
+}
+
+/// Every id in created_users (a paged full scan).
+async fn cassandra_ids(session: &Session, keyspace: &str) -> Result<HashSet<String>, StoreError> {
+    let mut ids = HashSet::new();
+    let mut rows = session
+        .query_iter(format!("SELECT id FROM {keyspace}.created_users"), ())
+        .await
+        .map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", true, e))?
+        .rows_stream::<(uuid::Uuid,)>()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected created_users rows",
+                false,
+                e,
+            )
+        })?;
+    while let Some(row) = rows.next().await {
+        let (id,) = row
+            .map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", true, e))?;
+        ids.insert(id.to_string());
+    }
+    Ok(ids)
+}
+
+/// The aggregates committed in partition_state, summed over the topic's partitions.
+async fn cassandra_aggregates(
+    session: &Session,
+    keyspace: &str,
+    topic: &str,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let result = session
+        .query_unpaged(
+            format!("SELECT topic, bucket, user_count FROM {keyspace}.partition_state"),
+            (),
+        )
+        .await
+        .map_err(cassandra_error("read partition_state"))?
+        .into_rows_result()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition_state rows",
+                false,
+                e,
+            )
+        })?;
+    let mut sums = BTreeMap::new();
+    for row in result
+        .rows::<(String, Option<String>, Option<i64>)>()
+        .map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition_state rows",
+                false,
+                e,
+            )
+        })?
+    {
+        let (row_topic, bucket, count) = row.map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition_state row",
+                false,
+                e,
+            )
+        })?;
+        if let (true, Some(bucket), Some(count)) = (row_topic == topic, bucket, count) {
+            *sums.entry(bucket).or_insert(0) += count;
+        }
+    }
+    Ok(sums)
 }
 
 fn push_sample(samples: &mut Vec<String>, id: &str) {

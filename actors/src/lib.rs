@@ -10,6 +10,8 @@
 //! - [`ingest`]: the ingest subtree (stager, fetchers, scheduler) and its config.
 //! - [`leader`]: the PostgreSQL advisory lock that makes one instance the leader,
 //!   which alone runs ingest and publish.
+//! - [`process`]: the process subtree: coordinator, and per partition consumer,
+//!   transformer and writer (Kafka → Cassandra, LWT-fenced commits).
 //! - [`publish`]: the transactional producer (outbox → Kafka) and its config.
 //! - [`directory`]: how an actor finds its downstream sibling's current incarnation.
 //! - [`model`]: data crossing actors: [`model::RawUser`] as the source returns it.
@@ -28,6 +30,7 @@ pub mod directory;
 pub mod ingest;
 pub mod leader;
 pub mod model;
+pub mod process;
 pub mod publish;
 pub mod secret;
 pub mod store;

@@ -244,9 +244,18 @@ async fn verify_reports_missing_duplicated_and_unexpected_ids() {
     ] {
         assert!(report.get(key).is_some(), "key {key} in {report}");
     }
+    // Nothing ran the process pipeline: both staged users are missing from Cassandra,
+    // one of them from Kafka too.
     assert_eq!(report["staged"], 2);
-    assert_eq!(report["missing"], 1);
+    assert_eq!(report["in_cassandra"], 0);
+    assert_eq!(report["missing"], 2);
+    assert_eq!(report["missing_in_kafka"], 1);
+    assert_eq!(report["missing_in_cassandra"], 2);
     assert_eq!(report["duplicated"], 1);
     assert_eq!(report["unexpected"], 1);
-    assert_eq!(report["samples"]["missing"][0], missing.to_string());
+    assert_eq!(
+        report["samples"]["duplicated"][0],
+        delivered_twice.to_string()
+    );
+    assert_eq!(report["samples"]["unexpected"][0], unexpected.to_string());
 }

@@ -9,10 +9,10 @@ use tributary::schema;
 use tributary::source::Faults;
 use tributary::verify::read_committed_keys;
 use tributary_actors::publish::producer::read_checkpoint;
-use tributary_actors::store::{Service, postgres};
+use tributary_actors::store::postgres;
 
 /// A bounded workload: `runs` runs of `users` users, one every 100 ms.
-fn workload(
+pub fn workload(
     config: &Config,
     source_url: &str,
     runs: u64,
@@ -37,15 +37,13 @@ fn workload(
     env
 }
 
-async fn prepare(prefix: &str) -> Config {
+pub async fn prepare(prefix: &str) -> Config {
     let config = isolated_config(prefix);
-    schema::apply(&config, &[Service::Postgres, Service::Kafka])
-        .await
-        .expect("schema apply");
+    schema::apply(&config, &[]).await.expect("schema apply");
     config
 }
 
-async fn pg(config: &Config) -> deadpool_postgres::Object {
+pub async fn pg(config: &Config) -> deadpool_postgres::Object {
     postgres::pool(&config.postgres)
         .expect("pool")
         .get()
@@ -54,7 +52,7 @@ async fn pg(config: &Config) -> deadpool_postgres::Object {
 }
 
 /// (runs finished — staged or failed —, runs in the ledger, highest outbox id).
-async fn progress(config: &Config) -> (i64, i64, i64) {
+pub async fn progress(config: &Config) -> (i64, i64, i64) {
     let row = pg(config)
         .await
         .query_one(

@@ -8,5 +8,6 @@ mod cli;
 mod common;
 mod compose;
 mod ingest;
+mod process;
 mod stores;
 mod telemetry;

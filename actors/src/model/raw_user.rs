@@ -181,7 +181,7 @@ pub fn parse_page(body: &[u8]) -> Result<SourcePage, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const SAMPLE: &str = r#"{

@@ -1,0 +1,127 @@
+//! `[process]`: the Kafka → Cassandra half: consumer group, batching, backpressure.
+
+use crate::supervisor::{RestartPolicy, Strategy};
+use crate::validate::Findings;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka consumer group: instances with the same group share the partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Records per batch handed from consumer to transformer to writer.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// A partial batch is sent after this long without reaching `batch_size`.
+    #[serde(default = "default_batch_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// Records read but not yet committed to Cassandra, per partition, at most: above
+    /// it the partition is paused in Kafka until the writer catches up (memory bound).
+    #[serde(default = "default_max_buffered_records")]
+    pub max_buffered_records: usize,
+    /// Row upserts in flight per writer.
+    #[serde(default = "default_write_concurrency")]
+    pub write_concurrency: usize,
+    /// How long a revoked partition may take to finish its in-flight batches.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Kafka `session.timeout.ms`: how fast a dead instance's partitions move.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// Restart policy of the process supervisor (the coordinator).
+    #[serde(default = "default_process_supervision")]
+    pub supervision: RestartPolicy,
+    /// Restart policy of each partition's consumer → transformer → writer group.
+    #[serde(default = "default_partition_supervision")]
+    pub partition_supervision: RestartPolicy,
+    /// Failures injected for tests and the chaos suite; never in production.
+    #[serde(default)]
+    pub test_faults: TestFaults,
+}
+
+/// `[process.test_faults]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFaults {
+    /// Every Nth batch of the process fails after its rows were upserted, before the
+    /// offset commit; 0 turns it off.
+    #[serde(default)]
+    pub fail_writer_before_commit_every: u64,
+}
+
+fn default_group_id() -> String {
+    "tributary".into()
+}
+fn default_batch_size() -> usize {
+    500
+}
+fn default_batch_linger_ms() -> u64 {
+    50
+}
+fn default_max_buffered_records() -> usize {
+    5_000
+}
+fn default_write_concurrency() -> usize {
+    64
+}
+fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_process_supervision() -> RestartPolicy {
+    RestartPolicy::new(Strategy::OneForOne)
+}
+fn default_partition_supervision() -> RestartPolicy {
+    RestartPolicy::new(Strategy::OneForAll)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            group_id: default_group_id(),
+            batch_size: default_batch_size(),
+            batch_linger_ms: default_batch_linger_ms(),
+            max_buffered_records: default_max_buffered_records(),
+            write_concurrency: default_write_concurrency(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+            session_timeout_ms: default_session_timeout_ms(),
+            supervision: default_process_supervision(),
+            partition_supervision: default_partition_supervision(),
+            test_faults: TestFaults::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        f.non_empty("group_id", &self.group_id);
+        f.range("batch_size", self.batch_size, 1, 100_000);
+        f.range("batch_linger_ms", self.batch_linger_ms, 1, 60_000);
+        f.range(
+            "max_buffered_records",
+            self.max_buffered_records,
+            self.batch_size,
+            10_000_000,
+        );
+        f.range("write_concurrency", self.write_concurrency, 1, 4_096);
+        f.range("drain_timeout_ms", self.drain_timeout_ms, 100, 600_000);
+        f.range(
+            "session_timeout_ms",
+            self.session_timeout_ms,
+            1_000,
+            600_000,
+        );
+        f.section("supervision", |f| self.supervision.validate(f));
+        f.section("partition_supervision", |f| {
+            self.partition_supervision.validate(f)
+        });
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}

@@ -1,0 +1,514 @@
+//! The coordinator: owns this instance's consumer-group membership.
+//!
+//! A dedicated thread polls the group consumer (isolation.level=read_committed, no auto
+//! commit) and routes each record to its partition's pipeline; polling one main queue
+//! also serves the rebalance callbacks. On assignment the coordinator starts a pipeline
+//! per partition; the pipeline's writer claims the partition in Cassandra and the
+//! coordinator seeks the partition to the offset after the one committed there. On
+//! revocation (inside the rebalance callback, so before the rebalance completes) it stops
+//! routing, drains the in-flight batches and stops the pipelines.
+//!
+//! Kafka group offsets are committed asynchronously after each Cassandra commit, for lag
+//! monitoring only: recovery never reads them.
+
+use super::config::Config;
+use super::partition::{self, PartitionConsumerMsg, PartitionContext};
+use crate::store::{cassandra, kafka};
+use crate::supervisor::{Ping, RestartStats, Supervisor, SupervisorMsg};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Coordinator;
+
+pub struct CoordinatorArgs {
+    pub config: Config,
+    pub kafka: kafka::Config,
+    pub cassandra: cassandra::Config,
+    /// This instance's name, recorded as partition owner.
+    pub owner: String,
+    pub stats: RestartStats,
+    /// Batches written by every writer of the process: drives the writer test fault.
+    pub batches: Arc<AtomicU64>,
+}
+
+pub enum CoordinatorMsg {
+    /// Partitions assigned to this instance by a rebalance.
+    Assigned(Vec<i32>),
+    /// Partitions revoked: drain, stop, then signal `done` (the rebalance callback waits).
+    Revoked {
+        partitions: Vec<i32>,
+        done: std::sync::mpsc::Sender<()>,
+    },
+    /// A partition pipeline is up and resumes at `next_offset`.
+    Ready {
+        partition: i32,
+        next_offset: i64,
+        consumer: ActorRef<PartitionConsumerMsg>,
+    },
+    /// A writer committed `offset` in Cassandra.
+    Committed {
+        partition: i32,
+        offset: i64,
+    },
+    /// A writer found a newer owner epoch: its partition belongs to another instance.
+    Fenced {
+        partition: i32,
+        epoch: i64,
+    },
+    Ping(RpcReplyPort<()>),
+}
+
+impl From<Ping> for CoordinatorMsg {
+    fn from(ping: Ping) -> Self {
+        CoordinatorMsg::Ping(ping.0)
+    }
+}
+
+/// Where the poll loop sends one partition's records.
+struct Route {
+    consumer: ActorRef<PartitionConsumerMsg>,
+    /// The next offset to forward; anything below was already processed.
+    next_offset: i64,
+    buffered: Arc<AtomicUsize>,
+    paused: bool,
+}
+
+type Routes = Arc<Mutex<HashMap<i32, Route>>>;
+
+/// The consumer's rebalance hooks: they run on the poll thread, inside `poll`.
+pub struct RebalanceContext {
+    coordinator: ActorRef<CoordinatorMsg>,
+    topic: String,
+    routes: Routes,
+    drain_timeout: Duration,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = partitions_of(list, &self.topic);
+            if partitions.is_empty() {
+                return;
+            }
+            // Stop routing at once; then wait for the pipelines to drain and stop, so
+            // the next owner starts after our last commit.
+            {
+                let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+                for p in &partitions {
+                    routes.remove(p);
+                }
+            }
+            let (done, wait) = std::sync::mpsc::channel();
+            if self
+                .coordinator
+                .send_message(CoordinatorMsg::Revoked { partitions, done })
+                .is_ok()
+            {
+                let _ = wait.recv_timeout(self.drain_timeout + Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions = partitions_of(list, &self.topic);
+            if !partitions.is_empty() {
+                let _ = self
+                    .coordinator
+                    .send_message(CoordinatorMsg::Assigned(partitions));
+            }
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    list.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+type GroupConsumer = BaseConsumer<RebalanceContext>;
+
+struct Pipeline {
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub struct CoordinatorState {
+    config: Config,
+    topic: String,
+    consumer: Arc<GroupConsumer>,
+    routes: Routes,
+    pipelines: HashMap<i32, Pipeline>,
+    buffered: HashMap<i32, Arc<AtomicUsize>>,
+    /// Each pipeline's consumer, once it reported ready (for drains).
+    consumers: HashMap<i32, ActorRef<PartitionConsumerMsg>>,
+    context: PartitionContext,
+    stop: Arc<AtomicBool>,
+    poller: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Actor for Coordinator {
+    type Msg = CoordinatorMsg;
+    type State = CoordinatorState;
+    type Arguments = CoordinatorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CoordinatorMsg>,
+        args: CoordinatorArgs,
+    ) -> Result<CoordinatorState, ActorProcessingErr> {
+        let session = Arc::new(cassandra::connect(&args.cassandra).await?);
+        let topic = args.kafka.topics.raw.name.clone();
+        let dlq: FutureProducer = args
+            .kafka
+            .client_config("dlq")?
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?;
+        let routes: Routes = Arc::default();
+        let context = RebalanceContext {
+            coordinator: myself.clone(),
+            topic: topic.clone(),
+            routes: routes.clone(),
+            drain_timeout: args.config.drain_timeout(),
+        };
+        let consumer: GroupConsumer = args
+            .kafka
+            .client_config("consumer")?
+            .set("group.id", &args.config.group_id)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                args.config.session_timeout_ms.to_string(),
+            )
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(context)?;
+        consumer.subscribe(&[&topic])?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (consumer, routes, stop, topic) = (
+                consumer.clone(),
+                routes.clone(),
+                stop.clone(),
+                topic.clone(),
+            );
+            let max_buffered = args.config.max_buffered_records;
+            std::thread::Builder::new()
+                .name("tributary-poll".into())
+                .spawn(move || poll_loop(&consumer, &routes, &stop, &topic, max_buffered))?
+        };
+        let context = PartitionContext {
+            session,
+            keyspace: args.cassandra.keyspace.clone(),
+            topic: topic.clone(),
+            dlq: Arc::new(dlq),
+            dlq_topic: args.kafka.topics.dlq.name.clone(),
+            owner: args.owner.clone(),
+            batch_size: args.config.batch_size,
+            batch_linger: Duration::from_millis(args.config.batch_linger_ms),
+            write_concurrency: args.config.write_concurrency,
+            policy: args.config.partition_supervision.clone(),
+            stats: args.stats.clone(),
+            fail_before_commit_every: args.config.test_faults.fail_writer_before_commit_every,
+            batches: args.batches.clone(),
+        };
+        tracing::info!(group = %args.config.group_id, %topic, "coordinator joined the consumer group");
+        Ok(CoordinatorState {
+            config: args.config,
+            topic,
+            consumer,
+            routes,
+            pipelines: HashMap::new(),
+            buffered: HashMap::new(),
+            consumers: HashMap::new(),
+            context,
+            stop,
+            poller: Some(poller),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<CoordinatorMsg>,
+        state: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let partitions: Vec<i32> = state.pipelines.keys().copied().collect();
+        stop_pipelines(state, &partitions).await;
+        state.stop.store(true, Ordering::SeqCst);
+        if let Some(poller) = state.poller.take() {
+            let consumer = state.consumer.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = poller.join();
+                consumer.unsubscribe();
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<CoordinatorMsg>,
+        message: CoordinatorMsg,
+        state: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CoordinatorMsg::Assigned(partitions) => {
+                for partition in partitions {
+                    if state.pipelines.contains_key(&partition) {
+                        continue;
+                    }
+                    let buffered = Arc::new(AtomicUsize::new(0));
+                    let args = partition::supervisor_args(
+                        &state.context,
+                        partition,
+                        myself.clone(),
+                        buffered.clone(),
+                    );
+                    let (supervisor, _) =
+                        Actor::spawn_linked(None, Supervisor, args, myself.get_cell()).await?;
+                    state.pipelines.insert(partition, Pipeline { supervisor });
+                    state.buffered.insert(partition, buffered);
+                    tracing::info!(partition, "partition assigned: pipeline started");
+                }
+            }
+            CoordinatorMsg::Revoked { partitions, done } => {
+                drain(state, &partitions).await;
+                stop_pipelines(state, &partitions).await;
+                tracing::info!(?partitions, "partitions revoked: drained and stopped");
+                let _ = done.send(());
+            }
+            CoordinatorMsg::Ready {
+                partition,
+                next_offset,
+                consumer,
+            } => {
+                let Some(buffered) = state.buffered.get(&partition).cloned() else {
+                    return Ok(()); // revoked meanwhile
+                };
+                buffered.store(0, Ordering::SeqCst);
+                seek(state, partition, next_offset).await;
+                state.consumers.insert(partition, consumer.clone());
+                state
+                    .routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        partition,
+                        Route {
+                            consumer,
+                            next_offset,
+                            buffered,
+                            paused: false,
+                        },
+                    );
+            }
+            CoordinatorMsg::Committed { partition, offset } => {
+                let mut list = TopicPartitionList::new();
+                if list
+                    .add_partition_offset(&state.topic, partition, Offset::Offset(offset + 1))
+                    .is_ok()
+                {
+                    // Lag monitoring only; a failure here loses nothing.
+                    let _ = state.consumer.commit(&list, CommitMode::Async);
+                }
+            }
+            CoordinatorMsg::Fenced { partition, epoch } => {
+                tracing::warn!(
+                    partition,
+                    epoch,
+                    "partition fenced by another owner: stopping its pipeline"
+                );
+                stop_pipelines(state, &[partition]).await;
+            }
+            CoordinatorMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<CoordinatorMsg>,
+        event: SupervisionEvent,
+        state: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event
+            && state
+                .pipelines
+                .values()
+                .any(|p| p.supervisor.get_id() == cell.get_id())
+        {
+            // A partition pipeline exceeded its restart intensity: let the process
+            // supervisor restart the coordinator, which rejoins the group.
+            return Err(format!("a partition pipeline gave up: {error}").into());
+        }
+        Ok(())
+    }
+}
+
+/// Hands over partial batches and waits until what was routed is committed.
+async fn drain(state: &CoordinatorState, partitions: &[i32]) {
+    let deadline = Instant::now() + state.config.drain_timeout();
+    for partition in partitions {
+        let Some(buffered) = state.buffered.get(partition) else {
+            continue;
+        };
+        if let Some(consumer) = state.consumers.get(partition) {
+            let _ = consumer
+                .call(PartitionConsumerMsg::Drain, Some(Duration::from_secs(5)))
+                .await;
+        }
+        while buffered.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = buffered.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(
+                partition,
+                records = left,
+                "drain timed out: the next owner replays them from the committed offset"
+            );
+        }
+    }
+}
+
+async fn stop_pipelines(state: &mut CoordinatorState, partitions: &[i32]) {
+    let mut routes = Vec::new();
+    {
+        let mut map = state.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for p in partitions {
+            routes.push(map.remove(p));
+        }
+    }
+    drop(routes);
+    for partition in partitions {
+        state.buffered.remove(partition);
+        state.consumers.remove(partition);
+        if let Some(pipeline) = state.pipelines.remove(partition) {
+            let _ = pipeline
+                .supervisor
+                .stop_and_wait(
+                    Some("partition revoked".into()),
+                    Some(Duration::from_secs(30)),
+                )
+                .await;
+        }
+    }
+}
+
+/// Moves the partition's fetch position to `offset` (the one after Cassandra's
+/// committed offset). Records fetched before the seek are filtered by the route.
+async fn seek(state: &CoordinatorState, partition: i32, offset: i64) {
+    let (consumer, topic) = (state.consumer.clone(), state.topic.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut last = None;
+        for _ in 0..50 {
+            match consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(5),
+            ) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        Err(last)
+    })
+    .await;
+    if !matches!(result, Ok(Ok(()))) {
+        // The fetch position then starts at or before `offset` (group offsets are only
+        // committed after Cassandra), and the route's filter skips what is done.
+        tracing::warn!(
+            partition,
+            offset,
+            "seek failed: reading from the group position instead"
+        );
+    }
+}
+
+/// The poll thread: serves rebalances and routes records, pausing partitions whose
+/// pipeline is behind and resuming them when it catches up.
+fn poll_loop(
+    consumer: &GroupConsumer,
+    routes: &Routes,
+    stop: &AtomicBool,
+    topic: &str,
+    max_buffered: usize,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                let offset = message.offset();
+                let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+                // No route: the pipeline is starting (it seeks here when ready) or the
+                // partition was just revoked.
+                if let Some(route) = routes.get_mut(&partition)
+                    && offset >= route.next_offset
+                {
+                    route.next_offset = offset + 1;
+                    let buffered = route.buffered.fetch_add(1, Ordering::SeqCst) + 1;
+                    if route
+                        .consumer
+                        .send_message(PartitionConsumerMsg::Record(message.detach()))
+                        .is_err()
+                    {
+                        routes.remove(&partition);
+                    } else if buffered >= max_buffered && !route.paused {
+                        route.paused = pause(consumer, topic, partition, true);
+                    }
+                }
+            }
+            Some(Err(error)) => tracing::warn!(error = %error, "kafka consumer error"),
+            None => {}
+        }
+        let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (&partition, route) in routes.iter_mut() {
+            if route.paused && route.buffered.load(Ordering::SeqCst) <= max_buffered / 2 {
+                route.paused = !pause(consumer, topic, partition, false);
+            }
+        }
+    }
+}
+
+/// Pauses or resumes one partition; true when it worked.
+fn pause(consumer: &GroupConsumer, topic: &str, partition: i32, paused: bool) -> bool {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    let result = if paused {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    match result {
+        Ok(()) => {
+            metrics::counter!("tributary_partition_pauses_total").increment(u64::from(paused));
+            true
+        }
+        Err(error) => {
+            tracing::warn!(partition, paused, error = %error, "pause/resume failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! One partition's pipeline: consumer(p) → transformer(p) → writer(p), under a
+//! one_for_all supervisor: if any of the three fails, all restart and processing resumes
+//! from the offset committed in Cassandra.
+
+use super::coordinator::CoordinatorMsg;
+use super::transformer::{Transformer, TransformerArgs, TransformerMsg};
+use super::writer::{Writer, WriterArgs, WriterMsg};
+use crate::directory::Directory;
+use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use scylla::client::session::Session;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What a partition pipeline needs from its coordinator.
+#[derive(Clone)]
+pub struct PartitionContext {
+    pub session: Arc<Session>,
+    pub keyspace: String,
+    pub topic: String,
+    pub dlq: Arc<FutureProducer>,
+    pub dlq_topic: String,
+    pub owner: String,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub write_concurrency: usize,
+    pub policy: RestartPolicy,
+    pub stats: RestartStats,
+    pub fail_before_commit_every: u64,
+    pub batches: Arc<AtomicU64>,
+}
+
+/// The one_for_all supervisor of partition `partition`, built downstream first.
+pub fn supervisor_args(
+    ctx: &PartitionContext,
+    partition: i32,
+    coordinator: ActorRef<CoordinatorMsg>,
+    buffered: Arc<AtomicUsize>,
+) -> SupervisorArgs {
+    let writer_dir: Directory<WriterMsg> = Directory::default();
+    let transformer_dir: Directory<TransformerMsg> = Directory::default();
+    let start: Arc<Mutex<Option<i64>>> = Arc::default();
+
+    let (c, coord, buf, st, wd) = (
+        ctx.clone(),
+        coordinator.clone(),
+        buffered,
+        start.clone(),
+        writer_dir.clone(),
+    );
+    let writer = ChildSpec::new(format!("writer-{partition}"), "writer", Writer, move || {
+        WriterArgs {
+            session: c.session.clone(),
+            keyspace: c.keyspace.clone(),
+            topic: c.topic.clone(),
+            partition,
+            owner: c.owner.clone(),
+            write_concurrency: c.write_concurrency,
+            coordinator: coord.clone(),
+            buffered: buf.clone(),
+            start: st.clone(),
+            fail_before_commit_every: c.fail_before_commit_every,
+            batches: c.batches.clone(),
+            directory: wd.clone(),
+        }
+    });
+    let (c, wd, td) = (ctx.clone(), writer_dir.clone(), transformer_dir.clone());
+    let transformer = ChildSpec::new(
+        format!("transformer-{partition}"),
+        "transformer",
+        Transformer,
+        move || TransformerArgs {
+            writer: wd.clone(),
+            dlq: c.dlq.clone(),
+            dlq_topic: c.dlq_topic.clone(),
+            directory: td.clone(),
+        },
+    );
+    let (c, td) = (ctx.clone(), transformer_dir);
+    let consumer = ChildSpec::new(
+        format!("consumer-{partition}"),
+        "consumer",
+        PartitionConsumer,
+        move || PartitionConsumerArgs {
+            partition,
+            transformer: td.clone(),
+            start: start.clone(),
+            coordinator: coordinator.clone(),
+            batch_size: c.batch_size,
+            batch_linger: c.batch_linger,
+        },
+    );
+    SupervisorArgs {
+        name: format!("partition-{partition}"),
+        policy: ctx.policy.clone(),
+        children: vec![writer, transformer, consumer],
+        stats: ctx.stats.clone(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionConsumer;
+
+pub struct PartitionConsumerArgs {
+    pub partition: i32,
+    pub transformer: Directory<TransformerMsg>,
+    /// The offset to resume from, published by the writer (started before).
+    pub start: Arc<Mutex<Option<i64>>>,
+    pub coordinator: ActorRef<CoordinatorMsg>,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+}
+
+pub enum PartitionConsumerMsg {
+    /// A record routed by the coordinator's poll loop, in offset order.
+    Record(OwnedMessage),
+    /// The linger timer of batch `batch` expired.
+    Flush { batch: u64 },
+    /// Hand over the partial batch now (revocation); reply when sent.
+    Drain(RpcReplyPort<()>),
+}
+
+pub struct PartitionConsumerState {
+    partition: i32,
+    transformer: ActorRef<TransformerMsg>,
+    pending: Vec<OwnedMessage>,
+    /// Number of the batch being filled, so a stale linger timer is ignored.
+    batch: u64,
+    batch_size: usize,
+    batch_linger: Duration,
+    start: i64,
+    coordinator: ActorRef<CoordinatorMsg>,
+}
+
+impl PartitionConsumerState {
+    fn flush(&mut self) -> Result<(), ActorProcessingErr> {
+        self.batch += 1;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.pending);
+        self.transformer
+            .send_message(TransformerMsg::Transform(records))?;
+        Ok(())
+    }
+}
+
+impl Actor for PartitionConsumer {
+    type Msg = PartitionConsumerMsg;
+    type State = PartitionConsumerState;
+    type Arguments = PartitionConsumerArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: PartitionConsumerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let transformer = args
+            .transformer
+            .get()
+            .ok_or("the transformer is not running")?;
+        let start = args
+            .start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or("the writer has not published its start offset")?;
+        Ok(PartitionConsumerState {
+            partition: args.partition,
+            transformer,
+            pending: Vec::with_capacity(args.batch_size),
+            batch: 0,
+            batch_size: args.batch_size,
+            batch_linger: args.batch_linger,
+            start,
+            coordinator: args.coordinator,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Only now, with the whole pipeline up, does the coordinator route records here.
+        state.coordinator.send_message(CoordinatorMsg::Ready {
+            partition: state.partition,
+            next_offset: state.start,
+            consumer: myself,
+        })?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PartitionConsumerMsg::Record(record) => {
+                state.pending.push(record);
+                if state.pending.len() >= state.batch_size {
+                    state.flush()?;
+                } else if state.pending.len() == 1 {
+                    let batch = state.batch;
+                    myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
+                        batch,
+                    });
+                }
+            }
+            PartitionConsumerMsg::Flush { batch } if batch == state.batch => state.flush()?,
+            PartitionConsumerMsg::Flush { .. } => {}
+            PartitionConsumerMsg::Drain(reply) => {
+                state.flush()?;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}

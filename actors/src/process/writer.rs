@@ -1,0 +1,427 @@
+//! The writer of one partition: idempotent row upserts, then one lightweight transaction
+//! that commits the offset and the partition's absolute aggregates, fenced by its epoch.
+//!
+//! On start it claims the partition by bumping `owner_epoch` with an LWT (a fencing
+//! token), then loads the committed offset and aggregates: processing resumes right
+//! after the last committed offset, whatever Kafka's group offsets say. A writer whose
+//! commit condition fails has been fenced by a newer owner: it stops writing.
+
+use super::coordinator::CoordinatorMsg;
+use crate::model::CreatedUser;
+use crate::store::{Service, StoreError};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use scylla::client::session::Session;
+use scylla::statement::SerialConsistency;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlTimestamp, CqlValue};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Writer;
+
+pub struct WriterArgs {
+    pub session: Arc<Session>,
+    pub keyspace: String,
+    pub topic: String,
+    pub partition: i32,
+    /// This instance's name, stored as the partition's owner.
+    pub owner: String,
+    pub write_concurrency: usize,
+    pub coordinator: ActorRef<CoordinatorMsg>,
+    /// Records routed to this partition and not yet committed (the consumer pauses the
+    /// partition above a bound); the writer subtracts what it commits.
+    pub buffered: Arc<AtomicUsize>,
+    /// Where the writer publishes the offset to resume from, for the consumer.
+    pub start: Arc<Mutex<Option<i64>>>,
+    /// Test fault: fail every Nth batch after its upserts, before its commit (0 = off).
+    pub fail_before_commit_every: u64,
+    /// Batches written by every writer of the process: drives the test fault.
+    pub batches: Arc<AtomicU64>,
+    /// Where the writer registers itself for its transformer.
+    pub directory: crate::directory::Directory<WriterMsg>,
+}
+
+/// A transformed batch: the rows to write and the offset it ends at (poison records
+/// included, they went to the DLQ).
+pub struct WriteBatch {
+    pub users: Vec<CreatedUser>,
+    pub last_offset: i64,
+    pub records: usize,
+}
+
+impl std::fmt::Debug for WriteBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("users", &self.users.len())
+            .field("last_offset", &self.last_offset)
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+pub enum WriterMsg {
+    Write(WriteBatch),
+}
+
+pub struct WriterState {
+    args: WriterArgs,
+    insert: PreparedStatement,
+    commit: PreparedStatement,
+    set_bucket: PreparedStatement,
+    epoch: i64,
+    committed_offset: i64,
+    /// Absolute counts per bucket (e.g. `country:France`) as committed.
+    aggregates: BTreeMap<String, i64>,
+    fenced: bool,
+}
+
+fn cassandra_error(
+    what: &str,
+    transient: bool,
+) -> impl Fn(scylla::errors::ExecutionError) -> StoreError + '_ {
+    move |e| StoreError::request(Service::Cassandra, what, transient, e)
+}
+
+impl Actor for Writer {
+    type Msg = WriterMsg;
+    type State = WriterState;
+    type Arguments = WriterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<WriterMsg>,
+        args: WriterArgs,
+    ) -> Result<WriterState, ActorProcessingErr> {
+        let ks = &args.keyspace;
+        let session = &args.session;
+        let prepare = |cql: String| async move {
+            session.prepare(cql).await.map_err(|e| {
+                StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
+            })
+        };
+        let insert = prepare(format!(
+            "INSERT INTO {ks}.created_users (id, first_name, last_name, gender, address, country, post_code, email, \
+             username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        ))
+        .await?;
+        let mut commit = prepare(format!(
+            "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
+             IF owner_epoch = ?"
+        ))
+        .await?;
+        commit.set_serial_consistency(Some(SerialConsistency::Serial));
+        let set_bucket = prepare(format!(
+            "UPDATE {ks}.partition_state SET user_count = ? WHERE topic = ? AND partition = ? AND bucket = ?"
+        ))
+        .await?;
+
+        let epoch = claim(&args).await?;
+        let (committed_offset, aggregates) = load(&args).await?;
+        *args.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
+        tracing::info!(
+            partition = args.partition,
+            epoch,
+            committed_offset,
+            "partition claimed"
+        );
+        args.directory.register(myself);
+        Ok(WriterState {
+            args,
+            insert,
+            commit,
+            set_bucket,
+            epoch,
+            committed_offset,
+            aggregates,
+            fenced: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<WriterMsg>,
+        message: WriterMsg,
+        state: &mut WriterState,
+    ) -> Result<(), ActorProcessingErr> {
+        let WriterMsg::Write(batch) = message;
+        if state.fenced || batch.last_offset <= state.committed_offset {
+            // Fenced: a newer owner writes this partition now. Or already committed
+            // (a batch replayed after a restart): nothing to do.
+            state.args.buffered.fetch_sub(
+                batch
+                    .records
+                    .min(state.args.buffered.load(Ordering::SeqCst)),
+                Ordering::SeqCst,
+            );
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        upsert(state, &batch.users).await?;
+        let n = state.args.batches.fetch_add(1, Ordering::SeqCst) + 1;
+        let every = state.args.fail_before_commit_every;
+        if every > 0 && n.is_multiple_of(every) {
+            return Err(format!("injected fault: batch {n} upserted, not committed").into());
+        }
+        let mut aggregates = state.aggregates.clone();
+        let mut touched = std::collections::BTreeSet::new();
+        for user in &batch.users {
+            for bucket in user.buckets() {
+                *aggregates.entry(bucket.clone()).or_insert(0) += 1;
+                touched.insert(bucket);
+            }
+        }
+        if commit(state, batch.last_offset, &aggregates, &touched).await? {
+            state.committed_offset = batch.last_offset;
+            state.aggregates = aggregates;
+            state.args.buffered.fetch_sub(
+                batch
+                    .records
+                    .min(state.args.buffered.load(Ordering::SeqCst)),
+                Ordering::SeqCst,
+            );
+            metrics::counter!("tributary_records_total", "stage" => "written")
+                .increment(batch.users.len() as u64);
+            metrics::histogram!("tributary_write_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let _ = state
+                .args
+                .coordinator
+                .send_message(CoordinatorMsg::Committed {
+                    partition: state.args.partition,
+                    offset: batch.last_offset,
+                });
+        } else {
+            state.fenced = true;
+            tracing::warn!(
+                partition = state.args.partition,
+                epoch = state.epoch,
+                "writer fenced by a newer owner: it stops writing"
+            );
+            metrics::counter!("tributary_writer_fenced_total").increment(1);
+            let _ = state.args.coordinator.send_message(CoordinatorMsg::Fenced {
+                partition: state.args.partition,
+                epoch: state.epoch,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The bind values of the row upsert, in statement order.
+#[derive(scylla::SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct UserRow<'a> {
+    id: uuid::Uuid,
+    first_name: &'a str,
+    last_name: &'a str,
+    gender: &'a str,
+    address: &'a str,
+    country: &'a str,
+    post_code: &'a str,
+    email: &'a str,
+    username: &'a str,
+    dob: CqlTimestamp,
+    registered_date: CqlTimestamp,
+    phone: &'a str,
+    picture: &'a str,
+    source_topic: &'a str,
+    source_partition: i32,
+    source_offset: i64,
+    ingested_at: CqlTimestamp,
+    write_timestamp: i64,
+}
+
+/// Upserts the rows, `write_concurrency` at a time. Idempotent: same key, same cells,
+/// same write timestamp on a replay.
+async fn upsert(state: &WriterState, users: &[CreatedUser]) -> Result<(), StoreError> {
+    // Futures collected first: a closure returning a borrowing future inside a stream
+    // trips the compiler's higher-ranked lifetime inference in Send contexts.
+    let writes: Vec<_> = users.iter().map(|user| upsert_one(state, user)).collect();
+    let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
+        .buffer_unordered(state.args.write_concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn upsert_one(state: &WriterState, user: &CreatedUser) -> Result<(), StoreError> {
+    let values = UserRow {
+        id: user.id,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        gender: &user.gender,
+        address: &user.address,
+        country: &user.country,
+        post_code: &user.post_code,
+        email: &user.email,
+        username: &user.username,
+        dob: CqlTimestamp(user.dob.timestamp_millis()),
+        registered_date: CqlTimestamp(user.registered_date.timestamp_millis()),
+        phone: &user.phone,
+        picture: &user.picture,
+        source_topic: &user.provenance.topic,
+        source_partition: user.provenance.partition,
+        source_offset: user.provenance.offset,
+        ingested_at: CqlTimestamp(user.ingested_at().timestamp_millis()),
+        write_timestamp: user.write_timestamp_micros(),
+    };
+    state
+        .args
+        .session
+        .execute_unpaged(&state.insert, values)
+        .await
+        .map(|_| ())
+        .map_err(cassandra_error("upsert created_users", true))
+}
+
+/// Commits offset and aggregates in one conditional batch; false when fenced.
+async fn commit(
+    state: &WriterState,
+    offset: i64,
+    aggregates: &BTreeMap<String, i64>,
+    touched: &std::collections::BTreeSet<String>,
+) -> Result<bool, StoreError> {
+    let (topic, partition) = (&state.args.topic, state.args.partition);
+    let mut batch = Batch::new(BatchType::Logged);
+    batch.set_serial_consistency(Some(SerialConsistency::Serial));
+    batch.append_statement(state.commit.clone());
+    let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
+    let mut values: Vec<Vec<CqlValue>> = vec![vec![
+        CqlValue::BigInt(offset),
+        CqlValue::Timestamp(now),
+        CqlValue::Text(topic.clone()),
+        CqlValue::Int(partition),
+        CqlValue::BigInt(state.epoch),
+    ]];
+    for bucket in touched {
+        batch.append_statement(state.set_bucket.clone());
+        values.push(vec![
+            CqlValue::BigInt(aggregates.get(bucket).copied().unwrap_or(0)),
+            CqlValue::Text(topic.clone()),
+            CqlValue::Int(partition),
+            CqlValue::Text(bucket.clone()),
+        ]);
+    }
+    let result = state
+        .args
+        .session
+        .batch(&batch, values)
+        .await
+        .map_err(cassandra_error("commit offset and aggregates", true))?;
+    Ok(lwt_applied(result))
+}
+
+/// The `[applied]` column of a conditional statement's result.
+pub fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool {
+    result
+        .into_rows_result()
+        .ok()
+        .and_then(|rows| rows.first_row::<scylla::value::Row>().ok())
+        .is_some_and(|row| matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true)))))
+}
+
+/// Bumps the partition's owner epoch with a lightweight transaction; returns ours.
+async fn claim(args: &WriterArgs) -> Result<i64, StoreError> {
+    let ks = &args.keyspace;
+    for _ in 0..20 {
+        let mut read = scylla::statement::unprepared::Statement::new(format!(
+            "SELECT owner_epoch FROM {ks}.partition_state WHERE topic = ? AND partition = ? LIMIT 1"
+        ));
+        read.set_consistency(scylla::statement::Consistency::Serial);
+        let current: Option<i64> = args
+            .session
+            .query_unpaged(read, (&args.topic, args.partition))
+            .await
+            .map_err(cassandra_error("read owner epoch", true))?
+            .into_rows_result()
+            .ok()
+            .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten())
+            .and_then(|(epoch,)| epoch);
+        let (cql, next) = match current {
+            None => (
+                format!(
+                    "INSERT INTO {ks}.partition_state (topic, partition, owner_epoch, committed_offset, owner, updated_at) \
+                     VALUES (?, ?, 1, -1, ?, toTimestamp(now())) IF NOT EXISTS"
+                ),
+                1,
+            ),
+            Some(epoch) => (
+                format!(
+                    "UPDATE {ks}.partition_state SET owner_epoch = {}, owner = ?, updated_at = toTimestamp(now()) \
+                     WHERE topic = ? AND partition = ? IF owner_epoch = {epoch}",
+                    epoch + 1
+                ),
+                epoch + 1,
+            ),
+        };
+        let applied = if current.is_none() {
+            args.session
+                .query_unpaged(cql, (&args.topic, args.partition, &args.owner))
+                .await
+        } else {
+            args.session
+                .query_unpaged(cql, (&args.owner, &args.topic, args.partition))
+                .await
+        }
+        .map_err(cassandra_error("claim the partition", true))?;
+        if lwt_applied(applied) {
+            return Ok(next);
+        }
+        // Another owner claimed it between our read and our write: read again.
+    }
+    Err(StoreError::request(
+        Service::Cassandra,
+        format!(
+            "partition {} of {}: could not claim ownership (contention)",
+            args.partition, args.topic
+        ),
+        true,
+        Box::<dyn std::error::Error + Send + Sync>::from("owner epoch contention"),
+    ))
+}
+
+/// The committed offset and the aggregates, read with SERIAL consistency so every
+/// committed LWT is visible.
+async fn load(args: &WriterArgs) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+    let mut read = scylla::statement::unprepared::Statement::new(format!(
+        "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
+        args.keyspace
+    ));
+    read.set_consistency(scylla::statement::Consistency::Serial);
+    let rows = args
+        .session
+        .query_unpaged(read, (&args.topic, args.partition))
+        .await
+        .map_err(cassandra_error("read partition state", true))?
+        .into_rows_result()
+        .map_err(|e| {
+            StoreError::request(Service::Cassandra, "unexpected partition state", false, e)
+        })?;
+    let mut offset = -1;
+    let mut aggregates = BTreeMap::new();
+    for row in rows
+        .rows::<(Option<i64>, Option<String>, Option<i64>)>()
+        .map_err(|e| {
+            StoreError::request(Service::Cassandra, "unexpected partition state", false, e)
+        })?
+    {
+        let (committed, bucket, count) = row.map_err(|e| {
+            StoreError::request(
+                Service::Cassandra,
+                "unexpected partition state row",
+                false,
+                e,
+            )
+        })?;
+        offset = committed.unwrap_or(-1);
+        if let (Some(bucket), Some(count)) = (bucket, count) {
+            aggregates.insert(bucket, count);
+        }
+    }
+    Ok((offset, aggregates))
+}
