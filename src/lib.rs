@@ -17,7 +17,7 @@
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.
 //! - [`source`]: the embedded randomuser.me-compatible API (`tributary source`),
 //!   deterministic by seed and page, with fault injection for tests.
-//! - [`verify`]: `tributary verify`: PostgreSQL vs Kafka (and Cassandra, issue 4).
+//! - [`verify`]: `tributary verify`: PostgreSQL vs Kafka vs Cassandra, by user id and aggregates.
 //! - [`demo`]: `tributary demo`: source, pipeline and verify in one process.
 //! - [`exit`]: the process exit codes and which errors map to them.
 

@@ -199,8 +199,10 @@ async fn postgres_aggregates(
 ) -> Result<BTreeMap<String, i64>, StoreError> {
     let rows = client
         .query(
-            "SELECT 'country:' || (payload->'location'->>'country'), count(*) FROM staged_users GROUP BY 1 \
-             UNION ALL SELECT 'gender:' || (payload->>'gender'), count(*) FROM staged_users GROUP BY 1",
+            "SELECT 'country:' || coalesce(payload->'location'->>'country', '<none>'), count(*) \
+             FROM staged_users GROUP BY 1 \
+             UNION ALL SELECT 'gender:' || coalesce(payload->>'gender', '<none>'), count(*) \
+             FROM staged_users GROUP BY 1",
             &[],
         )
         .await
