@@ -148,7 +148,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Source { bind } => serve_source(&config, bind).await,
         Command::Run => tributary::run::run(&config).await,
         Command::Demo { users } => tributary::demo::demo(&config, users).await,
-        Command::Verify { json } => verify(&config, json).await,
+        Command::Verify { json } => tributary::verify::print(&config, json).await,
     };
     telemetry.shutdown();
     code(result)
@@ -163,33 +163,6 @@ async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {
             }
             println!("{}", schema::summary(&outcomes));
             exit::OK
-        }
-        Err(error) => {
-            eprintln!("error: {}", tributary::error_chain(&error));
-            exit::for_store_error(&error)
-        }
-    }
-}
-
-async fn verify(config: &Config, json: bool) -> i32 {
-    match tributary::verify::verify(config).await {
-        Ok(report) => {
-            if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(error) => {
-                        eprintln!("error: cannot encode the report: {error}");
-                        return exit::FAILURE;
-                    }
-                }
-            } else {
-                println!("{report}");
-            }
-            if report.is_clean() {
-                exit::OK
-            } else {
-                exit::FAILURE
-            }
         }
         Err(error) => {
             eprintln!("error: {}", tributary::error_chain(&error));

@@ -114,6 +114,35 @@ impl fmt::Display for Report {
     }
 }
 
+/// Runs verify and prints its report (a table, or JSON); the exit code is 0 only when
+/// everything matches. Shared by `tributary verify` and `tributary demo`.
+pub async fn print(config: &Config, json: bool) -> i32 {
+    match verify(config).await {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("error: cannot encode the report: {error}");
+                        return crate::exit::FAILURE;
+                    }
+                }
+            } else {
+                println!("{report}");
+            }
+            if report.is_clean() {
+                crate::exit::OK
+            } else {
+                crate::exit::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: verify: {}", crate::error_chain(&error));
+            crate::exit::for_store_error(&error)
+        }
+    }
+}
+
 /// Builds the report.
 ///
 /// # Errors
@@ -242,7 +271,10 @@ async fn cassandra_ids(session: &Session, keyspace: &str) -> Result<HashSet<Stri
 }
 
 /// The aggregates committed in partition_state, summed over the topic's partitions.
-async fn cassandra_aggregates(
+///
+/// # Errors
+/// Cassandra cannot be read.
+pub async fn cassandra_aggregates(
     session: &Session,
     keyspace: &str,
     topic: &str,
