@@ -10,7 +10,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(CACHE_DIR)/cargo/bin/cargo-deny
 TRIBUTARY := target/debug/tributary
 
-.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny
+.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -18,6 +18,7 @@ help:
 	@echo "make stack-up      start Kafka, Cassandra, PostgreSQL, Jaeger, Toxiproxy (installs what is missing)"
 	@echo "make stack-down    stop them"
 	@echo "make stack-status  one line per service: up or down"
+	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once); make chaos: all, 3 seeds"
 	@echo "make lint          rustfmt and clippy; make deny: cargo-deny"
 
 DEMO_USERS ?= 10000
@@ -28,7 +29,15 @@ demo: stack-up build
 
 test: stack-up lint
 	cargo test --workspace --locked
+	$(MAKE) chaos-ci
 	$(MAKE) deny
+
+# The chaos suite against the local stack: report in target/chaos/report.{json,md}.
+chaos-ci: stack-up build
+	target/debug/tributary-chaos --suite ci --seeds 1
+
+chaos: stack-up build
+	target/debug/tributary-chaos --suite full --seeds 1,2,3
 
 build:
 	cargo build --workspace --locked

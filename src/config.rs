@@ -23,7 +23,7 @@ use tributary_actors::{ingest, process, publish};
 use crate::run::SupervisionConfig;
 use tributary_actors::validate::{Findings, Invalid};
 
-use crate::{source, telemetry};
+use crate::{admin, source, telemetry};
 
 /// The defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -67,6 +67,9 @@ pub struct Config {
     /// Consumer group, batching and Cassandra writes (`[process]`).
     #[serde(default)]
     pub process: process::Config,
+    /// The admin HTTP server (`[admin]`).
+    #[serde(default)]
+    pub admin: admin::Config,
     /// Supervisors above ingest and publish (`[supervision]`).
     #[serde(default)]
     pub supervision: SupervisionConfig,
@@ -205,6 +208,7 @@ impl Config {
         f.section("ingest", |f| self.ingest.validate(f));
         f.section("publish", |f| self.publish.validate(f));
         f.section("process", |f| self.process.validate(f));
+        f.section("admin", |f| self.admin.validate(f));
         f.section("supervision", |f| self.supervision.validate(f));
         if f.found.is_empty() {
             Ok(())

@@ -30,6 +30,7 @@ impl Progress {
         self.runs_total >= runs
             && self.runs_finished >= runs
             && self.published_outbox_id >= self.last_outbox_id
+            && self.written >= self.staged
     }
 }
 

@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - `main.rs`: the `tributary` command line (clap) and its exit codes.
+//! - [`admin`]: the admin HTTP server (`/healthz`; test-fault routes with `--test-faults`).
 //! - [`config`]: the root configuration, aggregated from each component's `Config`;
 //!   loaded from `config/default.toml`, a profile file and `TRIBUTARY__…` environment
 //!   variables, validated at start-up with errors that name the key.
@@ -21,6 +22,7 @@
 //! - [`demo`]: `tributary demo`: source, pipeline and verify in one process.
 //! - [`exit`]: the process exit codes and which errors map to them.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod exit;
@@ -30,20 +32,9 @@ pub mod source;
 pub mod telemetry;
 pub mod verify;
 
-/// The error and its causes on one line: "a: b: c". Some drivers repeat their cause in
-/// their own message; a cause already shown is not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+/// The error and its causes on one line: "a: b: c".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    tributary_actors::error_chain(error)
 }
 
 /// Resolves on SIGINT or SIGTERM.

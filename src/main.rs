@@ -45,7 +45,11 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Run the pipeline until SIGINT or SIGTERM.
-    Run,
+    Run {
+        /// Enable the admin routes that inject failures (for the chaos suite only).
+        #[arg(long)]
+        test_faults: bool,
+    },
     /// The main job in one command: embedded source, pipeline, progress, verify.
     Demo {
         /// Users to move.
@@ -146,7 +150,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         }
         Command::Config(ConfigCommand::Check) => config_check(&config).await,
         Command::Source { bind } => serve_source(&config, bind).await,
-        Command::Run => tributary::run::run(&config).await,
+        Command::Run { test_faults } => tributary::run::run(&config, test_faults).await,
         Command::Demo { users } => tributary::demo::demo(&config, users).await,
         Command::Verify { json } => tributary::verify::print(&config, json).await,
     };

@@ -72,12 +72,43 @@ impl SupervisionConfig {
 }
 
 /// Runs the pipeline until SIGINT/SIGTERM (exit 0) or until supervision gives up
-/// (exit 1). Unreachable stores at start-up exit 2.
-pub async fn run(config: &Config) -> i32 {
+/// (exit 1). Unreachable stores at start-up, or an admin address that cannot be
+/// bound, exit 2. `test_faults` enables the admin routes that inject failures.
+pub async fn run(config: &Config, test_faults: bool) -> i32 {
     if let Err(error) = reach_stores(config).await {
         eprintln!("error: {}", crate::error_chain(&error));
         return exit::for_store_error(&error);
     }
+    let admin = if config.admin.bind.is_empty() {
+        None
+    } else {
+        let listener = match std::net::TcpListener::bind(&config.admin.bind) {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "error: admin.bind: cannot listen on {}: {error}",
+                    config.admin.bind
+                );
+                return exit::CONFIG;
+            }
+        };
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match crate::admin::serve(listener, test_faults) {
+            Ok(server) => {
+                tracing::info!(%address, test_faults, "admin http listening");
+                let handle = server.handle();
+                tokio::spawn(server);
+                Some(handle)
+            }
+            Err(error) => {
+                eprintln!("error: cannot start the admin server: {error}");
+                return exit::FAILURE;
+            }
+        }
+    };
     let (root, done) = match start_tree(config).await {
         Ok(started) => started,
         Err(error) => {
@@ -86,7 +117,7 @@ pub async fn run(config: &Config) -> i32 {
         }
     };
     tracing::info!("tributary running");
-    tokio::select! {
+    let code = tokio::select! {
         () = crate::shutdown_signal() => {
             tracing::info!("shutdown requested: stopping the actor tree");
             let _ = root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(60))).await;
@@ -101,7 +132,11 @@ pub async fn run(config: &Config) -> i32 {
             }
             Err(_) => exit::FAILURE,
         },
+    };
+    if let Some(admin) = admin {
+        admin.stop(true).await;
     }
+    code
 }
 
 /// Starts the actor tree; the receiver resolves when the tree ends (an error when

@@ -8,7 +8,7 @@
 #   stack/stack.sh down      stop every service (SIGTERM, then SIGKILL after a deadline)
 #   stack/stack.sh status    one line per service: up or down, with its address
 #   stack/stack.sh env       the TRIBUTARY__* variables that point tributary at this stack
-#   stack/stack.sh start|stop|kill SERVICE   one service (used by the chaos suite)
+#   stack/stack.sh start|stop|kill|pause|resume SERVICE   one service (the chaos suite)
 #
 # Data and logs live under $TRIBUTARY_STACK_DIR (default: <repo>/.stack). Downloads and
 # built tools are cached under $TRIBUTARY_CACHE_DIR (default: ~/.cache/tributary) so a
@@ -293,7 +293,7 @@ start_postgres() {
 	# fsync off: a throwaway test cluster; the chaos suite kills the process, not the host.
 	spawn postgres $(pg_owner_prefix) "$bindir/postgres" -D "$datadir" \
 		-c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="$sockdir" \
-		-c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+		-c max_connections=200 -c fsync=off -c full_page_writes=off
 }
 
 # ---------------------------------------------------------------------------------------
@@ -446,7 +446,6 @@ EOF
 		-Dcassandra.logdir="$dir/logs"
 		-Dlogback.configurationFile="$dir/logback.xml"
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
-		-Dcassandra.unsafesystem=true
 		-cp "$home/lib/*")
 	spawn cassandra "$java" "${jvm[@]}" org.apache.cassandra.service.CassandraDaemon
 }
@@ -621,6 +620,13 @@ main() {
 	kill)
 		known_service "${2:-}"
 		stop_one "$2" KILL
+		;;
+	pause | resume)
+		known_service "${2:-}"
+		local pid signal=STOP
+		[[ $cmd == resume ]] && signal=CONT
+		pid=$(svc_pid "$2") || die "$2 is not running"
+		kill -"$signal" -- "-$pid" 2>/dev/null || kill -"$signal" "$pid"
 		;;
 	*)
 		sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

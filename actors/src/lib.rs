@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`faults`]: panics injected into actors for the chaos suite (test flag only).
 //! - [`ingest`]: the ingest subtree (stager, fetchers, scheduler) and its config.
 //! - [`leader`]: the PostgreSQL advisory lock that makes one instance the leader,
 //!   which alone runs ingest and publish.
@@ -27,6 +28,7 @@
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
 pub mod directory;
+pub mod faults;
 pub mod ingest;
 pub mod leader;
 pub mod model;
@@ -44,4 +46,20 @@ pub use secret::Secret;
 /// must run before any client is built; a provider installed earlier is kept.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An error and its causes on one line ("a: b: c"), skipping a cause whose text the line
+/// already holds (some drivers repeat their cause in their own message).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -1,13 +1,184 @@
-//! `tributary-chaos`: the chaos suite (DESIGN.md section 8).
+//! `tributary-chaos`: kills real services during a run and proves that nothing is lost
+//! or duplicated (DESIGN.md section 8).
 //!
-//! It will run a workload, inject one fault at a seeded random moment (SIGKILL, SIGSTOP,
-//! Toxiproxy network faults, actor panics), heal, wait for the pipeline to drain and run
-//! `tributary verify`. Not built yet (issue 5): this binary says so and exits non-zero
-//! rather than pretend to pass.
+//! Per scenario: fresh schema/keyspace/topics, a workload from the embedded source, one
+//! fault at a seeded moment, the heal, a bounded wait for the drain, then `verify`. The
+//! same seed replays the same schedule. Exit code 1 if any scenario lost or duplicated a
+//! record, got an aggregate wrong, or failed to drain.
 
+mod backend;
+mod report;
+mod runner;
+mod scenario;
+mod toxiproxy;
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-fn main() -> ExitCode {
-    eprintln!("tributary-chaos: no scenarios yet: the chaos suite is tracked in issue 5");
-    ExitCode::from(2)
+#[derive(Debug, Parser)]
+#[command(
+    name = "tributary-chaos",
+    about = "Kill real services mid-run and verify exactly-once"
+)]
+struct Cli {
+    /// `ci` (every fault kind, `make chaos-ci`) or `full` (the whole catalogue).
+    #[arg(long, value_enum, default_value_t = Suite::Ci)]
+    suite: Suite,
+    /// Run only these scenarios (comma-separated names), overriding --suite.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Seeds; each scenario runs once per seed.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    seeds: Vec<u64>,
+    /// Users per scenario workload.
+    #[arg(long, default_value_t = 4_000)]
+    users: u64,
+    /// Users per scheduled run (the rate is users_per_run per interval).
+    #[arg(long, default_value_t = 200)]
+    users_per_run: u32,
+    /// Scheduler interval in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    interval_ms: u64,
+    /// Where faults come from: the local stack (`process`) or docker compose.
+    #[arg(long, value_enum, default_value_t = BackendArg::Process)]
+    backend: BackendArg,
+    /// The tributary binary (default: next to this one).
+    #[arg(long, env = "TRIBUTARY_BIN")]
+    tributary_bin: Option<PathBuf>,
+    /// Toxiproxy's API.
+    #[arg(
+        long,
+        env = "TRIBUTARY_STACK_TOXIPROXY_URL",
+        default_value = "http://127.0.0.1:8474"
+    )]
+    toxiproxy: String,
+    /// Report and log directory.
+    #[arg(long, default_value = "target/chaos")]
+    out: PathBuf,
+    /// Seconds a scenario may take to drain after the heal.
+    #[arg(long, default_value_t = 240)]
+    drain_deadline_s: u64,
+    /// List the catalogue and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Suite {
+    Ci,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Process,
+    Compose,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.list {
+        for s in scenario::CATALOGUE {
+            println!(
+                "{:<40} {}{:?}",
+                s.name,
+                if s.ci { "[ci] " } else { "" },
+                s.fault
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let scenarios: Vec<scenario::Scenario> = if cli.scenarios.is_empty() {
+        scenario::CATALOGUE
+            .iter()
+            .copied()
+            .filter(|s| matches!(cli.suite, Suite::Full) || s.ci)
+            .collect()
+    } else {
+        match cli
+            .scenarios
+            .iter()
+            .map(|n| scenario::by_name(n).ok_or(n))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(list) => list,
+            Err(unknown) => {
+                eprintln!("error: unknown scenario {unknown:?} (see --list)");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let backend = match cli.backend {
+        BackendArg::Process => backend::Backend::Process {
+            stack_script: root.join("stack/stack.sh"),
+        },
+        BackendArg::Compose => backend::Backend::Compose {
+            file: root.join("docker-compose.yml"),
+        },
+    };
+    let tributary_bin = cli.tributary_bin.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("tributary")))
+            .unwrap_or_else(|| PathBuf::from("tributary"))
+    });
+    tributary_actors::install_tls_provider();
+    let settings = runner::Settings {
+        users: cli.users,
+        users_per_run: cli.users_per_run,
+        interval_ms: cli.interval_ms,
+        backend,
+        tributary_bin,
+        toxiproxy_api: cli.toxiproxy,
+        work_dir: cli.out.join("logs"),
+        drain_deadline: Duration::from_secs(cli.drain_deadline_s),
+    };
+    if let Err(error) = std::fs::create_dir_all(&settings.work_dir) {
+        eprintln!(
+            "error: cannot create {}: {error}",
+            settings.work_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for scenario in &scenarios {
+        for &seed in &cli.seeds {
+            let t = Instant::now();
+            let outcome = runner::run(&settings, *scenario, seed).await;
+            println!(
+                "chaos: {:<36} seed {seed}: {} ({:.0}s){}",
+                scenario.name,
+                if outcome.passed { "pass" } else { "FAIL" },
+                t.elapsed().as_secs_f64(),
+                outcome
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+            outcomes.push(outcome);
+        }
+    }
+    if let Err(error) = report::write(&cli.out, &outcomes) {
+        eprintln!("error: cannot write the report: {error:#}");
+    }
+    println!("\n{}", report::markdown(&outcomes));
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!(
+        "chaos: {} scenario run(s) in {:.0}s, {failed} failed; report in {}",
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        cli.out.join("report.md").display()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -84,6 +84,8 @@ pub fn isolated_env(config: &Config) -> Vec<(String, String)> {
         // Test processes export no traces: the telemetry test covers export.
         ("TRIBUTARY__TELEMETRY__OTLP_ENDPOINT", String::new()),
         ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
+        // Several instances run at once: each admin server on a free port.
+        ("TRIBUTARY__ADMIN__BIND", "127.0.0.1:0".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -95,6 +95,7 @@ impl Actor for Fetcher {
         message: FetcherMsg,
         state: &mut FetcherState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("fetcher");
         let FetcherMsg::Fetch(run) = message;
         let started = std::time::Instant::now();
         let batch = fetch_run(state, run).await;

@@ -88,6 +88,7 @@ impl Actor for Scheduler {
         message: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("scheduler");
         match message {
             SchedulerMsg::Tick => tick(state).await?,
             SchedulerMsg::Ping(reply) => {

@@ -58,6 +58,7 @@ impl Actor for Stager {
         message: StagerMsg,
         state: &mut StagerState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("stager");
         match message {
             StagerMsg::Stage(batch) => {
                 let run_id = batch.run().run_id;

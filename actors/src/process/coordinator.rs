@@ -168,7 +168,6 @@ impl Actor for Coordinator {
         myself: ActorRef<CoordinatorMsg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
-        let session = Arc::new(cassandra::connect(&args.cassandra).await?);
         let topic = args.kafka.topics.raw.name.clone();
         let dlq: FutureProducer = args
             .kafka
@@ -213,7 +212,7 @@ impl Actor for Coordinator {
                 .spawn(move || poll_loop(&consumer, &routes, &stop, &topic, max_buffered))?
         };
         let context = PartitionContext {
-            session,
+            cassandra: args.cassandra.clone(),
             keyspace: args.cassandra.keyspace.clone(),
             topic: topic.clone(),
             dlq: Arc::new(dlq),

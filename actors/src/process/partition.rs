@@ -10,7 +10,6 @@ use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use scylla::client::session::Session;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use std::time::Duration;
 /// What a partition pipeline needs from its coordinator.
 #[derive(Clone)]
 pub struct PartitionContext {
-    pub session: Arc<Session>,
+    pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
     pub dlq: Arc<FutureProducer>,
@@ -53,7 +52,7 @@ pub fn supervisor_args(
     );
     let writer = ChildSpec::new(format!("writer-{partition}"), "writer", Writer, move || {
         WriterArgs {
-            session: c.session.clone(),
+            cassandra: c.cassandra.clone(),
             keyspace: c.keyspace.clone(),
             topic: c.topic.clone(),
             partition,
@@ -199,6 +198,7 @@ impl Actor for PartitionConsumer {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("consumer");
         match message {
             PartitionConsumerMsg::Record(record) => {
                 state.pending.push(record);

@@ -110,6 +110,7 @@ impl Actor for Transformer {
         message: TransformerMsg,
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("transformer");
         let TransformerMsg::Transform(records) = message;
         let Some(last_offset) = records.iter().map(|r| r.offset()).max() else {
             return Ok(());

@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 pub struct Writer;
 
 pub struct WriterArgs {
-    pub session: Arc<Session>,
+    /// Each incarnation opens its own session: a driver session does not always
+    /// recover when every node of the cluster restarts, a fresh one does.
+    pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
     pub partition: i32,
@@ -69,6 +71,7 @@ pub enum WriterMsg {
 
 pub struct WriterState {
     args: WriterArgs,
+    session: Session,
     insert: PreparedStatement,
     commit: PreparedStatement,
     set_bucket: PreparedStatement,
@@ -96,10 +99,11 @@ impl Actor for Writer {
         myself: ActorRef<WriterMsg>,
         args: WriterArgs,
     ) -> Result<WriterState, ActorProcessingErr> {
+        let session = crate::store::cassandra::connect(&args.cassandra).await?;
         let ks = &args.keyspace;
-        let session = &args.session;
+        let session_ref = &session;
         let prepare = |cql: String| async move {
-            session.prepare(cql).await.map_err(|e| {
+            session_ref.prepare(cql).await.map_err(|e| {
                 StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
             })
         };
@@ -120,8 +124,8 @@ impl Actor for Writer {
         ))
         .await?;
 
-        let epoch = claim(&args).await?;
-        let (committed_offset, aggregates) = load(&args).await?;
+        let epoch = claim(&args, &session).await?;
+        let (committed_offset, aggregates) = load(&args, &session).await?;
         *args.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
         tracing::info!(
             partition = args.partition,
@@ -132,6 +136,7 @@ impl Actor for Writer {
         args.directory.register(myself);
         Ok(WriterState {
             args,
+            session,
             insert,
             commit,
             set_bucket,
@@ -148,6 +153,7 @@ impl Actor for Writer {
         message: WriterMsg,
         state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("writer");
         let WriterMsg::Write(batch) = message;
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed
@@ -271,7 +277,6 @@ async fn upsert_one(state: &WriterState, user: &CreatedUser) -> Result<(), Store
         write_timestamp: user.write_timestamp_micros(),
     };
     state
-        .args
         .session
         .execute_unpaged(&state.insert, values)
         .await
@@ -308,7 +313,6 @@ async fn commit(
         ]);
     }
     let result = state
-        .args
         .session
         .batch(&batch, values)
         .await
@@ -326,15 +330,14 @@ pub fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool 
 }
 
 /// Bumps the partition's owner epoch with a lightweight transaction; returns ours.
-async fn claim(args: &WriterArgs) -> Result<i64, StoreError> {
+async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> {
     let ks = &args.keyspace;
     for _ in 0..20 {
         let mut read = scylla::statement::unprepared::Statement::new(format!(
             "SELECT owner_epoch FROM {ks}.partition_state WHERE topic = ? AND partition = ? LIMIT 1"
         ));
         read.set_consistency(scylla::statement::Consistency::Serial);
-        let current: Option<i64> = args
-            .session
+        let current: Option<i64> = session
             .query_unpaged(read, (&args.topic, args.partition))
             .await
             .map_err(cassandra_error("read owner epoch", true))?
@@ -360,11 +363,11 @@ async fn claim(args: &WriterArgs) -> Result<i64, StoreError> {
             ),
         };
         let applied = if current.is_none() {
-            args.session
+            session
                 .query_unpaged(cql, (&args.topic, args.partition, &args.owner))
                 .await
         } else {
-            args.session
+            session
                 .query_unpaged(cql, (&args.owner, &args.topic, args.partition))
                 .await
         }
@@ -387,14 +390,16 @@ async fn claim(args: &WriterArgs) -> Result<i64, StoreError> {
 
 /// The committed offset and the aggregates, read with SERIAL consistency so every
 /// committed LWT is visible.
-async fn load(args: &WriterArgs) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+async fn load(
+    args: &WriterArgs,
+    session: &Session,
+) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
     let mut read = scylla::statement::unprepared::Statement::new(format!(
         "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
         args.keyspace
     ));
     read.set_consistency(scylla::statement::Consistency::Serial);
-    let rows = args
-        .session
+    let rows = session
         .query_unpaged(read, (&args.topic, args.partition))
         .await
         .map_err(cassandra_error("read partition state", true))?

@@ -56,7 +56,7 @@ fn default_poll_interval_ms() -> u64 {
     500
 }
 fn default_transaction_timeout_ms() -> u64 {
-    30_000
+    10_000
 }
 fn default_publish_supervision() -> RestartPolicy {
     RestartPolicy::new(Strategy::OneForOne)

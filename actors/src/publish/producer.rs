@@ -168,6 +168,7 @@ impl Actor for Producer {
         message: ProducerMsg,
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
+        crate::faults::maybe_panic("producer");
         match message {
             ProducerMsg::Wake => {
                 let rows = read_outbox(state).await?;

@@ -53,13 +53,16 @@ pub struct RestartPolicy {
 }
 
 fn default_max_restarts() -> u32 {
-    10
+    // Store outages make actors fail repeatedly while they last: with the backoff below
+    // (doubling to 10 s), 20 restarts in a minute rides out an outage of a minute or
+    // more, while a crash loop still escalates quickly.
+    20
 }
 fn default_window_ms() -> u64 {
     60_000
 }
 fn default_backoff_initial_ms() -> u64 {
-    100
+    200
 }
 fn default_backoff_max_ms() -> u64 {
     10_000
@@ -71,7 +74,9 @@ fn default_liveness_interval_ms() -> u64 {
     5_000
 }
 fn default_liveness_timeout_ms() -> u64 {
-    30_000
+    // Longer than any bounded operation a handler awaits (a Kafka transaction's 10 s
+    // timeout, a PostgreSQL statement's 30 s), so only a real hang trips it.
+    60_000
 }
 
 impl RestartPolicy {
@@ -148,15 +153,17 @@ mod tests {
             .collect();
         assert_eq!(
             delays,
-            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+            [
+                200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000, 10_000
+            ]
         );
     }
 
     #[test]
     fn jitter_spreads_around_the_base() {
-        let policy = RestartPolicy::new(Strategy::OneForOne); // jitter 0.2
-        assert_eq!(policy.backoff(0, 0.0).as_millis(), 90);
-        assert_eq!(policy.backoff(0, 0.5).as_millis(), 100);
-        assert_eq!(policy.backoff(0, 0.999).as_millis(), 110);
+        let policy = RestartPolicy::new(Strategy::OneForOne); // 200 ms, jitter 0.2
+        assert_eq!(policy.backoff(0, 0.0).as_millis(), 180);
+        assert_eq!(policy.backoff(0, 0.5).as_millis(), 200);
+        assert_eq!(policy.backoff(0, 0.999).as_millis(), 220);
     }
 }

@@ -465,7 +465,9 @@ impl Actor for Supervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
                 if let Some(index) = state.slot_of(cell.get_id()) {
-                    state.child_down(&myself, index, error.to_string()).await?;
+                    state
+                        .child_down(&myself, index, crate::error_chain(error.as_ref()))
+                        .await?;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

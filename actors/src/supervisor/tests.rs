@@ -269,8 +269,8 @@ async fn restarts_back_off_exponentially() {
         until(Duration::from_secs(10), || t.probes[0].starts() == n + 1).await;
         restarted_after.push(failed_at.elapsed().as_millis() / 10 * 10);
     }
-    // 100 ms, then 200, then 400 (no jitter in this policy), within polling granularity.
-    assert_eq!(restarted_after, [100, 200, 400]);
+    // 200 ms, then 400, then 800 (no jitter in this policy), within polling granularity.
+    assert_eq!(restarted_after, [200, 400, 800]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,429 @@
+//! Runs one scenario: fresh names, a workload, one fault at its seeded moment, the heal,
+//! the drain, and `verify`.
+
+use crate::backend::{Action, Backend};
+use crate::scenario::{Fault, Scenario, Schedule};
+use crate::toxiproxy::Toxiproxy;
+use anyhow::{Context, bail};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tributary::config::{Config, Sources};
+use tributary::demo::{Probe, Progress, progress};
+
+/// What every scenario shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub users: u64,
+    pub users_per_run: u32,
+    pub interval_ms: u64,
+    pub backend: Backend,
+    pub tributary_bin: PathBuf,
+    pub toxiproxy_api: String,
+    pub work_dir: PathBuf,
+    pub drain_deadline: Duration,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub missing: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    pub aggregate_errors: usize,
+    /// Seconds from the heal until the first new commit in Cassandra.
+    pub recovery_s: Option<f64>,
+    /// Seconds from the heal until everything was in Cassandra.
+    pub drain_s: Option<f64>,
+    /// Actor failures logged by the tributary processes (each followed by a restart).
+    pub restarts: usize,
+    pub passed: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A `tributary run --test-faults` process.
+struct Instance {
+    child: Child,
+    log: PathBuf,
+    admin: String,
+}
+
+impl Instance {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Run<'a> {
+    settings: &'a Settings,
+    name: String,
+    env: Vec<(String, String)>,
+    instances: Vec<Instance>,
+    /// Logs of every instance started so far, for the restart count.
+    logs: Vec<PathBuf>,
+}
+
+impl Run<'_> {
+    fn start_instance(&mut self) -> anyhow::Result<()> {
+        let admin = format!("127.0.0.1:{}", free_port()?);
+        let log = self
+            .settings
+            .work_dir
+            .join(format!("{}-{}.log", self.name, self.logs.len()));
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let child = Command::new(&self.settings.tributary_bin)
+            .args(["run", "--test-faults"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("TRIBUTARY__ADMIN__BIND", &admin)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("start {}", self.settings.tributary_bin.display()))?;
+        self.logs.push(log.clone());
+        self.instances.push(Instance { child, log, admin });
+        Ok(())
+    }
+
+    fn restarts(&self) -> usize {
+        self.logs
+            .iter()
+            .map(|log| {
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .matches("\"message\":\"child failed\"")
+                    .count()
+            })
+            .sum()
+    }
+}
+
+/// Progress readings through connections that are reopened after an error: the stores
+/// this probe reads are the ones the scenarios kill.
+struct Progressor<'a> {
+    config: &'a Config,
+    probe: Option<Probe>,
+}
+
+impl Progressor<'_> {
+    async fn read(&mut self) -> Option<Progress> {
+        if self.probe.is_none() {
+            self.probe = Probe::open(self.config).await.ok();
+        }
+        let reading = progress(self.config, self.probe.as_ref()?).await;
+        if reading.is_err() {
+            self.probe = None;
+        }
+        reading.ok()
+    }
+}
+
+async fn wait_for<T>(deadline: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
+/// Runs one scenario with one seed.
+pub async fn run(settings: &Settings, scenario: Scenario, seed: u64) -> Outcome {
+    let mut outcome = Outcome {
+        scenario: scenario.name.into(),
+        seed,
+        expected: settings.users,
+        delivered: 0,
+        missing: 0,
+        duplicated: 0,
+        unexpected: 0,
+        aggregate_errors: 0,
+        recovery_s: None,
+        drain_s: None,
+        restarts: 0,
+        passed: false,
+        error: None,
+    };
+    if let Err(error) = run_inner(settings, scenario, seed, &mut outcome).await {
+        outcome.error = Some(format!("{error:#}"));
+        outcome.passed = false;
+    }
+    outcome
+}
+
+async fn run_inner(
+    settings: &Settings,
+    scenario: Scenario,
+    seed: u64,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let schedule = Schedule::new(seed, scenario.name);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!(
+        "chaos_{}_{seed}_{}",
+        scenario.name.replace('-', "_"),
+        &suffix[..6]
+    );
+    let mut config = Config::load(&Sources::default()).context("configuration")?;
+    config.postgres.schema = name.clone();
+    config.cassandra.keyspace = name.chars().take(48).collect();
+    config.kafka.topics.raw.name = format!("{name}.raw");
+    config.kafka.topics.checkpoints.name = format!("{name}.checkpoints");
+    config.kafka.topics.dlq.name = format!("{name}.dlq");
+    config.publish.transactional_id = format!("{name}-producer");
+    config.process.group_id = format!("{name}-group");
+    tributary::schema::apply(&config, &[])
+        .await
+        .context("schema apply")?;
+
+    // The embedded source, in this process.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let (server, address) = tributary::source::server::serve(&config.source, listener)?;
+    let source = server.handle();
+    tokio::spawn(server);
+
+    let runs = settings.users.div_ceil(u64::from(settings.users_per_run));
+    let toxiproxy = Toxiproxy::new(&settings.toxiproxy_api);
+    let mut postgres_port = config.postgres.port;
+    let proxy = format!("{name}-postgres");
+    if matches!(scenario.fault, Fault::PostgresLink(_)) {
+        postgres_port = free_port()?;
+        toxiproxy
+            .proxy(
+                &proxy,
+                &format!("127.0.0.1:{postgres_port}"),
+                &format!("{}:{}", config.postgres.host, config.postgres.port),
+            )
+            .await?;
+    }
+    let env: Vec<(String, String)> = [
+        (
+            "TRIBUTARY__POSTGRES__SCHEMA",
+            config.postgres.schema.clone(),
+        ),
+        ("TRIBUTARY__POSTGRES__PORT", postgres_port.to_string()),
+        (
+            "TRIBUTARY__CASSANDRA__KEYSPACE",
+            config.cassandra.keyspace.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__RAW__NAME",
+            config.kafka.topics.raw.name.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__CHECKPOINTS__NAME",
+            config.kafka.topics.checkpoints.name.clone(),
+        ),
+        (
+            "TRIBUTARY__KAFKA__TOPICS__DLQ__NAME",
+            config.kafka.topics.dlq.name.clone(),
+        ),
+        (
+            "TRIBUTARY__PUBLISH__TRANSACTIONAL_ID",
+            config.publish.transactional_id.clone(),
+        ),
+        (
+            "TRIBUTARY__PROCESS__GROUP_ID",
+            config.process.group_id.clone(),
+        ),
+        ("TRIBUTARY__PROCESS__SESSION_TIMEOUT_MS", "6000".into()),
+        (
+            "TRIBUTARY__INGEST__SOURCE_URL",
+            format!("http://{address}/api/"),
+        ),
+        (
+            "TRIBUTARY__INGEST__USERS_PER_RUN",
+            settings.users_per_run.to_string(),
+        ),
+        (
+            "TRIBUTARY__INGEST__INTERVAL_MS",
+            settings.interval_ms.to_string(),
+        ),
+        ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
+        ("TRIBUTARY__SUPERVISION__LEADER_RETRY_MS", "250".into()),
+        ("TRIBUTARY__TELEMETRY__SERVICE_NAME", name.clone()),
+        ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut run = Run {
+        settings,
+        name: name.clone(),
+        env,
+        instances: Vec::new(),
+        logs: Vec::new(),
+    };
+    run.start_instance()?;
+
+    let mut probe = Progressor {
+        config: &config,
+        probe: None,
+    };
+    let trigger = (schedule.at_fraction * settings.users as f64) as i64;
+    wait_for(Duration::from_secs(120), async || {
+        probe.read().await.filter(|p| p.staged >= trigger)
+    })
+    .await
+    .with_context(|| format!("the workload never reached {trigger} staged users"))?;
+
+    inject(
+        &mut run,
+        &settings.backend,
+        &toxiproxy,
+        &proxy,
+        scenario.fault,
+        schedule,
+    )
+    .await?;
+    let healed = Instant::now();
+    let written_at_heal = probe.read().await.map_or(0, |p| p.written);
+
+    let mut first_progress = None;
+    let drained: Option<Progress> = wait_for(settings.drain_deadline, async || {
+        let p = probe.read().await?;
+        if first_progress.is_none() && (p.written > written_at_heal || p.drained(runs as i64)) {
+            first_progress = Some(healed.elapsed().as_secs_f64());
+        }
+        p.drained(runs as i64).then_some(p)
+    })
+    .await;
+    outcome.recovery_s = first_progress;
+    outcome.restarts = run.restarts();
+    if drained.is_none() {
+        let alive = run
+            .instances
+            .iter_mut()
+            .map(|i| matches!(i.child.try_wait(), Ok(None)))
+            .filter(|alive| *alive)
+            .count();
+        bail!(
+            "did not drain within {:?} ({alive} tributary process(es) alive)",
+            settings.drain_deadline
+        );
+    }
+    outcome.drain_s = Some(healed.elapsed().as_secs_f64());
+
+    let report = tributary::verify::verify(&config).await.context("verify")?;
+    outcome.delivered = report.in_cassandra;
+    outcome.missing = report.missing + settings.users.saturating_sub(report.staged);
+    outcome.duplicated = report.duplicated;
+    outcome.unexpected = report.unexpected;
+    outcome.aggregate_errors = report.aggregate_errors.len();
+    outcome.passed = report.is_clean()
+        && report.staged == settings.users
+        && report.in_cassandra == settings.users;
+
+    for instance in &mut run.instances {
+        instance.kill();
+    }
+    source.stop(true).await;
+    if matches!(scenario.fault, Fault::PostgresLink(_)) {
+        toxiproxy.delete(&proxy).await;
+    }
+    Ok(())
+}
+
+/// Injects the fault, holds it for the scheduled time, and heals.
+async fn inject(
+    run: &mut Run<'_>,
+    backend: &Backend,
+    toxiproxy: &Toxiproxy,
+    proxy: &str,
+    fault: Fault,
+    schedule: Schedule,
+) -> anyhow::Result<()> {
+    let hold = Duration::from_millis(schedule.hold_ms);
+    let blocking = |backend: Backend, action, service| async move {
+        tokio::task::spawn_blocking(move || backend.run(action, service)).await?
+    };
+    match fault {
+        Fault::Kill(service) => {
+            blocking(backend.clone(), Action::Kill, service).await?;
+            tokio::time::sleep(hold).await;
+            blocking(backend.clone(), Action::Start, service).await?;
+        }
+        Fault::Pause(service) => {
+            blocking(backend.clone(), Action::Pause, service).await?;
+            tokio::time::sleep(hold).await;
+            blocking(backend.clone(), Action::Resume, service).await?;
+        }
+        Fault::KillTributary => {
+            run.instances.iter_mut().for_each(Instance::kill);
+            run.instances.clear();
+            tokio::time::sleep(hold).await;
+            run.start_instance()?;
+        }
+        Fault::RepeatedKills(times) => {
+            for _ in 0..times {
+                run.instances.iter_mut().for_each(Instance::kill);
+                run.instances.clear();
+                run.start_instance()?;
+                tokio::time::sleep(hold / 2).await;
+            }
+        }
+        Fault::PostgresLink(toxic) => {
+            toxiproxy.add(proxy, toxic).await?;
+            tokio::time::sleep(hold).await;
+            toxiproxy.remove(proxy, toxic).await?;
+        }
+        Fault::Panic(kind) => {
+            let admin = run
+                .instances
+                .first()
+                .map(|i| i.admin.clone())
+                .context("no tributary instance")?;
+            let response = reqwest::Client::new()
+                .post(format!("http://{admin}/test/panic/{kind}"))
+                .send()
+                .await
+                .context("admin endpoint")?;
+            if !response.status().is_success() {
+                bail!("arming a {kind} panic: {}", response.status());
+            }
+            tokio::time::sleep(hold).await;
+        }
+        Fault::KillSecondInstanceDuringRebalance => {
+            run.start_instance()?;
+            let second = run.instances.len() - 1;
+            // It joined the group: the rebalance that hands it partitions is under way.
+            let joined = wait_for(Duration::from_secs(60), async || {
+                run.instances[second]
+                    .log_text()
+                    .contains("coordinator joined the consumer group")
+                    .then_some(())
+            })
+            .await;
+            joined.context("the second instance never joined the group")?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            run.instances[second].kill();
+            tokio::time::sleep(hold).await;
+        }
+    }
+    Ok(())
+}
