@@ -2,7 +2,7 @@
 //! the drain, and `verify`.
 
 use crate::backend::{Action, Backend};
-use crate::scenario::{Fault, Scenario, Schedule};
+use crate::scenario::{Fault, Link, Scenario, Schedule};
 use crate::toxiproxy::Toxiproxy;
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -69,6 +69,13 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn env_port(name: &str, default: u16) -> u16 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -209,24 +216,63 @@ async fn run_inner(
 
     let runs = settings.users.div_ceil(u64::from(settings.users_per_run));
     let toxiproxy = Toxiproxy::new(&settings.toxiproxy_api);
-    let mut postgres_port = config.postgres.port;
-    let proxy = format!("{name}-postgres");
-    if matches!(scenario.fault, Fault::PostgresLink(_)) {
-        postgres_port = free_port()?;
-        toxiproxy
-            .proxy(
-                &proxy,
-                &format!("127.0.0.1:{postgres_port}"),
-                &format!("{}:{}", config.postgres.host, config.postgres.port),
-            )
-            .await?;
+    let proxy = format!("{name}-link");
+    // Link faults: tributary reaches that store through a Toxiproxy proxy.
+    let mut link_env: Vec<(String, String)> = Vec::new();
+    if let Fault::Link(link, _) = scenario.fault {
+        let (listen, upstream) = match link {
+            Link::Postgres => {
+                let port = free_port()?;
+                link_env.push(("TRIBUTARY__POSTGRES__PORT".into(), port.to_string()));
+                (
+                    format!("127.0.0.1:{port}"),
+                    format!("{}:{}", config.postgres.host, config.postgres.port),
+                )
+            }
+            Link::Kafka => {
+                // The broker's PROXIED listener advertises the proxy's address (stack.sh).
+                let (proxy_port, proxied_port) = (
+                    env_port("TRIBUTARY_STACK_KAFKA_PROXY_PORT", 29092),
+                    env_port("TRIBUTARY_STACK_KAFKA_PROXIED_PORT", 9094),
+                );
+                link_env.push((
+                    "TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS".into(),
+                    format!("127.0.0.1:{proxy_port}"),
+                ));
+                (
+                    format!("127.0.0.1:{proxy_port}"),
+                    format!("127.0.0.1:{proxied_port}"),
+                )
+            }
+            Link::Cassandra => {
+                let port = free_port()?;
+                let node = config
+                    .cassandra
+                    .contact_points
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "127.0.0.1:9042".into());
+                link_env.push((
+                    "TRIBUTARY__CASSANDRA__CONTACT_POINTS".into(),
+                    format!("127.0.0.1:{port}"),
+                ));
+                // The node reports its own address: translate it to the proxy; the driver
+                // also looks up the contact point itself, which maps to itself.
+                let proxy_address = format!("127.0.0.1:{port}");
+                link_env.push((
+                    "TRIBUTARY__CASSANDRA__ADDRESS_TRANSLATION".into(),
+                    format!("{node}={proxy_address},{proxy_address}={proxy_address}"),
+                ));
+                (format!("127.0.0.1:{port}"), node)
+            }
+        };
+        toxiproxy.proxy(&proxy, &listen, &upstream).await?;
     }
     let env: Vec<(String, String)> = [
         (
             "TRIBUTARY__POSTGRES__SCHEMA",
             config.postgres.schema.clone(),
         ),
-        ("TRIBUTARY__POSTGRES__PORT", postgres_port.to_string()),
         (
             "TRIBUTARY__CASSANDRA__KEYSPACE",
             config.cassandra.keyspace.clone(),
@@ -271,6 +317,7 @@ async fn run_inner(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(link_env)
     .collect();
     let mut run = Run {
         settings,
@@ -343,7 +390,7 @@ async fn run_inner(
         instance.kill();
     }
     source.stop(true).await;
-    if matches!(scenario.fault, Fault::PostgresLink(_)) {
+    if matches!(scenario.fault, Fault::Link(..)) {
         toxiproxy.delete(&proxy).await;
     }
     Ok(())
@@ -387,7 +434,7 @@ async fn inject(
                 tokio::time::sleep(hold / 2).await;
             }
         }
-        Fault::PostgresLink(toxic) => {
+        Fault::Link(_, toxic) => {
             toxiproxy.add(proxy, toxic).await?;
             tokio::time::sleep(hold).await;
             toxiproxy.remove(proxy, toxic).await?;

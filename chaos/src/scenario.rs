@@ -14,12 +14,20 @@ pub enum Fault {
     KillTributary,
     /// SIGKILL and restart tributary this many times in a row.
     RepeatedKills(u32),
-    /// A Toxiproxy toxic on tributary's link to PostgreSQL, held, then removed.
-    PostgresLink(Toxic),
+    /// A Toxiproxy toxic on one of tributary's links, held, then removed.
+    Link(Link, Toxic),
     /// A panic in the next message of this actor kind (admin endpoint, test flag).
     Panic(&'static str),
     /// Start a second instance (a rebalance begins) and SIGKILL it mid-rebalance.
     KillSecondInstanceDuringRebalance,
+}
+
+/// A network link between tributary and a store, routed through Toxiproxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Postgres,
+    Kafka,
+    Cassandra,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,22 +55,62 @@ pub const CATALOGUE: &[Scenario] = &[
     s("pause-cassandra", Fault::Pause(Service::Cassandra), true),
     s(
         "postgres-latency",
-        Fault::PostgresLink(Toxic::Latency),
+        Fault::Link(Link::Postgres, Toxic::Latency),
         true,
     ),
     s(
         "postgres-reset-peer",
-        Fault::PostgresLink(Toxic::ResetPeer),
+        Fault::Link(Link::Postgres, Toxic::ResetPeer),
         true,
     ),
     s(
         "postgres-timeout",
-        Fault::PostgresLink(Toxic::Timeout),
+        Fault::Link(Link::Postgres, Toxic::Timeout),
         false,
     ),
     s(
         "postgres-bandwidth",
-        Fault::PostgresLink(Toxic::Bandwidth),
+        Fault::Link(Link::Postgres, Toxic::Bandwidth),
+        false,
+    ),
+    s(
+        "kafka-latency",
+        Fault::Link(Link::Kafka, Toxic::Latency),
+        true,
+    ),
+    s(
+        "kafka-reset-peer",
+        Fault::Link(Link::Kafka, Toxic::ResetPeer),
+        false,
+    ),
+    s(
+        "kafka-timeout",
+        Fault::Link(Link::Kafka, Toxic::Timeout),
+        false,
+    ),
+    s(
+        "kafka-bandwidth",
+        Fault::Link(Link::Kafka, Toxic::Bandwidth),
+        false,
+    ),
+    s(
+        "cassandra-latency",
+        Fault::Link(Link::Cassandra, Toxic::Latency),
+        false,
+    ),
+    s(
+        "cassandra-reset-peer",
+        Fault::Link(Link::Cassandra, Toxic::ResetPeer),
+        true,
+    ),
+    s(
+        "cassandra-timeout",
+        Fault::Link(Link::Cassandra, Toxic::Timeout),
+        false,
+    ),
+    s(
+        "cassandra-bandwidth",
+        Fault::Link(Link::Cassandra, Toxic::Bandwidth),
         false,
     ),
     s("panic-scheduler", Fault::Panic("scheduler"), false),
@@ -140,7 +188,13 @@ mod tests {
         assert!(ci.iter().any(|f| matches!(f, Fault::Pause(_))));
         assert!(ci.iter().any(|f| matches!(f, Fault::KillTributary)));
         assert!(ci.iter().any(|f| matches!(f, Fault::RepeatedKills(_))));
-        assert!(ci.iter().any(|f| matches!(f, Fault::PostgresLink(_))));
+        for link in [Link::Postgres, Link::Kafka, Link::Cassandra] {
+            assert!(
+                ci.iter()
+                    .any(|f| matches!(f, Fault::Link(l, _) if *l == link)),
+                "{link:?}"
+            );
+        }
         assert!(ci.iter().any(|f| matches!(f, Fault::Panic(_))));
         assert!(
             ci.iter()

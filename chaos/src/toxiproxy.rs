@@ -1,4 +1,4 @@
-//! Network faults on tributary's link to PostgreSQL through Toxiproxy's HTTP API.
+//! Network faults on tributary's links to its stores through Toxiproxy's HTTP API.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};

@@ -279,7 +279,7 @@ async fn publish(
                 producer.flush(timeout)?;
                 return Ok(TxnOutcome::LeftOpen);
             }
-            producer.commit_transaction(timeout)?;
+            retrying(|| producer.commit_transaction(timeout))?;
             Ok(TxnOutcome::Committed)
         };
         match attempt() {
@@ -287,10 +287,9 @@ async fn publish(
             Err(error) if is_fatal(&error) => Err(error),
             Err(error) => {
                 tracing::warn!(error = %error, "kafka transaction failed: aborting, the batch will be retried");
-                match producer.abort_transaction(timeout) {
-                    Err(abort) if is_fatal(&abort) => Err(abort),
-                    _ => Ok(TxnOutcome::Aborted),
-                }
+                // An abort that fails leaves the transaction in a state only a new
+                // producer resolves (its init_transactions aborts what is open): fail.
+                retrying(|| producer.abort_transaction(timeout)).map(|()| TxnOutcome::Aborted)
             }
         }
     })
@@ -324,7 +323,26 @@ async fn publish(
         Ok(TxnOutcome::LeftOpen) => {
             Err(format!("injected fault: transaction {n} sent, not committed").into())
         }
-        Err(error) => Err(format!("producer unusable, restarting it: {error}").into()),
+        Err(error) => Err(format!(
+            "producer unusable, restarting it: {}",
+            crate::error_chain(&error)
+        )
+        .into()),
+    }
+}
+
+/// Calls a transaction API again while librdkafka says the error is retriable (a
+/// timed-out commit must be resumed by calling commit again, not aborted), up to a bound.
+fn retrying(call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut attempts = 0;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 30 => {
+                attempts += 1;
+                tracing::warn!(error = %e, attempts, "kafka transaction call timed out: resuming it");
+            }
+            result => return result,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ pub struct Config {
     /// Client-side timeout of each request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Address translations `"node address=reachable address"` (both `ip:port`), for a
+    /// cluster behind NAT or a proxy: the driver connects to the address a node reports
+    /// for itself, which would bypass the proxy. A list, or one comma-separated string.
+    #[serde(default, deserialize_with = "list_or_csv")]
+    pub address_translation: Vec<String>,
 }
 
 /// Keyspace replication, as in CQL's `WITH replication = {...}`.
@@ -128,6 +134,7 @@ impl Default for Config {
             password_file: None,
             connect_timeout_ms: default_connect_timeout_ms(),
             request_timeout_ms: default_request_timeout_ms(),
+            address_translation: Vec::new(),
         }
     }
 }
@@ -182,6 +189,27 @@ impl Config {
         }
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
         f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);
+        if let Err(message) = self.translations() {
+            f.invalid("address_translation", message);
+        }
+    }
+
+    /// The translations, parsed.
+    ///
+    /// # Errors
+    /// An entry that is not `ip:port=ip:port`.
+    pub fn translations(
+        &self,
+    ) -> Result<std::collections::HashMap<SocketAddr, SocketAddr>, String> {
+        self.address_translation
+            .iter()
+            .map(|entry| {
+                let parsed = entry.split_once('=').and_then(|(from, to)| {
+                    Some((from.trim().parse().ok()?, to.trim().parse().ok()?))
+                });
+                parsed.ok_or_else(|| format!("{entry:?} is not \"ip:port=ip:port\""))
+            })
+            .collect()
     }
 
     pub fn endpoint(&self) -> String {
@@ -208,6 +236,17 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
             cause,
         }
     })?;
+    let translations = config.translations().map_err(|message| {
+        StoreError::request(
+            Service::Cassandra,
+            "address_translation",
+            false,
+            Box::<dyn std::error::Error + Send + Sync>::from(message),
+        )
+    })?;
+    if !translations.is_empty() {
+        builder = builder.address_translator(std::sync::Arc::new(translations));
+    }
     if let Some(user) = &config.username {
         builder = builder.user(
             user,
@@ -249,6 +288,26 @@ mod tests {
             nts.to_cql(),
             "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
         );
+    }
+
+    #[test]
+    fn address_translations_parse() {
+        let config = Config {
+            address_translation: vec!["127.0.0.1:9042=127.0.0.1:29042".into()],
+            ..Config::default()
+        };
+        let map = config.translations().unwrap();
+        assert_eq!(
+            map[&"127.0.0.1:9042".parse().unwrap()],
+            "127.0.0.1:29042".parse().unwrap()
+        );
+        let bad = Config {
+            address_translation: vec!["nope".into()],
+            ..Config::default()
+        };
+        let mut f = Findings::default();
+        bad.validate(&mut f);
+        assert_eq!(f.found[0].key, "address_translation");
     }
 
     #[test]
