@@ -348,3 +348,74 @@ async fn leadership_moves_when_the_leader_is_killed() {
     wait_drained(&config, 20, Duration::from_secs(240)).await;
     assert_eq!(assert_exactly_once(&config).await, 20_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparseable_response_is_retried_then_quarantined_with_the_run_failed() {
+    let config = prepare("it_ingest_f").await;
+    let faults = Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    };
+    let (source, _source) = embedded_source(faults);
+    let env = workload(
+        &config,
+        &source,
+        2,
+        100,
+        &[
+            ("TRIBUTARY__INGEST__FETCH__MAX_ATTEMPTS", "3"),
+            ("TRIBUTARY__INGEST__FETCH__BACKOFF_INITIAL_MS", "10"),
+            ("TRIBUTARY__INGEST__FETCH__BACKOFF_MAX_MS", "50"),
+        ],
+    );
+    let mut tributary = Tributary::run("ingest_f", &env);
+    eventually(Duration::from_secs(120), || async {
+        let (finished, total, _) = progress(&config).await;
+        if total >= 2 && finished >= 2 {
+            Ok(())
+        } else {
+            Err(finished)
+        }
+    })
+    .await
+    .expect("both runs finish");
+    let client = pg(&config).await;
+    let rows = client
+        .query(
+            "SELECT status, attempts, last_error FROM runs ORDER BY run_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in &rows {
+        let (status, error): (String, Option<String>) = (row.get(0), row.get(2));
+        assert_eq!(status, "failed");
+        assert!(error.unwrap_or_default().contains("after 3 attempt(s)"));
+    }
+    let quarantined = client
+        .query("SELECT reason, raw FROM quarantine", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        quarantined.len(),
+        2,
+        "one quarantined response per failed run"
+    );
+    for row in &quarantined {
+        let raw: Vec<u8> = row.get(1);
+        assert!(
+            String::from_utf8_lossy(&raw).contains("upstream proxy error"),
+            "the body as received"
+        );
+    }
+    let staged: i64 = client
+        .query_one("SELECT count(*) FROM staged_users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 0);
+    assert!(
+        tributary.is_running(),
+        "failed runs do not crash the process"
+    );
+}
