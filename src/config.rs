@@ -194,6 +194,48 @@ impl Config {
         Ok(config)
     }
 
+    /// Gives every object this configuration names in the stores (schema, keyspace,
+    /// topics, consumer group, transactional id) a name derived from `name`, so tests
+    /// and chaos scenarios never see each other's data. `name` must be a valid
+    /// lower-case identifier.
+    pub fn isolate(&mut self, name: &str) {
+        self.postgres.schema = name.to_owned();
+        self.cassandra.keyspace = name.chars().take(48).collect();
+        self.kafka.topics.raw.name = format!("{name}.raw");
+        self.kafka.topics.checkpoints.name = format!("{name}.checkpoints");
+        self.kafka.topics.dlq.name = format!("{name}.dlq");
+        self.publish.transactional_id = format!("{name}-producer");
+        self.process.group_id = format!("{name}-group");
+        self.telemetry.service_name = name.to_owned();
+    }
+
+    /// The `TRIBUTARY__…` variables that make a child `tributary` process use this
+    /// configuration's store names (see [`Config::isolate`]).
+    pub fn names_env(&self) -> Vec<(String, String)> {
+        [
+            ("postgres.schema", self.postgres.schema.clone()),
+            ("cassandra.keyspace", self.cassandra.keyspace.clone()),
+            ("kafka.topics.raw.name", self.kafka.topics.raw.name.clone()),
+            (
+                "kafka.topics.checkpoints.name",
+                self.kafka.topics.checkpoints.name.clone(),
+            ),
+            ("kafka.topics.dlq.name", self.kafka.topics.dlq.name.clone()),
+            (
+                "publish.transactional_id",
+                self.publish.transactional_id.clone(),
+            ),
+            ("process.group_id", self.process.group_id.clone()),
+            (
+                "telemetry.service_name",
+                self.telemetry.service_name.clone(),
+            ),
+        ]
+        .into_iter()
+        .map(|(key, value)| (env_var_for(key), value))
+        .collect()
+    }
+
     /// Range and name checks that types cannot express.
     ///
     /// # Errors

@@ -11,8 +11,6 @@
 
 use ractor::{ActorRef, SpawnErr};
 use serde::Deserialize;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
@@ -152,13 +150,11 @@ pub async fn start_tree(
         ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
         publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
     ];
-    let is_leader = Arc::new(AtomicBool::new(false));
     let leader_args = {
-        let (postgres, policy, stats, is_leader) = (
+        let (postgres, policy, stats) = (
             config.postgres.clone(),
             config.supervision.leader.clone(),
             stats.clone(),
-            is_leader.clone(),
         );
         let retry = Duration::from_millis(config.supervision.leader_retry_ms);
         move || LeaderArgs {
@@ -167,7 +163,6 @@ pub async fn start_tree(
             duties: duties.clone(),
             policy: policy.clone(),
             stats: stats.clone(),
-            is_leader: is_leader.clone(),
         }
     };
     let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();

@@ -28,11 +28,6 @@ impl<M> Directory<M> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(actor);
     }
 
-    /// Forgets the registered actor, e.g. before it restarts.
-    pub fn reset(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
     /// The current incarnation, if it has started.
     pub fn get(&self) -> Option<ActorRef<M>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()

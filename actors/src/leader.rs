@@ -28,8 +28,6 @@ pub struct LeaderArgs {
     /// Policy of the supervisor over the duties.
     pub policy: RestartPolicy,
     pub stats: RestartStats,
-    /// Shared view of whether this instance leads, for status and tests.
-    pub is_leader: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub enum LeaderMsg {
@@ -55,9 +53,6 @@ pub struct LeaderState {
 
 impl LeaderState {
     async fn stop_duties(&mut self) {
-        self.args
-            .is_leader
-            .store(false, std::sync::atomic::Ordering::SeqCst);
         if let Some(duties) = self.duties.take() {
             let _ = duties
                 .stop_and_wait(
@@ -149,10 +144,6 @@ impl Actor for Leader {
                     )
                     .await?;
                     state.duties = Some(duties);
-                    state
-                        .args
-                        .is_leader
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 } else {
                     myself.send_after(state.args.retry, || LeaderMsg::TryAcquire);
                 }

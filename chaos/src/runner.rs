@@ -197,13 +197,7 @@ async fn run_inner(
         &suffix[..6]
     );
     let mut config = Config::load(&Sources::default()).context("configuration")?;
-    config.postgres.schema = name.clone();
-    config.cassandra.keyspace = name.chars().take(48).collect();
-    config.kafka.topics.raw.name = format!("{name}.raw");
-    config.kafka.topics.checkpoints.name = format!("{name}.checkpoints");
-    config.kafka.topics.dlq.name = format!("{name}.dlq");
-    config.publish.transactional_id = format!("{name}-producer");
-    config.process.group_id = format!("{name}-group");
+    config.isolate(&name);
     tributary::schema::apply(&config, &[])
         .await
         .context("schema apply")?;
@@ -269,34 +263,6 @@ async fn run_inner(
         toxiproxy.proxy(&proxy, &listen, &upstream).await?;
     }
     let env: Vec<(String, String)> = [
-        (
-            "TRIBUTARY__POSTGRES__SCHEMA",
-            config.postgres.schema.clone(),
-        ),
-        (
-            "TRIBUTARY__CASSANDRA__KEYSPACE",
-            config.cassandra.keyspace.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__RAW__NAME",
-            config.kafka.topics.raw.name.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__CHECKPOINTS__NAME",
-            config.kafka.topics.checkpoints.name.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__DLQ__NAME",
-            config.kafka.topics.dlq.name.clone(),
-        ),
-        (
-            "TRIBUTARY__PUBLISH__TRANSACTIONAL_ID",
-            config.publish.transactional_id.clone(),
-        ),
-        (
-            "TRIBUTARY__PROCESS__GROUP_ID",
-            config.process.group_id.clone(),
-        ),
         ("TRIBUTARY__PROCESS__SESSION_TIMEOUT_MS", "6000".into()),
         (
             "TRIBUTARY__INGEST__SOURCE_URL",
@@ -312,12 +278,12 @@ async fn run_inner(
         ),
         ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
         ("TRIBUTARY__SUPERVISION__LEADER_RETRY_MS", "250".into()),
-        ("TRIBUTARY__TELEMETRY__SERVICE_NAME", name.clone()),
         ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .chain(link_env)
+    .chain(config.names_env())
     .collect();
     let mut run = Run {
         settings,

@@ -20,14 +20,7 @@ pub fn unique(prefix: &str) -> String {
 /// names for every store object.
 pub fn isolated_config(prefix: &str) -> Config {
     let mut config = Config::load(&Sources::default()).expect("test configuration loads");
-    let name = unique(prefix);
-    config.postgres.schema = name.clone();
-    config.cassandra.keyspace = name.clone();
-    config.kafka.topics.raw.name = format!("{name}.raw");
-    config.kafka.topics.checkpoints.name = format!("{name}.checkpoints");
-    config.kafka.topics.dlq.name = format!("{name}.dlq");
-    config.publish.transactional_id = format!("{name}-producer");
-    config.telemetry.service_name = name;
+    config.isolate(&unique(prefix));
     config
 }
 
@@ -52,44 +45,18 @@ where
 
 /// The environment that makes a `tributary` process use `config`'s isolated names.
 pub fn isolated_env(config: &Config) -> Vec<(String, String)> {
-    [
-        (
-            "TRIBUTARY__POSTGRES__SCHEMA",
-            config.postgres.schema.clone(),
-        ),
-        (
-            "TRIBUTARY__CASSANDRA__KEYSPACE",
-            config.cassandra.keyspace.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__RAW__NAME",
-            config.kafka.topics.raw.name.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__CHECKPOINTS__NAME",
-            config.kafka.topics.checkpoints.name.clone(),
-        ),
-        (
-            "TRIBUTARY__KAFKA__TOPICS__DLQ__NAME",
-            config.kafka.topics.dlq.name.clone(),
-        ),
-        (
-            "TRIBUTARY__PUBLISH__TRANSACTIONAL_ID",
-            config.publish.transactional_id.clone(),
-        ),
-        (
-            "TRIBUTARY__TELEMETRY__SERVICE_NAME",
-            config.telemetry.service_name.clone(),
-        ),
-        // Test processes export no traces: the telemetry test covers export.
-        ("TRIBUTARY__TELEMETRY__OTLP_ENDPOINT", String::new()),
-        ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
-        // Several instances run at once: each admin server on a free port.
-        ("TRIBUTARY__ADMIN__BIND", "127.0.0.1:0".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    let mut env = config.names_env();
+    env.extend(
+        [
+            // Test processes export no traces: the telemetry test covers export.
+            ("TRIBUTARY__TELEMETRY__OTLP_ENDPOINT", ""),
+            ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json"),
+            // Several instances run at once: each admin server on a free port.
+            ("TRIBUTARY__ADMIN__BIND", "127.0.0.1:0"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
 }
 
 /// A `tributary run` child process. Its stderr goes to a file under target/ for the

@@ -5,6 +5,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::Duration;
 use tributary::schema::{self, Action};
+use tributary_actors::process::writer::lwt_applied;
 use tributary_actors::store::{Service, cassandra, postgres};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,18 +192,4 @@ async fn cassandra_insert_select_and_fenced_commit() {
         .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
         .await
         .expect("drop test keyspace");
-}
-
-/// The `[applied]` column of a lightweight transaction's result (the first column; a
-/// refused LWT adds the current values of the condition columns after it).
-fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool {
-    let row: scylla::value::Row = result
-        .into_rows_result()
-        .expect("an LWT returns rows")
-        .first_row()
-        .expect("an LWT returns one row");
-    matches!(
-        row.columns.first(),
-        Some(Some(scylla::value::CqlValue::Boolean(true)))
-    )
 }

@@ -92,12 +92,4 @@ impl StoreError {
             StoreError::Credentials { .. } => false,
         }
     }
-
-    pub fn service(&self) -> Service {
-        match self {
-            StoreError::Unreachable { service, .. }
-            | StoreError::Request { service, .. }
-            | StoreError::Credentials { service, .. } => *service,
-        }
-    }
 }
