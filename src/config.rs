@@ -37,6 +37,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "postgres.password",
     "kafka.sasl_password",
     "cassandra.password",
+    "admin.token",
 ];
 
 /// Everything tributary can be told.

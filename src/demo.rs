@@ -160,13 +160,14 @@ pub async fn demo(config: &Config, users: u64) -> i32 {
         config.ingest.source_url
     );
 
-    let (root, mut done) = match run::start_tree(&config).await {
-        Ok(started) => started,
-        Err(error) => {
-            eprintln!("error: the actor tree failed to start: {error}");
-            return exit::FAILURE;
-        }
-    };
+    let (root, mut done) =
+        match run::start_tree(&config, &crate::status::Observed::new(run::instance_name())).await {
+            Ok(started) => started,
+            Err(error) => {
+                eprintln!("error: the actor tree failed to start: {error}");
+                return exit::FAILURE;
+            }
+        };
     let started = Instant::now();
     let outcome = loop {
         tokio::select! {

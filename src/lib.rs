@@ -7,7 +7,9 @@
 //! # Layout
 //!
 //! - `main.rs`: the `tributary` command line (clap) and its exit codes.
-//! - [`admin`]: the admin HTTP server (`/healthz`; test-fault routes with `--test-faults`).
+//! - [`admin`]: the admin HTTP server: probes, `/metrics`, `/api/status`, the dashboard,
+//!   and test-fault routes with `--test-faults`.
+//! - [`status`]: what `/api/status` serves and `tributary status` prints.
 //! - [`config`]: the root configuration, aggregated from each component's `Config`;
 //!   loaded from `config/default.toml`, a profile file and `TRIBUTARY__…` environment
 //!   variables, validated at start-up with errors that name the key.
@@ -29,6 +31,7 @@ pub mod exit;
 pub mod run;
 pub mod schema;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod verify;
 

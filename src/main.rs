@@ -62,6 +62,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a running instance's status (actor tree, partitions, throughput, restarts)
+    /// from its admin server.
+    Status {
+        /// Admin server base URL (default: http://<admin.bind>).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the raw JSON of /api/status.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the embedded randomuser.me-compatible API until SIGINT or SIGTERM.
     Source {
         /// Address to listen on (default: source.bind).
@@ -153,6 +163,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Run { test_faults } => tributary::run::run(&config, test_faults).await,
         Command::Demo { users } => tributary::demo::demo(&config, users).await,
         Command::Verify { json } => tributary::verify::print(&config, json).await,
+        Command::Status { url, json } => tributary::status::print(&config, url, json).await,
     };
     telemetry.shutdown();
     code(result)

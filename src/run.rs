@@ -5,19 +5,28 @@
 //! ├── process (one_for_one)     every instance: coordinator → partition pipelines
 //! └── leader                    holds the PostgreSQL advisory lock, then starts:
 //!     └── leader duties (one_for_one)        [supervision.leader]
-//!         ├── ingest (rest_for_one)          stager, fetchers, scheduler
-//!         └── publish (one_for_one)          producer
+//!         ├── publish (one_for_one)          producer
+//!         └── ingest (rest_for_one)          stager, fetchers, scheduler
 //! ```
+//!
+//!
+//! Children start downstream first; a graceful shutdown drains them in reverse
+//! (upstream first): leader (scheduler stops dispatching, fetchers hand over their pages,
+//! the stager stages them, the producer finishes its transaction), then process (the
+//! coordinator stops routing and waits until routed records are committed in Cassandra);
+//! then the tree stops.
 
+use crate::admin::{AdminState, Readiness};
+use crate::status::Observed;
+use ractor::rpc::CallResult;
 use ractor::{ActorRef, SpawnErr};
 use serde::Deserialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
 use tributary_actors::store::{self, StoreError};
 use tributary_actors::supervisor::{
-    self, ChildSpec, RestartPolicy, RestartStats, Strategy, SupervisorArgs, SupervisorMsg,
-    TreeOutcome,
+    self, ChildSpec, Drain, RestartPolicy, Strategy, SupervisorArgs, SupervisorMsg, TreeOutcome,
 };
 use tributary_actors::validate::Findings;
 use tributary_actors::{ingest, process, publish};
@@ -39,6 +48,12 @@ pub struct SupervisionConfig {
     /// How often a follower tries to become the leader.
     #[serde(default = "default_leader_retry_ms")]
     pub leader_retry_ms: u64,
+    /// On SIGTERM/SIGINT: how long draining (no new runs, in-flight batches staged,
+    /// published and committed in Cassandra) and stopping may take before the process
+    /// gives up waiting and exits 1. Work not committed by then is replayed by the next
+    /// owner from the last commit, so nothing is lost either way.
+    #[serde(default = "default_shutdown_deadline_ms")]
+    pub shutdown_deadline_ms: u64,
 }
 
 fn default_root() -> RestartPolicy {
@@ -50,6 +65,9 @@ fn default_leader() -> RestartPolicy {
 fn default_leader_retry_ms() -> u64 {
     1_000
 }
+fn default_shutdown_deadline_ms() -> u64 {
+    30_000
+}
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
@@ -57,6 +75,7 @@ impl Default for SupervisionConfig {
             root: default_root(),
             leader: default_leader(),
             leader_retry_ms: default_leader_retry_ms(),
+            shutdown_deadline_ms: default_shutdown_deadline_ms(),
         }
     }
 }
@@ -66,61 +85,40 @@ impl SupervisionConfig {
         f.section("root", |f| self.root.validate(f));
         f.section("leader", |f| self.leader.validate(f));
         f.range("leader_retry_ms", self.leader_retry_ms, 10, 600_000);
+        f.range(
+            "shutdown_deadline_ms",
+            self.shutdown_deadline_ms,
+            100,
+            3_600_000,
+        );
     }
 }
 
-/// Runs the pipeline until SIGINT/SIGTERM (exit 0) or until supervision gives up
-/// (exit 1). Unreachable stores at start-up, or an admin address that cannot be
+/// Runs the pipeline until SIGINT/SIGTERM (graceful drain, exit 0) or until supervision
+/// gives up (exit 1). Unreachable stores at start-up, or an admin address that cannot be
 /// bound, exit 2. `test_faults` enables the admin routes that inject failures.
 pub async fn run(config: &Config, test_faults: bool) -> i32 {
     if let Err(error) = reach_stores(config).await {
         eprintln!("error: {}", crate::error_chain(&error));
         return exit::for_store_error(&error);
     }
-    let admin = if config.admin.bind.is_empty() {
-        None
-    } else {
-        let listener = match std::net::TcpListener::bind(&config.admin.bind) {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!(
-                    "error: admin.bind: cannot listen on {}: {error}",
-                    config.admin.bind
-                );
-                return exit::CONFIG;
-            }
-        };
-        let address = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        match crate::admin::serve(listener, test_faults) {
-            Ok(server) => {
-                tracing::info!(%address, test_faults, "admin http listening");
-                let handle = server.handle();
-                tokio::spawn(server);
-                Some(handle)
-            }
-            Err(error) => {
-                eprintln!("error: cannot start the admin server: {error}");
-                return exit::FAILURE;
-            }
-        }
+    crate::admin::prometheus();
+    let observed = Observed::new(instance_name());
+    let sampler = observed.spawn_sampler();
+    let admin = match start_admin(config, &observed, test_faults) {
+        Ok(admin) => admin,
+        Err(code) => return code,
     };
-    let (root, done) = match start_tree(config).await {
+    let (root, done) = match start_tree(config, &observed).await {
         Ok(started) => started,
         Err(error) => {
             eprintln!("error: the actor tree failed to start: {error}");
             return exit::FAILURE;
         }
     };
-    tracing::info!("tributary running");
+    tracing::info!(instance = %observed.instance, "tributary running");
     let code = tokio::select! {
-        () = crate::shutdown_signal() => {
-            tracing::info!("shutdown requested: stopping the actor tree");
-            let _ = root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(60))).await;
-            exit::OK
-        }
+        () = crate::shutdown_signal() => shutdown(config, &root).await,
         outcome = done => match outcome {
             Ok(Ok(())) => exit::OK,
             Ok(Err(error)) => {
@@ -131,10 +129,113 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
             Err(_) => exit::FAILURE,
         },
     };
+    sampler.abort();
     if let Some(admin) = admin {
         admin.stop(true).await;
     }
     code
+}
+
+/// Starts the admin server unless `admin.bind` is empty; `Err` carries the exit code.
+fn start_admin(
+    config: &Config,
+    observed: &Observed,
+    test_faults: bool,
+) -> Result<Option<actix_web::dev::ServerHandle>, i32> {
+    if config.admin.bind.is_empty() {
+        return Ok(None);
+    }
+    let token = config.admin.resolve_token().map_err(|error| {
+        eprintln!("error: admin.token_file: {error}");
+        exit::CONFIG
+    })?;
+    let listener = std::net::TcpListener::bind(&config.admin.bind).map_err(|error| {
+        eprintln!(
+            "error: admin.bind: cannot listen on {}: {error}",
+            config.admin.bind
+        );
+        exit::CONFIG
+    })?;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let state = AdminState::new(
+        observed.clone(),
+        Readiness::new(config.clone()),
+        token.clone(),
+    );
+    let server = crate::admin::serve(listener, state, test_faults).map_err(|error| {
+        eprintln!("error: cannot start the admin server: {error}");
+        exit::FAILURE
+    })?;
+    tracing::info!(
+        %address,
+        test_faults,
+        token = token.is_some(),
+        "admin http listening: dashboard at http://{address}/"
+    );
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(Some(handle))
+}
+
+/// Graceful shutdown: drain the tree (the scheduler stops dispatching, fetched pages are
+/// staged, the open Kafka transaction commits, routed records are committed in
+/// Cassandra), then stop it, all within `supervision.shutdown_deadline_ms`. A second
+/// signal stops waiting.
+async fn shutdown(config: &Config, root: &ActorRef<SupervisorMsg>) -> i32 {
+    let deadline = Duration::from_millis(config.supervision.shutdown_deadline_ms);
+    let started = Instant::now();
+    tracing::info!(
+        deadline_ms = config.supervision.shutdown_deadline_ms,
+        "shutdown requested: draining"
+    );
+    let stopped = async {
+        let drained = root
+            .call(
+                |reply| {
+                    SupervisorMsg::Drain(Drain {
+                        reply,
+                        within: deadline,
+                    })
+                },
+                Some(deadline),
+            )
+            .await;
+        let drained = matches!(drained, Ok(CallResult::Success(())));
+        let left = deadline.saturating_sub(started.elapsed());
+        let stopped = root
+            .stop_and_wait(
+                Some("shutdown".into()),
+                Some(left.max(Duration::from_millis(1))),
+            )
+            .await
+            .is_ok();
+        drained && stopped
+    };
+    let clean = tokio::select! {
+        clean = tokio::time::timeout(deadline, stopped) => clean.unwrap_or(false),
+        () = crate::shutdown_signal() => {
+            tracing::warn!("second signal: not waiting for the drain");
+            false
+        }
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if clean {
+        tracing::info!(elapsed_ms, "drained and stopped");
+        exit::OK
+    } else {
+        tracing::error!(
+            elapsed_ms,
+            "shutdown did not complete within the deadline: uncommitted work is replayed from the last commit at the next start"
+        );
+        eprintln!(
+            "error: shutdown did not complete within supervision.shutdown_deadline_ms = {}",
+            config.supervision.shutdown_deadline_ms
+        );
+        exit::FAILURE
+    }
 }
 
 /// Starts the actor tree; the receiver resolves when the tree ends (an error when
@@ -144,11 +245,13 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
 /// The root supervisor cannot start.
 pub async fn start_tree(
     config: &Config,
+    observed: &Observed,
 ) -> Result<(ActorRef<SupervisorMsg>, oneshot::Receiver<TreeOutcome>), SpawnErr> {
-    let stats = RestartStats::default();
+    let stats = observed.tree.clone();
+    // Downstream first, like every supervisor's children: drains run in reverse.
     let duties = vec![
-        ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
         publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
+        ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
     ];
     let leader_args = {
         let (postgres, policy, stats) = (
@@ -165,13 +268,16 @@ pub async fn start_tree(
             stats: stats.clone(),
         }
     };
-    let leader = ChildSpec::new("leader", "leader", Leader, leader_args).with_ping::<LeaderMsg>();
+    let leader = ChildSpec::new("leader", "leader", Leader, leader_args)
+        .with_ping::<LeaderMsg>()
+        .with_drain::<LeaderMsg>();
     let process = process::supervisor_spec(
         &config.process,
         &config.kafka,
         &config.cassandra,
-        &instance_name(),
+        &observed.instance,
         &stats,
+        &observed.partitions,
     );
     supervisor::spawn_root(SupervisorArgs {
         name: "root".into(),

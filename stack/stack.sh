@@ -94,6 +94,8 @@ install_packages() {
 	command -v g++ >/dev/null || missing+=(g++)
 	command -v make >/dev/null || missing+=(make)
 	command -v runuser >/dev/null || missing+=(util-linux)
+	# The dashboard test drives Debian's headless Chromium.
+	command -v chromium >/dev/null || missing+=(chromium)
 	((${#missing[@]} == 0)) && return 0
 	if [[ $(id -u) != 0 ]]; then
 		die "missing packages: ${missing[*]} (install them with: sudo apt-get install -y ${missing[*]})"

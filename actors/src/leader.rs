@@ -10,11 +10,12 @@
 use crate::store::postgres::{self, query_error};
 use crate::store::{Service, StoreError};
 use crate::supervisor::{
-    ChildSpec, Ping, RestartPolicy, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg,
+    ChildSpec, Drain, Ping, RestartPolicy, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Leader;
@@ -35,6 +36,14 @@ pub enum LeaderMsg {
     /// The lock connection ended: leadership is lost.
     LockLost(String),
     Ping(RpcReplyPort<()>),
+    /// Graceful shutdown: drain ingest and publish, and stop trying to lead.
+    Drain(Drain),
+}
+
+impl From<Drain> for LeaderMsg {
+    fn from(drain: Drain) -> Self {
+        LeaderMsg::Drain(drain)
+    }
 }
 
 impl From<Ping> for LeaderMsg {
@@ -49,6 +58,8 @@ pub struct LeaderState {
     connection: JoinHandle<()>,
     key: String,
     duties: Option<ActorRef<SupervisorMsg>>,
+    /// Shutting down: a follower no longer tries to take the lock.
+    draining: bool,
 }
 
 impl LeaderState {
@@ -93,6 +104,7 @@ impl Actor for Leader {
             lock,
             connection,
             duties: None,
+            draining: false,
         })
     }
 
@@ -117,12 +129,48 @@ impl Actor for Leader {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "leader");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<LeaderMsg>,
+        event: SupervisionEvent,
+        state: &mut LeaderState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event
+            && state
+                .duties
+                .as_ref()
+                .is_some_and(|d| d.get_id() == cell.get_id())
+        {
+            // The duties gave up (restart intensity exceeded): give up leadership too,
+            // so another instance can take over, and let our supervisor decide.
+            state.duties = None;
+            state.stop_duties().await;
+            return Err(format!("leader duties failed: {error}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Leader {
+    async fn on_message(
+        &self,
         myself: ActorRef<LeaderMsg>,
         message: LeaderMsg,
         state: &mut LeaderState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            LeaderMsg::TryAcquire if state.duties.is_none() => {
+            LeaderMsg::TryAcquire if state.duties.is_none() && !state.draining => {
                 let acquired: bool = state
                     .lock
                     .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&state.key])
@@ -156,27 +204,21 @@ impl Actor for Leader {
             LeaderMsg::Ping(reply) => {
                 let _ = reply.send(());
             }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<LeaderMsg>,
-        event: SupervisionEvent,
-        state: &mut LeaderState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, error) = event
-            && state
-                .duties
-                .as_ref()
-                .is_some_and(|d| d.get_id() == cell.get_id())
-        {
-            // The duties gave up (restart intensity exceeded): give up leadership too,
-            // so another instance can take over, and let our supervisor decide.
-            state.duties = None;
-            state.stop_duties().await;
-            return Err(format!("leader duties failed: {error}").into());
+            LeaderMsg::Drain(Drain { reply, within }) => {
+                state.draining = true;
+                if let Some(duties) = &state.duties {
+                    let drained = duties
+                        .call(
+                            |reply| SupervisorMsg::Drain(Drain { reply, within }),
+                            Some(within),
+                        )
+                        .await;
+                    if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+                        tracing::warn!("ingest and publish not drained in time");
+                    }
+                }
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }

@@ -32,11 +32,13 @@ pub mod faults;
 pub mod ingest;
 pub mod leader;
 pub mod model;
+pub mod observe;
 pub mod process;
 pub mod publish;
 pub mod secret;
 pub mod store;
 pub mod supervisor;
+pub mod trace;
 pub mod validate;
 
 pub use secret::Secret;

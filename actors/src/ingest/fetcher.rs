@@ -7,11 +7,14 @@ use super::stager::StagerMsg;
 use crate::directory::Directory;
 use crate::model::raw_user::parse_page;
 use crate::model::{FetchedBatch, RawUser, Rejected, Run, StagedUser};
+use crate::observe::{self, Stage};
+use crate::supervisor::Drain;
 use backon::{ExponentialBuilder, Retryable};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Fetcher;
@@ -28,6 +31,14 @@ pub struct FetcherArgs {
 
 pub enum FetcherMsg {
     Fetch(Run),
+    /// Answered once the fetches queued before it were handed to the stager.
+    Drain(Drain),
+}
+
+impl From<Drain> for FetcherMsg {
+    fn from(drain: Drain) -> Self {
+        FetcherMsg::Drain(drain)
+    }
 }
 
 pub struct FetcherState {
@@ -91,14 +102,62 @@ impl Actor for Fetcher {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "fetcher");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Fetcher {
+    async fn on_message(
+        &self,
         _: ActorRef<FetcherMsg>,
         message: FetcherMsg,
         state: &mut FetcherState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("fetcher");
-        let FetcherMsg::Fetch(run) = message;
+        let run = match message {
+            FetcherMsg::Fetch(run) => run,
+            FetcherMsg::Drain(drain) => {
+                let _ = drain.reply.send(());
+                return Ok(());
+            }
+        };
         let started = std::time::Instant::now();
-        let batch = fetch_run(state, run).await;
+        // A run starts a trace: every record of the page carries it to Cassandra.
+        let span = tracing::info_span!(
+            parent: None,
+            "fetch run",
+            otel.name = "GET source page",
+            otel.kind = "client",
+            tributary.stage = "fetch",
+            run.id = run.run_id,
+            http.request.method = "GET",
+            url.full = %state.config.source_url,
+            tributary.users = tracing::field::Empty,
+            tributary.rejected = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let batch = fetch_run(state, run).instrument(span.clone()).await;
+        match &batch {
+            FetchedBatch::Fetched {
+                users, rejected, ..
+            } => {
+                span.record("tributary.users", users.len());
+                span.record("tributary.rejected", rejected.len());
+            }
+            FetchedBatch::Failed { .. } => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let trace = crate::trace::context_of(&span);
+        drop(span);
         let n = state.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         if n == state.config.test_faults.panic_on_fetch {
             panic!(
@@ -107,7 +166,7 @@ impl Actor for Fetcher {
             );
         }
         metrics::histogram!("tributary_fetch_seconds").record(started.elapsed().as_secs_f64());
-        state.stager.send_message(StagerMsg::Stage(batch))?;
+        state.stager.send_message(StagerMsg::Stage(batch, trace))?;
         Ok(())
     }
 }
@@ -170,6 +229,7 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
                     }),
                 }
             }
+            observe::record(Stage::Fetched, users.len() as u64);
             FetchedBatch::Fetched {
                 run,
                 users,

@@ -41,7 +41,8 @@ pub fn supervisor_spec(
             postgres: pg.clone(),
             directory: dir.clone(),
         })
-        .with_ping::<StagerMsg>(),
+        .with_ping::<StagerMsg>()
+        .with_drain::<StagerMsg>(),
     );
     for (index, directory) in fetcher_directories.iter().enumerate() {
         let (cfg, stager, directory, fetches) = (
@@ -50,17 +51,17 @@ pub fn supervisor_spec(
             directory.clone(),
             fetches.clone(),
         );
-        children.push(ChildSpec::new(
-            format!("fetcher-{index}"),
-            "fetcher",
-            Fetcher,
-            move || FetcherArgs {
-                config: cfg.clone(),
-                stager: stager.clone(),
-                directory: directory.clone(),
-                fetches: fetches.clone(),
-            },
-        ));
+        children.push(
+            ChildSpec::new(format!("fetcher-{index}"), "fetcher", Fetcher, move || {
+                FetcherArgs {
+                    config: cfg.clone(),
+                    stager: stager.clone(),
+                    directory: directory.clone(),
+                    fetches: fetches.clone(),
+                }
+            })
+            .with_drain::<FetcherMsg>(),
+        );
     }
     let (cfg, pg) = (config.clone(), postgres.clone());
     children.push(
@@ -69,7 +70,8 @@ pub fn supervisor_spec(
             postgres: pg.clone(),
             fetchers: fetcher_directories.clone(),
         })
-        .with_ping::<SchedulerMsg>(),
+        .with_ping::<SchedulerMsg>()
+        .with_drain::<SchedulerMsg>(),
     );
 
     let (policy, stats) = (config.supervision.clone(), stats.clone());
@@ -80,4 +82,5 @@ pub fn supervisor_spec(
         stats: stats.clone(),
     })
     .with_ping::<SupervisorMsg>()
+    .with_drain::<SupervisorMsg>()
 }

@@ -11,9 +11,10 @@ use crate::directory::Directory;
 use crate::model::Run;
 use crate::store::postgres::{self, query_error};
 use crate::store::{Service, StoreError};
-use crate::supervisor::Ping;
+use crate::supervisor::{Drain, Ping};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::BTreeSet;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduler;
@@ -28,6 +29,14 @@ pub struct SchedulerArgs {
 pub enum SchedulerMsg {
     Tick,
     Ping(RpcReplyPort<()>),
+    /// Graceful shutdown: dispatch no more runs.
+    Drain(Drain),
+}
+
+impl From<Drain> for SchedulerMsg {
+    fn from(drain: Drain) -> Self {
+        SchedulerMsg::Drain(drain)
+    }
 }
 
 impl From<Ping> for SchedulerMsg {
@@ -43,6 +52,8 @@ pub struct SchedulerState {
     next_fetcher: usize,
     /// Runs this incarnation dispatched that were still pending at the last tick.
     dispatched: BTreeSet<i64>,
+    /// Shutting down: ticks do nothing.
+    draining: bool,
 }
 
 impl Actor for Scheduler {
@@ -69,6 +80,7 @@ impl Actor for Scheduler {
             fetchers,
             next_fetcher: 0,
             dispatched: BTreeSet::new(),
+            draining: false,
         })
     }
 
@@ -84,13 +96,34 @@ impl Actor for Scheduler {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "scheduler");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Scheduler {
+    async fn on_message(
+        &self,
         _: ActorRef<SchedulerMsg>,
         message: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("scheduler");
         match message {
+            SchedulerMsg::Tick if state.draining => {}
             SchedulerMsg::Tick => tick(state).await?,
+            SchedulerMsg::Drain(drain) => {
+                state.draining = true;
+                tracing::info!("scheduler drained: no more runs are dispatched");
+                let _ = drain.reply.send(());
+            }
             SchedulerMsg::Ping(reply) => {
                 let _ = reply.send(());
             }

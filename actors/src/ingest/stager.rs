@@ -4,10 +4,12 @@
 
 use crate::directory::Directory;
 use crate::model::{FetchedBatch, Rejected, StagedUser};
+use crate::observe::{self, Stage};
 use crate::store::StoreError;
 use crate::store::postgres::{self, query_error};
-use crate::supervisor::Ping;
+use crate::supervisor::{Drain, Ping};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Stager;
@@ -18,8 +20,17 @@ pub struct StagerArgs {
 }
 
 pub enum StagerMsg {
-    Stage(FetchedBatch),
+    /// A fetched run, with the trace its fetch started.
+    Stage(FetchedBatch, Option<opentelemetry::Context>),
     Ping(RpcReplyPort<()>),
+    /// Answered once the batches queued before it are staged.
+    Drain(Drain),
+}
+
+impl From<Drain> for StagerMsg {
+    fn from(drain: Drain) -> Self {
+        StagerMsg::Drain(drain)
+    }
 }
 
 impl From<Ping> for StagerMsg {
@@ -31,6 +42,7 @@ impl From<Ping> for StagerMsg {
 pub struct StagerState {
     pool: deadpool_postgres::Pool,
     channel: String,
+    schema: String,
 }
 
 impl Actor for Stager {
@@ -49,10 +61,26 @@ impl Actor for Stager {
         Ok(StagerState {
             pool,
             channel: args.postgres.staged_channel(),
+            schema: args.postgres.schema.clone(),
         })
     }
 
     async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "stager");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Stager {
+    async fn on_message(
         &self,
         _: ActorRef<StagerMsg>,
         message: StagerMsg,
@@ -60,15 +88,32 @@ impl Actor for Stager {
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("stager");
         match message {
-            StagerMsg::Stage(batch) => {
+            StagerMsg::Stage(batch, trace) => {
                 let run_id = batch.run().run_id;
+                let span = tracing::info_span!(
+                    parent: None,
+                    "stage run",
+                    otel.name = "INSERT staged_users",
+                    otel.kind = "client",
+                    tributary.stage = "stage",
+                    run.id = run_id,
+                    db.system.name = "postgresql",
+                    db.namespace = %state.schema,
+                    db.collection.name = "staged_users",
+                    db.operation.name = "INSERT",
+                );
+                if let Some(parent) = &trace {
+                    crate::trace::set_parent(&span, parent);
+                }
+                // Stored with the run: the producer continues the trace across Kafka.
+                let trace_parent = crate::trace::traceparent(&span);
                 // A failure here fails the actor: its supervisor restarts the ingest
                 // chain and the scheduler re-dispatches the run, still pending.
-                let staged = stage(state, batch).await?;
-                metrics::counter!("tributary_records_total", "stage" => "staged")
-                    .increment(staged.users);
-                metrics::counter!("tributary_quarantined_records_total")
-                    .increment(staged.quarantined);
+                let staged = stage(state, batch, trace_parent.as_deref())
+                    .instrument(span)
+                    .await?;
+                observe::record(Stage::Staged, staged.users);
+                observe::record(Stage::Quarantined, staged.quarantined);
                 tracing::info!(
                     run_id,
                     users = staged.users,
@@ -76,7 +121,7 @@ impl Actor for Stager {
                     "run staged"
                 );
             }
-            StagerMsg::Ping(reply) => {
+            StagerMsg::Ping(reply) | StagerMsg::Drain(Drain { reply, .. }) => {
                 let _ = reply.send(());
             }
         }
@@ -89,7 +134,11 @@ struct Staged {
     quarantined: u64,
 }
 
-async fn stage(state: &StagerState, batch: FetchedBatch) -> Result<Staged, StoreError> {
+async fn stage(
+    state: &StagerState,
+    batch: FetchedBatch,
+    trace_parent: Option<&str>,
+) -> Result<Staged, StoreError> {
     let mut client = state.pool.get().await.map_err(|e| {
         StoreError::request(
             crate::store::Service::Postgres,
@@ -113,9 +162,9 @@ async fn stage(state: &StagerState, batch: FetchedBatch) -> Result<Staged, Store
             tx.execute(
                 "UPDATE runs SET status = 'staged', attempts = attempts + 1, last_error = NULL, \
                  staged_users = (SELECT count(*) FROM staged_users WHERE run_id = $1), \
-                 quarantined = (SELECT count(*) FROM quarantine WHERE run_id = $1), updated_at = now() \
-                 WHERE run_id = $1",
-                &[&run.run_id],
+                 quarantined = (SELECT count(*) FROM quarantine WHERE run_id = $1), updated_at = now(), \
+                 trace_parent = $2 WHERE run_id = $1",
+                &[&run.run_id, &trace_parent],
             )
             .await
             .map_err(|e| query_error("mark run staged", e))?;

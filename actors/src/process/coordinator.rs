@@ -13,8 +13,9 @@
 
 use super::config::Config;
 use super::partition::{self, PartitionConsumerMsg, PartitionContext};
+use crate::observe::Partitions;
 use crate::store::{cassandra, kafka};
-use crate::supervisor::{Ping, RestartStats, Supervisor, SupervisorMsg};
+use crate::supervisor::{Drain, Ping, RestartStats, Supervisor, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Coordinator;
@@ -37,6 +39,8 @@ pub struct CoordinatorArgs {
     pub stats: RestartStats,
     /// Batches written by every writer of the process: drives the writer test fault.
     pub batches: Arc<AtomicU64>,
+    /// This instance's partitions, for the status API and gauges.
+    pub partitions: Partitions,
 }
 
 pub enum CoordinatorMsg {
@@ -64,6 +68,15 @@ pub enum CoordinatorMsg {
         epoch: i64,
     },
     Ping(RpcReplyPort<()>),
+    /// Graceful shutdown: stop routing, hand over partial batches and wait until every
+    /// routed record is committed in Cassandra.
+    Drain(Drain),
+}
+
+impl From<Drain> for CoordinatorMsg {
+    fn from(drain: Drain) -> Self {
+        CoordinatorMsg::Drain(drain)
+    }
 }
 
 impl From<Ping> for CoordinatorMsg {
@@ -89,9 +102,41 @@ pub struct RebalanceContext {
     topic: String,
     routes: Routes,
     drain_timeout: Duration,
+    partitions: Partitions,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    /// librdkafka's statistics (every second, served by the poll thread): the lag of each
+    /// routed partition is what Kafka holds past the fetch position, plus what sits in
+    /// the prefetch queue, plus what was routed and is not yet committed in Cassandra.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (&partition, route) in routes.iter() {
+            let Some(stats) = topic.partitions.get(&partition) else {
+                continue;
+            };
+            let in_flight = route.buffered.load(Ordering::SeqCst) as u64;
+            let end = (stats.ls_offset >= 0).then_some(stats.ls_offset);
+            let fetch_position = if stats.next_offset >= 0 {
+                stats.next_offset
+            } else {
+                route.next_offset
+            };
+            let lag = end.map(|end| {
+                (end - fetch_position).max(0) + stats.fetchq_cnt.max(0) + in_flight as i64
+            });
+            self.partitions.update(partition, |p| {
+                p.end_offset = end;
+                p.lag = lag;
+                p.in_flight_records = in_flight;
+                p.paused = route.paused;
+            });
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -181,6 +226,7 @@ impl Actor for Coordinator {
             topic: topic.clone(),
             routes: routes.clone(),
             drain_timeout: args.config.drain_timeout(),
+            partitions: args.partitions.clone(),
         };
         let consumer: GroupConsumer = args
             .kafka
@@ -195,6 +241,8 @@ impl Actor for Coordinator {
                 args.config.session_timeout_ms.to_string(),
             )
             .set("partition.assignment.strategy", "range")
+            // Feeds per-partition lag to the status API and /metrics.
+            .set("statistics.interval.ms", "1000")
             .create_with_context(context)?;
         consumer.subscribe(&[&topic])?;
         let consumer = Arc::new(consumer);
@@ -225,6 +273,7 @@ impl Actor for Coordinator {
             stats: args.stats.clone(),
             fail_before_commit_every: args.config.test_faults.fail_writer_before_commit_every,
             batches: args.batches.clone(),
+            partitions: args.partitions.clone(),
         };
         tracing::info!(group = %args.config.group_id, %topic, "coordinator joined the consumer group");
         Ok(CoordinatorState {
@@ -262,6 +311,40 @@ impl Actor for Coordinator {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "coordinator");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<CoordinatorMsg>,
+        event: SupervisionEvent,
+        state: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event
+            && state
+                .pipelines
+                .values()
+                .any(|p| p.supervisor.get_id() == cell.get_id())
+        {
+            // A partition pipeline exceeded its restart intensity: let the process
+            // supervisor restart the coordinator, which rejoins the group.
+            return Err(format!("a partition pipeline gave up: {error}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Coordinator {
+    async fn on_message(
+        &self,
         myself: ActorRef<CoordinatorMsg>,
         message: CoordinatorMsg,
         state: &mut CoordinatorState,
@@ -279,8 +362,14 @@ impl Actor for Coordinator {
                         myself.clone(),
                         buffered.clone(),
                     );
+                    let name = args.name.clone();
+                    // The pipeline's actors start inside this span: their logs carry it.
+                    let span = tracing::info_span!("actor", actor = %name, partition);
                     let (supervisor, _) =
-                        Actor::spawn_linked(None, Supervisor, args, myself.get_cell()).await?;
+                        Actor::spawn_linked(None, Supervisor, args, myself.get_cell())
+                            .instrument(span)
+                            .await?;
+                    state.context.stats.attach(&name, "coordinator");
                     state.pipelines.insert(partition, Pipeline { supervisor });
                     state.buffered.insert(partition, buffered);
                     tracing::info!(partition, "partition assigned: pipeline started");
@@ -338,25 +427,17 @@ impl Actor for Coordinator {
             CoordinatorMsg::Ping(reply) => {
                 let _ = reply.send(());
             }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<CoordinatorMsg>,
-        event: SupervisionEvent,
-        state: &mut CoordinatorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, error) = event
-            && state
-                .pipelines
-                .values()
-                .any(|p| p.supervisor.get_id() == cell.get_id())
-        {
-            // A partition pipeline exceeded its restart intensity: let the process
-            // supervisor restart the coordinator, which rejoins the group.
-            return Err(format!("a partition pipeline gave up: {error}").into());
+            CoordinatorMsg::Drain(Drain { reply, within }) => {
+                state
+                    .routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                let partitions: Vec<i32> = state.pipelines.keys().copied().collect();
+                drain_within(state, &partitions, within).await;
+                tracing::info!(?partitions, "partitions drained: routed records committed");
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }
@@ -364,7 +445,11 @@ impl Actor for Coordinator {
 
 /// Hands over partial batches and waits until what was routed is committed.
 async fn drain(state: &CoordinatorState, partitions: &[i32]) {
-    let deadline = Instant::now() + state.config.drain_timeout();
+    drain_within(state, partitions, state.config.drain_timeout()).await;
+}
+
+async fn drain_within(state: &CoordinatorState, partitions: &[i32], within: Duration) {
+    let deadline = Instant::now() + within;
     for partition in partitions {
         let Some(buffered) = state.buffered.get(partition) else {
             continue;
@@ -400,6 +485,7 @@ async fn stop_pipelines(state: &mut CoordinatorState, partitions: &[i32]) {
     for partition in partitions {
         state.buffered.remove(partition);
         state.consumers.remove(partition);
+        state.context.partitions.remove(*partition);
         if let Some(pipeline) = state.pipelines.remove(partition) {
             let _ = pipeline
                 .supervisor
@@ -409,6 +495,10 @@ async fn stop_pipelines(state: &mut CoordinatorState, partitions: &[i32]) {
                 )
                 .await;
         }
+        state
+            .context
+            .stats
+            .unregister(&format!("partition-{partition}"));
     }
 }
 

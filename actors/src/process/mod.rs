@@ -26,6 +26,7 @@ pub fn supervisor_spec(
     cassandra: &cassandra::Config,
     owner: &str,
     stats: &RestartStats,
+    partitions: &crate::observe::Partitions,
 ) -> ChildSpec {
     let (cfg, kafka, cassandra, owner, child_stats) = (
         config.clone(),
@@ -34,6 +35,7 @@ pub fn supervisor_spec(
         owner.to_owned(),
         stats.clone(),
     );
+    let partitions = partitions.clone();
     let batches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let coordinator = ChildSpec::new("coordinator", "coordinator", Coordinator, move || {
         CoordinatorArgs {
@@ -43,9 +45,11 @@ pub fn supervisor_spec(
             owner: owner.clone(),
             stats: child_stats.clone(),
             batches: batches.clone(),
+            partitions: partitions.clone(),
         }
     })
-    .with_ping::<CoordinatorMsg>();
+    .with_ping::<CoordinatorMsg>()
+    .with_drain::<CoordinatorMsg>();
     let (policy, stats) = (config.supervision.clone(), stats.clone());
     ChildSpec::new("process", "supervisor", Supervisor, move || {
         SupervisorArgs {
@@ -56,4 +60,5 @@ pub fn supervisor_spec(
         }
     })
     .with_ping::<SupervisorMsg>()
+    .with_drain::<SupervisorMsg>()
 }

@@ -6,9 +6,11 @@ use super::coordinator::CoordinatorMsg;
 use super::transformer::{Transformer, TransformerArgs, TransformerMsg};
 use super::writer::{Writer, WriterArgs, WriterMsg};
 use crate::directory::Directory;
+use crate::observe::{self, Partitions, Stage};
 use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,8 @@ pub struct PartitionContext {
     pub stats: RestartStats,
     pub fail_before_commit_every: u64,
     pub batches: Arc<AtomicU64>,
+    /// This instance's partitions, for the status API and gauges.
+    pub partitions: Partitions,
 }
 
 /// The one_for_all supervisor of partition `partition`, built downstream first.
@@ -64,6 +68,7 @@ pub fn supervisor_args(
             fail_before_commit_every: c.fail_before_commit_every,
             batches: c.batches.clone(),
             directory: wd.clone(),
+            partitions: c.partitions.clone(),
         }
     });
     let (c, wd, td) = (ctx.clone(), writer_dir.clone(), transformer_dir.clone());
@@ -90,6 +95,7 @@ pub fn supervisor_args(
             coordinator: coordinator.clone(),
             batch_size: c.batch_size,
             batch_linger: c.batch_linger,
+            partitions: c.partitions.clone(),
         },
     );
     SupervisorArgs {
@@ -98,6 +104,48 @@ pub fn supervisor_args(
         children: vec![writer, transformer, consumer],
         stats: ctx.stats.clone(),
     }
+}
+
+/// One consume span per trace in the batch (the Kafka span of each run's transaction is
+/// its parent, from the `traceparent` header); their contexts travel on with the batch.
+fn consume_spans(records: &[OwnedMessage], partition: i32) -> Vec<opentelemetry::Context> {
+    let traces = crate::trace::distinct(records.iter().map(traceparent_header));
+    let mut contexts = Vec::with_capacity(traces.len());
+    for traceparent in traces {
+        let Some(parent) = crate::trace::parse(traceparent) else {
+            continue;
+        };
+        let in_trace: Vec<&OwnedMessage> = records
+            .iter()
+            .filter(|r| traceparent_header(r) == Some(traceparent))
+            .collect();
+        let topic = in_trace.first().map_or("", |r| r.topic());
+        let span = tracing::info_span!(
+            parent: None,
+            "consume",
+            otel.name = %format!("process {topic}"),
+            otel.kind = "consumer",
+            tributary.stage = "consume",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %topic,
+            messaging.destination.partition.id = %partition,
+            messaging.kafka.offset = in_trace.first().map_or(-1, |r| r.offset()),
+            messaging.batch.message_count = in_trace.len(),
+        );
+        crate::trace::set_parent(&span, &parent);
+        contexts.extend(crate::trace::context_of(&span));
+    }
+    contexts
+}
+
+fn traceparent_header(record: &OwnedMessage) -> Option<&str> {
+    record
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == crate::trace::TRACEPARENT))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +159,7 @@ pub struct PartitionConsumerArgs {
     pub coordinator: ActorRef<CoordinatorMsg>,
     pub batch_size: usize,
     pub batch_linger: Duration,
+    pub partitions: Partitions,
 }
 
 pub enum PartitionConsumerMsg {
@@ -132,6 +181,7 @@ pub struct PartitionConsumerState {
     batch_linger: Duration,
     start: i64,
     coordinator: ActorRef<CoordinatorMsg>,
+    partitions: Partitions,
 }
 
 impl PartitionConsumerState {
@@ -141,8 +191,12 @@ impl PartitionConsumerState {
             return Ok(());
         }
         let records = std::mem::take(&mut self.pending);
+        observe::record(Stage::Consumed, records.len() as u64);
+        self.partitions
+            .update(self.partition, |p| p.in_flight_batches += 1);
+        let traces = consume_spans(&records, self.partition);
         self.transformer
-            .send_message(TransformerMsg::Transform(records))?;
+            .send_message(TransformerMsg::Transform(records, traces))?;
         Ok(())
     }
 }
@@ -175,6 +229,7 @@ impl Actor for PartitionConsumer {
             batch_linger: args.batch_linger,
             start,
             coordinator: args.coordinator,
+            partitions: args.partitions,
         })
     }
 
@@ -183,6 +238,10 @@ impl Actor for PartitionConsumer {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Batches of an earlier incarnation died with it.
+        state
+            .partitions
+            .update(state.partition, |p| p.in_flight_batches = 0);
         // Only now, with the whole pipeline up, does the coordinator route records here.
         state.coordinator.send_message(CoordinatorMsg::Ready {
             partition: state.partition,

@@ -10,6 +10,7 @@
 
 use super::writer::{WriteBatch, WriterMsg};
 use crate::model::{CreatedUser, Provenance, RawUser};
+use crate::observe::{self, Stage};
 use crate::publish::producer::SCHEMA_VERSION;
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -18,6 +19,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
@@ -30,7 +32,8 @@ pub struct TransformerArgs {
 }
 
 pub enum TransformerMsg {
-    Transform(Vec<OwnedMessage>),
+    /// A batch of one partition, in offset order, with the consume spans of its traces.
+    Transform(Vec<OwnedMessage>, Vec<opentelemetry::Context>),
 }
 
 pub struct TransformerState {
@@ -106,15 +109,47 @@ impl Actor for Transformer {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let TransformerMsg::Transform(records, _) = &message;
+        let partition = records.first().map(Message::partition);
+        let span = tracing::info_span!("actor", actor = "transformer", partition);
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Transformer {
+    async fn on_message(
+        &self,
         _: ActorRef<TransformerMsg>,
         message: TransformerMsg,
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("transformer");
-        let TransformerMsg::Transform(records) = message;
+        let TransformerMsg::Transform(records, traces) = message;
         let Some(last_offset) = records.iter().map(|r| r.offset()).max() else {
             return Ok(());
         };
+        let spans: Vec<tracing::Span> = traces
+            .iter()
+            .map(|parent| {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "transform",
+                    tributary.stage = "transform",
+                    messaging.destination.partition.id = records[0].partition(),
+                    tributary.records = records.len(),
+                    tributary.poison = tracing::field::Empty,
+                );
+                crate::trace::set_parent(&span, parent);
+                span
+            })
+            .collect();
         let mut users = Vec::with_capacity(records.len());
         let mut poisoned = Vec::new();
         for record in &records {
@@ -128,19 +163,24 @@ impl Actor for Transformer {
                 .iter()
                 .map(|(record, poison)| to_dlq(state, record, poison));
             try_join_all(sends).await?;
-            metrics::counter!("tributary_dlq_records_total").increment(poisoned.len() as u64);
+            observe::record(Stage::DeadLettered, poisoned.len() as u64);
             tracing::warn!(
                 partition = records[0].partition(),
                 poisoned = poisoned.len(),
                 "poison records sent to the DLQ"
             );
         }
-        metrics::counter!("tributary_records_total", "stage" => "transformed")
-            .increment(users.len() as u64);
+        observe::record(Stage::Transformed, users.len() as u64);
+        for span in &spans {
+            span.record("tributary.poison", poisoned.len());
+        }
+        let traces = spans.iter().filter_map(crate::trace::context_of).collect();
+        drop(spans);
         state.writer.send_message(WriterMsg::Write(WriteBatch {
             users,
             last_offset,
             records: records.len(),
+            traces,
         }))?;
         Ok(())
     }

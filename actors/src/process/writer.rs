@@ -8,6 +8,7 @@
 
 use super::coordinator::CoordinatorMsg;
 use crate::model::CreatedUser;
+use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -19,6 +20,7 @@ use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Writer;
@@ -45,6 +47,7 @@ pub struct WriterArgs {
     pub batches: Arc<AtomicU64>,
     /// Where the writer registers itself for its transformer.
     pub directory: crate::directory::Directory<WriterMsg>,
+    pub partitions: observe::Partitions,
 }
 
 /// A transformed batch: the rows to write and the offset it ends at (poison records
@@ -53,6 +56,8 @@ pub struct WriteBatch {
     pub users: Vec<CreatedUser>,
     pub last_offset: i64,
     pub records: usize,
+    /// The transform spans of the batch's traces: parents of the write spans.
+    pub traces: Vec<opentelemetry::Context>,
 }
 
 impl std::fmt::Debug for WriteBatch {
@@ -133,6 +138,10 @@ impl Actor for Writer {
             committed_offset,
             "partition claimed"
         );
+        args.partitions.update(args.partition, |p| {
+            p.owner_epoch = Some(epoch);
+            p.committed_offset = Some(committed_offset);
+        });
         args.directory.register(myself);
         Ok(WriterState {
             args,
@@ -149,6 +158,21 @@ impl Actor for Writer {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "writer", partition = state.args.partition);
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Writer {
+    async fn on_message(
+        &self,
         _: ActorRef<WriterMsg>,
         message: WriterMsg,
         state: &mut WriterState,
@@ -158,6 +182,9 @@ impl Actor for Writer {
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed
             // (a batch replayed after a restart): nothing to do.
+            state.args.partitions.update(state.args.partition, |p| {
+                p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
+            });
             state.args.buffered.fetch_sub(
                 batch
                     .records
@@ -167,7 +194,39 @@ impl Actor for Writer {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        upsert(state, &batch.users).await?;
+        let spans: Vec<tracing::Span> = batch
+            .traces
+            .iter()
+            .map(|parent| {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "write",
+                    otel.name = "INSERT created_users",
+                    otel.kind = "client",
+                    tributary.stage = "write",
+                    db.system.name = "cassandra",
+                    db.namespace = %state.args.keyspace,
+                    db.collection.name = "created_users",
+                    db.operation.name = "INSERT",
+                    db.operation.batch.size = batch.users.len(),
+                    messaging.destination.partition.id = state.args.partition,
+                    tributary.committed_offset = batch.last_offset,
+                    tributary.owner_epoch = state.epoch,
+                    otel.status_code = tracing::field::Empty,
+                );
+                crate::trace::set_parent(&span, parent);
+                span
+            })
+            .collect();
+        let mark_failed = |spans: &[tracing::Span]| {
+            for span in spans {
+                span.record("otel.status_code", "ERROR");
+            }
+        };
+        if let Err(error) = upsert(state, &batch.users).await {
+            mark_failed(&spans);
+            return Err(error.into());
+        }
         let n = state.args.batches.fetch_add(1, Ordering::SeqCst) + 1;
         let every = state.args.fail_before_commit_every;
         if every > 0 && n.is_multiple_of(every) {
@@ -181,7 +240,12 @@ impl Actor for Writer {
                 touched.insert(bucket);
             }
         }
-        if commit(state, batch.last_offset, &aggregates, &touched).await? {
+        let committed = commit(state, batch.last_offset, &aggregates, &touched).await;
+        if !matches!(committed, Ok(true)) {
+            mark_failed(&spans);
+        }
+        drop(spans);
+        if committed? {
             state.committed_offset = batch.last_offset;
             state.aggregates = aggregates;
             state.args.buffered.fetch_sub(
@@ -190,8 +254,12 @@ impl Actor for Writer {
                     .min(state.args.buffered.load(Ordering::SeqCst)),
                 Ordering::SeqCst,
             );
-            metrics::counter!("tributary_records_total", "stage" => "written")
-                .increment(batch.users.len() as u64);
+            observe::record(Stage::Written, batch.users.len() as u64);
+            state.args.partitions.update(state.args.partition, |p| {
+                p.committed_offset = Some(batch.last_offset);
+                p.written += batch.users.len() as u64;
+                p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
+            });
             metrics::histogram!("tributary_write_batch_seconds")
                 .record(started.elapsed().as_secs_f64());
             let _ = state

@@ -25,7 +25,8 @@ pub fn supervisor_spec(
         postgres: postgres.clone(),
         transactions: transactions.clone(),
     })
-    .with_ping::<ProducerMsg>();
+    .with_ping::<ProducerMsg>()
+    .with_drain::<ProducerMsg>();
     let stats = stats.clone();
     ChildSpec::new("publish", "supervisor", Supervisor, move || {
         SupervisorArgs {
@@ -36,4 +37,5 @@ pub fn supervisor_spec(
         }
     })
     .with_ping::<crate::supervisor::SupervisorMsg>()
+    .with_drain::<crate::supervisor::SupervisorMsg>()
 }

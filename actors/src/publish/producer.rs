@@ -12,10 +12,11 @@
 //! librdkafka's transaction calls block: they run on tokio's blocking pool.
 
 use super::config::Config;
+use crate::observe::{self, Stage};
 use crate::store::kafka::{self, TopicSpec};
 use crate::store::postgres::{self, query_error};
 use crate::store::{Service, StoreError};
-use crate::supervisor::Ping;
+use crate::supervisor::{Drain, Ping};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
+use tracing::Instrument;
 
 /// Version of the record format on `users.raw`, in the `tributary-schema` header.
 pub const SCHEMA_VERSION: &str = "1";
@@ -51,6 +53,14 @@ pub enum ProducerMsg {
     /// a backlog remains).
     Wake,
     Ping(RpcReplyPort<()>),
+    /// Answered once the transaction in progress committed (or aborted).
+    Drain(Drain),
+}
+
+impl From<Drain> for ProducerMsg {
+    fn from(drain: Drain) -> Self {
+        ProducerMsg::Drain(drain)
+    }
 }
 
 impl From<Ping> for ProducerMsg {
@@ -87,6 +97,9 @@ struct OutboxRow {
     run_id: i64,
     source_uuid: uuid::Uuid,
     payload: serde_json::Value,
+    /// The staging span of its run (`runs.trace_parent`); replaced by the Kafka span's
+    /// own context before it becomes the record's `traceparent` header.
+    trace_parent: Option<String>,
 }
 
 impl Actor for Producer {
@@ -164,6 +177,21 @@ impl Actor for Producer {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Log lines of this message carry the actor kind (and partition).
+        let span = tracing::info_span!("actor", actor = "producer");
+        self.on_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+impl Producer {
+    async fn on_message(
+        &self,
         myself: ActorRef<ProducerMsg>,
         message: ProducerMsg,
         state: &mut ProducerState,
@@ -186,7 +214,7 @@ impl Actor for Producer {
                     Published::Aborted => {} // retried on the next wake
                 }
             }
-            ProducerMsg::Ping(reply) => {
+            ProducerMsg::Ping(reply) | ProducerMsg::Drain(Drain { reply, .. }) => {
                 let _ = reply.send(());
             }
         }
@@ -202,7 +230,8 @@ async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError
         .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
     let rows = client
         .query(
-            "SELECT id, run_id, source_uuid, payload FROM staged_users WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT s.id, s.run_id, s.source_uuid, s.payload, r.trace_parent FROM staged_users s \
+             LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.id > $1 ORDER BY s.id LIMIT $2",
             &[&state.last_outbox_id, &i64::from(state.config.batch_size)],
         )
         .await
@@ -214,6 +243,7 @@ async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError
             run_id: row.get(1),
             source_uuid: row.get(2),
             payload: row.get(3),
+            trace_parent: row.get(4),
         })
         .collect())
 }
@@ -239,11 +269,12 @@ enum TxnOutcome {
 /// and its supervisor starts a new producer, which re-initialises transactions.
 async fn publish(
     state: &mut ProducerState,
-    rows: Vec<OutboxRow>,
+    mut rows: Vec<OutboxRow>,
 ) -> Result<Published, ActorProcessingErr> {
     let Some(last) = rows.last().map(|r| r.id) else {
         return Ok(Published::Committed);
     };
+    let spans = publish_spans(&mut rows, &state.raw.name, &state.config.transactional_id);
     let producer = state.producer.clone();
     let (raw, checkpoints) = (state.raw.name.clone(), state.checkpoints.name.clone());
     let key = state.config.transactional_id.clone();
@@ -263,10 +294,13 @@ async fn publish(
                 let key = row.source_uuid.to_string();
                 let payload = row.payload.to_string().into_bytes();
                 let (id, run) = (row.id.to_string(), row.run_id.to_string());
-                let headers = OwnedHeaders::new()
+                let mut headers = OwnedHeaders::new()
                     .insert(Header { key: "tributary-schema", value: Some(SCHEMA_VERSION) })
                     .insert(Header { key: "tributary-outbox-id", value: Some(&id) })
                     .insert(Header { key: "tributary-run-id", value: Some(&run) });
+                if let Some(traceparent) = &row.trace_parent {
+                    headers = headers.insert(Header { key: crate::trace::TRACEPARENT, value: Some(traceparent) });
+                }
                 send(&producer, BaseRecord::to(&raw).key(&key).payload(&payload).headers(headers))?;
             }
             let checkpoint = serde_json::to_vec(&Checkpoint { last_outbox_id: last }).unwrap_or_default();
@@ -294,12 +328,18 @@ async fn publish(
         }
     })
     .await?;
+    if !matches!(result, Ok(TxnOutcome::Committed)) {
+        for span in &spans {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    drop(spans);
     match result {
         Ok(TxnOutcome::Committed) => {
             state.last_outbox_id = last;
             metrics::counter!("tributary_kafka_transactions_total", "outcome" => "committed")
                 .increment(1);
-            metrics::counter!("tributary_records_total", "stage" => "published").increment(count);
+            observe::record(Stage::Published, count);
             metrics::histogram!("tributary_kafka_transaction_seconds")
                 .record(started.elapsed().as_secs_f64());
             tracing::debug!(
@@ -329,6 +369,54 @@ async fn publish(
         )
         .into()),
     }
+}
+
+/// One Kafka span per run in the batch, child of that run's staging span (one
+/// transaction usually carries one or two runs). Each row's `trace_parent` becomes its
+/// span's context: the `traceparent` header consumers continue from. Rows of runs staged
+/// without tracing keep none.
+fn publish_spans(
+    rows: &mut [OutboxRow],
+    topic: &str,
+    transactional_id: &str,
+) -> Vec<tracing::Span> {
+    let runs: Vec<String> = crate::trace::distinct(rows.iter().map(|r| r.trace_parent.as_deref()))
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut spans = Vec::with_capacity(runs.len());
+    for run_parent in runs {
+        let records = rows
+            .iter()
+            .filter(|r| r.trace_parent.as_deref() == Some(run_parent.as_str()))
+            .count();
+        let child = crate::trace::parse(&run_parent).and_then(|parent| {
+            let span = tracing::info_span!(
+                parent: None,
+                "publish",
+                otel.name = %format!("send {topic}"),
+                otel.kind = "producer",
+                tributary.stage = "publish",
+                messaging.system = "kafka",
+                messaging.operation.type = "send",
+                messaging.operation.name = "send",
+                messaging.destination.name = %topic,
+                messaging.batch.message_count = records,
+                tributary.transactional_id = %transactional_id,
+                otel.status_code = tracing::field::Empty,
+            );
+            crate::trace::set_parent(&span, &parent);
+            let child = crate::trace::traceparent(&span);
+            spans.push(span);
+            child
+        });
+        for row in rows.iter_mut() {
+            if row.trace_parent.as_deref() == Some(run_parent.as_str()) {
+                row.trace_parent.clone_from(&child);
+            }
+        }
+    }
+    spans
 }
 
 /// Calls a transaction API again while librdkafka says the error is retriable (a

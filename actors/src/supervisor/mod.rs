@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 type StartFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> + Send>>;
 type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -38,6 +39,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// from its handler can be watched for hangs ([`ChildSpec::with_ping`]).
 pub struct Ping(pub RpcReplyPort<()>);
 
+/// A drain request for graceful shutdown: stop taking new work, finish what was taken
+/// (it is queued before this message, so answering after it means it is done), then
+/// reply. `within` is the time left; a child that needs longer is not waited for.
+pub struct Drain {
+    pub reply: RpcReplyPort<()>,
+    pub within: Duration,
+}
+
 /// How to start one child, and restart it after a failure.
 #[derive(Clone)]
 pub struct ChildSpec {
@@ -47,6 +56,7 @@ pub struct ChildSpec {
     pub kind: &'static str,
     start: StartFn,
     probe: Option<ProbeFn>,
+    drain: Option<ProbeFn>,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -55,6 +65,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("pinged", &self.probe.is_some())
+            .field("drained", &self.drain.is_some())
             .finish()
     }
 }
@@ -66,21 +77,50 @@ impl ChildSpec {
         A: Actor + Clone,
         F: Fn() -> A::Arguments + Send + Sync + 'static,
     {
+        let name: String = name.into();
+        let span_name = name.clone();
         let start: StartFn = Arc::new(move |supervisor: ActorCell| {
             let actor = actor.clone();
             let args = args();
-            Box::pin(async move {
-                A::spawn_linked(None, actor, args, supervisor)
-                    .await
-                    .map(|(actor_ref, _)| actor_ref.get_cell())
-            })
+            // The actor's task starts inside this span: its log lines carry its name.
+            let span = tracing::info_span!("actor", actor = %span_name);
+            Box::pin(
+                async move {
+                    A::spawn_linked(None, actor, args, supervisor)
+                        .await
+                        .map(|(actor_ref, _)| actor_ref.get_cell())
+                }
+                .instrument(span),
+            )
         });
         Self {
-            name: name.into(),
+            name,
             kind,
             start,
             probe: None,
+            drain: None,
         }
+    }
+
+    /// On graceful shutdown the supervisor sends the child a [`Drain`] and waits for its
+    /// answer. Children are drained in reverse start order: they start downstream first,
+    /// so upstream stages stop taking work before the stages they feed.
+    pub fn with_drain<M: Message + From<Drain>>(mut self) -> Self {
+        self.drain = Some(Arc::new(|cell: ActorCell, within: Duration| {
+            Box::pin(async move {
+                let actor: ActorRef<M> = cell.into();
+                match actor
+                    .call(|reply| M::from(Drain { reply, within }), Some(within))
+                    .await
+                {
+                    Ok(CallResult::Success(())) => Ok(()),
+                    Ok(CallResult::Timeout) => Err(format!("not drained within {within:?}")),
+                    Ok(CallResult::SenderError) => Err("dropped the drain request".to_owned()),
+                    Err(e) => Err(format!("cannot be drained: {e}")),
+                }
+            })
+        }));
+        self
     }
 
     /// Pings the child every `liveness_interval_ms`; one that does not answer within
@@ -106,9 +146,20 @@ impl ChildSpec {
     }
 }
 
-/// Restarts and last errors per actor kind, shared with the status API and metrics.
+/// Restarts and last errors per actor kind, and the live supervision tree: shared by
+/// every supervisor of the process with the status API and metrics.
 #[derive(Clone, Default, Debug)]
-pub struct RestartStats(Arc<Mutex<BTreeMap<&'static str, KindStats>>>);
+pub struct RestartStats(Arc<Mutex<Registry>>);
+
+#[derive(Default, Debug)]
+struct Registry {
+    kinds: BTreeMap<&'static str, KindStats>,
+    /// Each running supervisor's children, by supervisor name.
+    supervisors: BTreeMap<String, Vec<ChildEntry>>,
+    /// Supervisors started by a plain actor (partition pipelines under the coordinator):
+    /// supervisor name → the child name they hang under.
+    attached: BTreeMap<String, String>,
+}
 
 /// Counters of one actor kind.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
@@ -118,6 +169,37 @@ pub struct KindStats {
     pub last_error: Option<String>,
 }
 
+/// Whether a child is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildState {
+    Running,
+    /// Failed (or stopped with a failed sibling) and waiting for its restart.
+    Restarting,
+    /// Its supervisor gave up or is stopping.
+    Stopped,
+}
+
+/// One supervised child as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChildEntry {
+    pub name: String,
+    pub kind: &'static str,
+    pub state: ChildState,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    /// When it last failed, milliseconds since the Unix epoch.
+    pub last_failure_ms: Option<i64>,
+}
+
+/// A node of the supervision tree, for the status API: an actor and what runs under it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TreeNode {
+    #[serde(flatten)]
+    pub actor: ChildEntry,
+    pub children: Vec<TreeNode>,
+}
+
 impl RestartStats {
     /// Restarts of actors of `kind` so far.
     pub fn restarts(&self, kind: &str) -> u64 {
@@ -125,19 +207,128 @@ impl RestartStats {
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, KindStats> {
+        self.lock().kinds.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
     }
 
     fn update(&self, kind: &'static str, f: impl FnOnce(&mut KindStats)) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(map.entry(kind).or_default());
+        f(self.lock().kinds.entry(kind).or_default());
     }
+
+    fn register(&self, supervisor: &str, children: Vec<ChildEntry>) {
+        self.lock()
+            .supervisors
+            .insert(supervisor.to_owned(), children);
+    }
+
+    fn set_child(&self, supervisor: &str, child: &str, f: impl FnOnce(&mut ChildEntry)) {
+        if let Some(entry) = self
+            .lock()
+            .supervisors
+            .get_mut(supervisor)
+            .and_then(|children| children.iter_mut().find(|c| c.name == child))
+        {
+            f(entry);
+        }
+    }
+
+    /// Shows supervisor `supervisor` under the child named `under` (for supervisors that
+    /// a plain actor starts, such as the coordinator's partition pipelines).
+    pub fn attach(&self, supervisor: &str, under: &str) {
+        self.lock()
+            .attached
+            .insert(supervisor.to_owned(), under.to_owned());
+    }
+
+    /// Forgets a supervisor that stopped.
+    pub fn unregister(&self, supervisor: &str) {
+        let mut registry = self.lock();
+        registry.supervisors.remove(supervisor);
+        registry.attached.remove(supervisor);
+    }
+
+    /// The tree under the supervisor named `root`, or `None` when it is not running.
+    /// A child's subtree is the supervisor of the same name (a supervisor child, or the
+    /// leader's duties) and any supervisors attached under it.
+    pub fn tree(&self, root: &str) -> Option<TreeNode> {
+        let registry = self.lock();
+        registry.supervisors.get(root)?;
+        let node = ChildEntry {
+            name: root.to_owned(),
+            kind: "supervisor",
+            state: ChildState::Running,
+            restarts: 0,
+            last_error: None,
+            last_failure_ms: None,
+        };
+        Some(TreeNode {
+            children: subtree(&registry, root, 0),
+            actor: node,
+        })
+    }
+
+    /// Children that are not running, anywhere in the tree.
+    pub fn not_running(&self) -> Vec<String> {
+        self.lock()
+            .supervisors
+            .iter()
+            .flat_map(|(supervisor, children)| {
+                children
+                    .iter()
+                    .filter(|c| c.state != ChildState::Running)
+                    .map(move |c| format!("{supervisor}/{} ({:?})", c.name, c.state))
+            })
+            .collect()
+    }
+}
+
+fn subtree(registry: &Registry, supervisor: &str, depth: usize) -> Vec<TreeNode> {
+    let Some(children) = registry.supervisors.get(supervisor) else {
+        return Vec::new();
+    };
+    if depth > 8 {
+        return Vec::new();
+    }
+    children
+        .iter()
+        .map(|child| {
+            let mut nodes = if child.name != supervisor {
+                subtree(registry, &child.name, depth + 1)
+            } else {
+                Vec::new()
+            };
+            for (attached, under) in &registry.attached {
+                if under == &child.name && registry.supervisors.contains_key(attached) {
+                    nodes.push(TreeNode {
+                        actor: ChildEntry {
+                            name: attached.clone(),
+                            kind: "supervisor",
+                            state: ChildState::Running,
+                            restarts: 0,
+                            last_error: None,
+                            last_failure_ms: None,
+                        },
+                        children: subtree(registry, attached, depth + 1),
+                    });
+                }
+            }
+            TreeNode {
+                actor: child.clone(),
+                children: nodes,
+            }
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The supervisor actor.
@@ -164,11 +355,19 @@ pub enum SupervisorMsg {
     Children(RpcReplyPort<Vec<ChildStatus>>),
     /// Liveness of the supervisor itself (its own supervisor pings it).
     Ping(RpcReplyPort<()>),
+    /// Drain the children (graceful shutdown).
+    Drain(Drain),
 }
 
 impl From<Ping> for SupervisorMsg {
     fn from(ping: Ping) -> Self {
         SupervisorMsg::Ping(ping.0)
+    }
+}
+
+impl From<Drain> for SupervisorMsg {
+    fn from(drain: Drain) -> Self {
+        SupervisorMsg::Drain(drain)
     }
 }
 
@@ -249,6 +448,11 @@ impl SupervisorState {
             k.failures += 1;
             k.last_error = Some(error.clone());
         });
+        self.stats.set_child(&self.name, &spec.name, |c| {
+            c.state = ChildState::Restarting;
+            c.last_error = Some(error.clone());
+            c.last_failure_ms = Some(now_ms());
+        });
 
         let now = Instant::now();
         let window = self.policy.window();
@@ -261,6 +465,11 @@ impl SupervisorState {
         }
         if self.recent.len() >= self.policy.max_restarts as usize {
             self.stop_all("supervisor giving up").await;
+            for slot in &self.slots {
+                self.stats.set_child(&self.name, &slot.spec.name, |c| {
+                    c.state = ChildState::Stopped
+                });
+            }
             return Err(format!(
                 "supervisor {}: {} restarts within {:?} exceeded the limit of {}; last failure of {}: {error}",
                 self.name,
@@ -282,6 +491,9 @@ impl SupervisorState {
             if i != index {
                 let reason = format!("restarting with {}", spec.name);
                 self.stop_child(i, &reason).await;
+                let sibling = self.slots[i].spec.name.clone();
+                self.stats
+                    .set_child(&self.name, &sibling, |c| c.state = ChildState::Restarting);
             }
         }
         for i in affected {
@@ -310,6 +522,10 @@ impl SupervisorState {
                 Ok(cell) => {
                     self.slots[index].cell = Some(cell);
                     self.stats.update(spec.kind, |k| k.restarts += 1);
+                    self.stats.set_child(&self.name, &spec.name, |c| {
+                        c.state = ChildState::Running;
+                        c.restarts += 1;
+                    });
                     metrics::counter!("tributary_actor_restarts_total", "actor" => spec.kind)
                         .increment(1);
                 }
@@ -356,12 +572,33 @@ impl Actor for Supervisor {
             rng: seed,
             stats: args.stats,
         };
+        state.stats.register(
+            &state.name,
+            state
+                .slots
+                .iter()
+                .map(|s| ChildEntry {
+                    name: s.spec.name.clone(),
+                    kind: s.spec.kind,
+                    state: ChildState::Restarting,
+                    restarts: 0,
+                    last_error: None,
+                    last_failure_ms: None,
+                })
+                .collect(),
+        );
         for index in 0..state.slots.len() {
             let spec = state.slots[index].spec.clone();
             match (spec.start)(myself.get_cell()).await {
-                Ok(cell) => state.slots[index].cell = Some(cell),
+                Ok(cell) => {
+                    state.slots[index].cell = Some(cell);
+                    state
+                        .stats
+                        .set_child(&state.name, &spec.name, |c| c.state = ChildState::Running);
+                }
                 Err(e) => {
                     state.stop_all("a sibling failed to start").await;
+                    state.stats.unregister(&state.name);
                     return Err(format!(
                         "supervisor {}: {} failed to start: {e}",
                         state.name, spec.name
@@ -393,6 +630,7 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         state.stop_all("supervisor stopping").await;
+        state.stats.unregister(&state.name);
         Ok(())
     }
 
@@ -448,6 +686,18 @@ impl Actor for Supervisor {
                 let _ = reply.send(children);
             }
             SupervisorMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            SupervisorMsg::Drain(Drain { reply, within }) => {
+                let deadline = Instant::now() + within;
+                for slot in state.slots.iter().rev() {
+                    if let (Some(cell), Some(drain)) = (&slot.cell, &slot.spec.drain) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if let Err(error) = drain(cell.clone(), left).await {
+                            tracing::warn!(supervisor = %state.name, child = %slot.spec.name, error = %error, "drain incomplete");
+                        }
+                    }
+                }
                 let _ = reply.send(());
             }
         }

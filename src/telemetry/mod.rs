@@ -6,11 +6,16 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
+use std::io::IsTerminal as _;
 use std::time::Duration;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 use tributary_actors::validate::Findings;
+
+mod logs;
 
 /// `[telemetry]`: logs and traces.
 #[derive(Debug, Clone, Deserialize)]
@@ -158,15 +163,31 @@ pub fn layers(
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(&config.log_filter));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
-        LogFormat::Text => fmt.with_filter(filter).boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
-    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .fmt_fields(JsonFields::new())
+        .event_format(logs::Flat {
+            json: config.log_format == LogFormat::Json,
+            ansi: config.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
+        })
+        .with_filter(filter)
+        .boxed();
     let mut layers = vec![fmt];
     if let Some(provider) = provider {
         let tracer = provider.tracer("tributary");
-        layers.push(tracing_opentelemetry::layer().with_tracer(tracer).boxed());
+        // Only our own spans: client libraries' (scylla's per-request spans) would bury
+        // the pipeline's; actor lifetimes are spans too, hours long and not part of any
+        // record's journey. Events stay: they become span events.
+        let exported = filter_fn(|meta| {
+            !meta.is_span()
+                || (meta.target().starts_with("tributary") && !logs::is_actor_span(meta.name()))
+        });
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(exported)
+                .boxed(),
+        );
     }
     layers
 }

@@ -1,0 +1,304 @@
+//! The admin HTTP server of `tributary run` (actix-web, loopback by default).
+//!
+//! | route | what |
+//! |---|---|
+//! | `/healthz` | 200 while the process lives |
+//! | `/readyz` | 200 when every store answers and every actor is running, else 503 |
+//! | `/metrics` | Prometheus text format |
+//! | `/api/status` | JSON: actor tree, partitions, records and throughput ([`crate::status`]) |
+//! | `/` | the live dashboard (one self-contained page) |
+//! | `POST /test/panic/{actor}` | only with `tributary run --test-faults`: arms a panic in the next message an actor of that kind handles, for the chaos suite |
+//!
+//! With `[admin] token` set, every route but `/healthz` and `/readyz` (probes) needs
+//! `Authorization: Bearer <token>` or `?token=<token>`; binding a non-loopback address
+//! without a token is a configuration error.
+
+mod readiness;
+
+use crate::status::Observed;
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tributary_actors::faults;
+use tributary_actors::secret::{self, Secret};
+use tributary_actors::validate::Findings;
+
+pub use readiness::Readiness;
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the admin HTTP server; empty turns it off. Port 0 picks a free port
+    /// (logged at start). A non-loopback address requires `token`.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Bearer token required by every route but the probes. A secret: set it with
+    /// `TRIBUTARY__ADMIN__TOKEN` or `token_file`, never in a config file.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// File holding the token; wins over `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: default_bind(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self, f: &mut Findings) {
+        if self.bind.is_empty() {
+            return;
+        }
+        match self.bind.parse::<std::net::SocketAddr>() {
+            Err(_) => f.invalid(
+                "bind",
+                format!(
+                    "{:?} is not an ip:port address (or empty to turn it off)",
+                    self.bind
+                ),
+            ),
+            Ok(address) => {
+                let has_token = self.token.as_ref().is_some_and(|t| !t.expose().is_empty())
+                    || self.token_file.is_some();
+                if !address.ip().is_loopback() && !has_token {
+                    f.invalid(
+                        "token",
+                        format!(
+                            "required because admin.bind {} is not a loopback address: set \
+                             TRIBUTARY__ADMIN__TOKEN or admin.token_file",
+                            self.bind
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The token, read from `token_file` when set.
+    ///
+    /// # Errors
+    /// The token file cannot be read.
+    pub fn resolve_token(&self) -> std::io::Result<Option<Secret>> {
+        Ok(secret::resolve(&self.token, &self.token_file)?.filter(|t| !t.expose().is_empty()))
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use. Histograms get buckets
+/// (seconds) so Prometheus can aggregate them across instances.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .map_err(|e| tracing::warn!(error = %e, "prometheus buckets refused"))
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(error = %error, "a metrics recorder is already installed: /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// What the handlers share.
+pub struct AdminState {
+    pub observed: Observed,
+    pub readiness: Readiness,
+    token: Option<Secret>,
+}
+
+impl AdminState {
+    pub fn new(observed: Observed, readiness: Readiness, token: Option<Secret>) -> Self {
+        Self {
+            observed,
+            readiness,
+            token,
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().body("ok\n")
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let report = state.readiness.check(&state.observed).await;
+    if report.ready {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+async fn metrics_text() -> HttpResponse {
+    match prometheus() {
+        Some(handle) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(handle.render()),
+        None => HttpResponse::ServiceUnavailable().body("metrics recorder not installed\n"),
+    }
+}
+
+async fn api_status(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.observed.status())
+}
+
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        // The page is self-contained: forbid anything from elsewhere.
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:",
+        ))
+        .body(include_str!("dashboard.html"))
+}
+
+async fn panic_actor(kind: web::Path<String>) -> HttpResponse {
+    if faults::arm(&kind) {
+        tracing::warn!(actor = %kind, "test fault: panic armed");
+        HttpResponse::Ok().body(format!("panic armed for the next {kind} message\n"))
+    } else {
+        HttpResponse::NotFound().body(format!(
+            "unknown actor kind {kind:?}; known: {}\n",
+            faults::KINDS.join(", ")
+        ))
+    }
+}
+
+/// Probes stay open: orchestrators call them without credentials, and they reveal
+/// nothing beyond up/ready.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz")
+}
+
+/// The token the request presents: `Authorization: Bearer …` or `?token=…`.
+fn presented_token(req: &HttpRequest) -> Option<String> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    header.or_else(|| {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("token").cloned())
+    })
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<AdminState>>()
+        .and_then(|s| s.token.clone());
+    if let Some(expected) = expected
+        && !is_probe(req.path())
+    {
+        let ok = presented_token(req.request())
+            .is_some_and(|t| same_token(t.as_bytes(), expected.expose().as_bytes()));
+        if !ok {
+            return Ok(req.into_response(
+                HttpResponse::Unauthorized()
+                    .insert_header(("WWW-Authenticate", "Bearer realm=\"tributary\""))
+                    .body(
+                        "admin token required: Authorization: Bearer <token> or ?token=<token>\n",
+                    ),
+            ));
+        }
+    }
+    next.call(req).await
+}
+
+/// Starts the server on `listener`; the test-fault routes exist only with `test_faults`.
+///
+/// # Errors
+/// The listener cannot be used.
+pub fn serve(
+    listener: std::net::TcpListener,
+    state: AdminState,
+    test_faults: bool,
+) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        let app = App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(require_token))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics_text))
+            .route("/api/status", web::get().to(api_status))
+            .route("/", web::get().to(dashboard));
+        if test_faults {
+            app.route("/test/panic/{kind}", web::post().to(panic_actor))
+        } else {
+            app
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abc", b"abd"));
+        assert!(!same_token(b"abc", b"abcd"));
+        assert!(!same_token(b"", b"a"));
+    }
+
+    #[test]
+    fn a_public_bind_without_token_names_the_key() {
+        let mut config = Config {
+            bind: "0.0.0.0:9464".into(),
+            ..Config::default()
+        };
+        let mut findings = Findings::default();
+        config.validate(&mut findings);
+        let text = format!("{findings:?}");
+        assert!(text.contains("token"), "{text}");
+        config.token = Some(Secret::new("t0ken"));
+        let mut findings = Findings::default();
+        config.validate(&mut findings);
+        assert!(findings.found.is_empty(), "{findings:?}");
+    }
+}

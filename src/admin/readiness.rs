@@ -1,0 +1,121 @@
+//! `/readyz`: every store answers and every supervised actor is running.
+
+use crate::config::Config;
+use crate::status::Observed;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tributary_actors::store;
+
+/// How long one store check may take before it counts as unreachable.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The readiness checks and the clients they reuse between probes.
+pub struct Readiness {
+    config: Config,
+    pool: Option<deadpool_postgres::Pool>,
+    /// Opened on first use and dropped after a failure, so a restarted node is found.
+    cassandra: Mutex<Option<scylla::client::session::Session>>,
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ready: bool,
+    /// `ok` or why not, per check: postgres, kafka, cassandra, actors.
+    pub checks: BTreeMap<&'static str, String>,
+}
+
+impl Readiness {
+    pub fn new(config: Config) -> Self {
+        let pool = store::postgres::pool(&config.postgres).ok();
+        Self {
+            config,
+            pool,
+            cassandra: Mutex::new(None),
+        }
+    }
+
+    pub async fn check(&self, observed: &Observed) -> Report {
+        let (postgres, kafka, cassandra) =
+            tokio::join!(self.postgres(), self.kafka(), self.cassandra());
+        let actors = actors(observed);
+        let checks: BTreeMap<&'static str, String> = [
+            ("postgres", postgres),
+            ("kafka", kafka),
+            ("cassandra", cassandra),
+            ("actors", actors),
+        ]
+        .into_iter()
+        .map(|(name, result)| (name, result.err().unwrap_or_else(|| "ok".to_owned())))
+        .collect();
+        Report {
+            ready: checks.values().all(|v| v == "ok"),
+            checks,
+        }
+    }
+
+    async fn postgres(&self) -> Result<(), String> {
+        let pool = self.pool.as_ref().ok_or("no connection pool")?;
+        bounded(async {
+            store::postgres::check(pool, &self.config.postgres)
+                .await
+                .map_err(|e| crate::error_chain(&e))
+        })
+        .await
+    }
+
+    async fn kafka(&self) -> Result<(), String> {
+        bounded(async {
+            store::kafka::check(&self.config.kafka)
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::error_chain(&e))
+        })
+        .await
+    }
+
+    async fn cassandra(&self) -> Result<(), String> {
+        let mut session = self.cassandra.lock().await;
+        let result = bounded(async {
+            if session.is_none() {
+                *session = Some(
+                    store::cassandra::connect(&self.config.cassandra)
+                        .await
+                        .map_err(|e| crate::error_chain(&e))?,
+                );
+            }
+            let Some(open) = session.as_ref() else {
+                return Err("no session".to_owned());
+            };
+            open.query_unpaged("SELECT release_version FROM system.local", ())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("cassandra: {e}"))
+        })
+        .await;
+        if result.is_err() {
+            *session = None;
+        }
+        result
+    }
+}
+
+async fn bounded(check: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+}
+
+fn actors(observed: &Observed) -> Result<(), String> {
+    if observed.tree.tree("root").is_none() {
+        return Err("the actor tree is not running".into());
+    }
+    let down = observed.tree.not_running();
+    if down.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not running: {}", down.join(", ")))
+    }
+}

@@ -1,0 +1,409 @@
+//! The status of a running instance: what `/api/status` serves, the dashboard draws and
+//! `tributary status` prints as tables.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tributary_actors::observe::{self, PartitionStatus, Partitions, Stage};
+use tributary_actors::supervisor::{KindStats, RestartStats, TreeNode};
+
+/// Seconds of per-second samples kept for throughput and the dashboard's chart.
+const HISTORY_SECONDS: usize = 120;
+/// Throughput is averaged over this many seconds.
+const THROUGHPUT_WINDOW: usize = 10;
+
+/// Everything the status API reads, shared with the actor tree.
+#[derive(Clone)]
+pub struct Observed {
+    pub tree: RestartStats,
+    pub partitions: Partitions,
+    pub instance: String,
+    started: Instant,
+    samples: Arc<Mutex<VecDeque<Sample>>>,
+}
+
+/// Totals per stage at one moment.
+#[derive(Debug, Clone)]
+struct Sample {
+    at_ms: i64,
+    totals: BTreeMap<Stage, u64>,
+}
+
+impl Observed {
+    pub fn new(instance: String) -> Self {
+        Self {
+            tree: RestartStats::default(),
+            partitions: Partitions::default(),
+            instance,
+            started: Instant::now(),
+            samples: Arc::default(),
+        }
+    }
+
+    /// Takes one sample of the stage totals; the run loop calls it every second.
+    pub fn sample(&self) {
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples.push_back(Sample {
+            at_ms: now_ms(),
+            totals: observe::totals(),
+        });
+        while samples.len() > HISTORY_SECONDS + 1 {
+            samples.pop_front();
+        }
+    }
+
+    /// Samples every second until the task is aborted.
+    pub fn spawn_sampler(&self) -> tokio::task::JoinHandle<()> {
+        let observed = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                observed.sample();
+            }
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let totals = observe::totals();
+        let throughput = match (
+            samples.back(),
+            samples
+                .iter()
+                .rev()
+                .nth(THROUGHPUT_WINDOW.min(samples.len().saturating_sub(1))),
+        ) {
+            (Some(last), Some(first)) if last.at_ms > first.at_ms => rates(first, last),
+            _ => BTreeMap::new(),
+        };
+        let history = samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(a, b)| HistoryPoint {
+                at_ms: b.at_ms,
+                rates: rates(a, b),
+            })
+            .collect();
+        let partitions = self.partitions.snapshot();
+        let tree = self.tree.tree("root");
+        Status {
+            instance: self.instance.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_s: self.started.elapsed().as_secs(),
+            leader: tree
+                .as_ref()
+                .is_some_and(|root| find(root, "ingest").is_some()),
+            tree: tree.and_then(|t| serde_json::to_value(t).ok()),
+            restarts: self
+                .tree
+                .snapshot()
+                .into_iter()
+                .map(|(kind, stats)| (kind.to_owned(), KindRestarts::from(stats)))
+                .collect(),
+            lag: partitions.iter().filter_map(|p| p.lag).sum(),
+            partitions: partitions.into_iter().map(Into::into).collect(),
+            records: totals
+                .iter()
+                .map(|(s, n)| (s.name().to_owned(), *n))
+                .collect(),
+            throughput,
+            history,
+        }
+    }
+}
+
+fn rates(first: &Sample, last: &Sample) -> BTreeMap<String, f64> {
+    let seconds = (last.at_ms - first.at_ms) as f64 / 1000.0;
+    last.totals
+        .iter()
+        .map(|(stage, n)| {
+            let before = first.totals.get(stage).copied().unwrap_or(0);
+            let rate = n.saturating_sub(before) as f64 / seconds;
+            (stage.name().to_owned(), (rate * 10.0).round() / 10.0)
+        })
+        .collect()
+}
+
+fn find<'a>(node: &'a TreeNode, name: &str) -> Option<&'a TreeNode> {
+    if node.actor.name == name {
+        return Some(node);
+    }
+    node.children.iter().find_map(|c| find(c, name))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `/api/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// host-pid: the owner name recorded in Cassandra's `partition_state`.
+    pub instance: String,
+    pub version: String,
+    pub uptime_s: u64,
+    /// This instance holds the leader lock and runs ingest and publish.
+    pub leader: bool,
+    /// The supervision tree, `None` before it started or after it stopped.
+    pub tree: Option<TreeNodeView>,
+    /// Restarts, failures and the last error per actor kind.
+    pub restarts: BTreeMap<String, KindRestarts>,
+    /// Records not yet in Cassandra over this instance's partitions.
+    pub lag: i64,
+    pub partitions: Vec<PartitionStatusView>,
+    /// Records through each stage since start.
+    pub records: BTreeMap<String, u64>,
+    /// Records per second through each stage over the last 10 s.
+    pub throughput: BTreeMap<String, f64>,
+    /// Per-second rates over the last two minutes, oldest first.
+    pub history: Vec<HistoryPoint>,
+}
+
+/// The tree as serialized (and parsed back by `tributary status`).
+pub type TreeNodeView = serde_json::Value;
+/// A partition as serialized (and parsed back by `tributary status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStatusView {
+    pub partition: i32,
+    pub owner_epoch: Option<i64>,
+    pub committed_offset: Option<i64>,
+    pub end_offset: Option<i64>,
+    pub lag: Option<i64>,
+    pub in_flight_records: u64,
+    pub in_flight_batches: u64,
+    pub paused: bool,
+    pub written: u64,
+}
+
+impl From<PartitionStatus> for PartitionStatusView {
+    fn from(p: PartitionStatus) -> Self {
+        Self {
+            partition: p.partition,
+            owner_epoch: p.owner_epoch,
+            committed_offset: p.committed_offset,
+            end_offset: p.end_offset,
+            lag: p.lag,
+            in_flight_records: p.in_flight_records,
+            in_flight_batches: p.in_flight_batches,
+            paused: p.paused,
+            written: p.written,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KindRestarts {
+    pub restarts: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl From<KindStats> for KindRestarts {
+    fn from(k: KindStats) -> Self {
+        Self {
+            restarts: k.restarts,
+            failures: k.failures,
+            last_error: k.last_error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub at_ms: i64,
+    pub rates: BTreeMap<String, f64>,
+}
+
+/// Renders a status as the tables `tributary status` prints.
+pub fn render(status: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "instance {}  version {}  up {}s  {}  lag {}",
+        status.instance,
+        status.version,
+        status.uptime_s,
+        if status.leader { "leader" } else { "follower" },
+        status.lag
+    );
+    out.push_str("\nACTOR TREE\n");
+    match &status.tree {
+        Some(tree) => render_tree(&mut out, tree, 0),
+        None => out.push_str("  (not running)\n"),
+    }
+    out.push_str("\nPARTITIONS\n");
+    let _ = writeln!(
+        out,
+        "  {:>9} {:>6} {:>12} {:>12} {:>8} {:>10} {:>8} {:>10} {:>6}",
+        "partition",
+        "epoch",
+        "committed",
+        "end",
+        "lag",
+        "in-flight",
+        "batches",
+        "written",
+        "paused"
+    );
+    if status.partitions.is_empty() {
+        out.push_str("  (none owned by this instance)\n");
+    }
+    let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    for p in &status.partitions {
+        let _ = writeln!(
+            out,
+            "  {:>9} {:>6} {:>12} {:>12} {:>8} {:>10} {:>8} {:>10} {:>6}",
+            p.partition,
+            dash(p.owner_epoch),
+            dash(p.committed_offset),
+            dash(p.end_offset),
+            dash(p.lag),
+            p.in_flight_records,
+            p.in_flight_batches,
+            p.written,
+            if p.paused { "yes" } else { "no" }
+        );
+    }
+    out.push_str("\nSTAGES\n");
+    let _ = writeln!(out, "  {:<14} {:>12} {:>10}", "stage", "records", "per s");
+    for stage in Stage::ALL {
+        let name = stage.name();
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>12} {:>10.1}",
+            name,
+            status.records.get(name).copied().unwrap_or(0),
+            status.throughput.get(name).copied().unwrap_or(0.0)
+        );
+    }
+    out.push_str("\nRESTARTS\n");
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>8} {:>8}  last error",
+        "actor", "restarts", "failures"
+    );
+    if status.restarts.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (kind, r) in &status.restarts {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>8} {:>8}  {}",
+            kind,
+            r.restarts,
+            r.failures,
+            r.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+fn render_tree(out: &mut String, node: &serde_json::Value, depth: usize) {
+    use std::fmt::Write as _;
+    let field = |k: &str| node.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+    let restarts = node.get("restarts").and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut line = format!(
+        "  {}{} ({}) {}",
+        "  ".repeat(depth),
+        field("name"),
+        field("kind"),
+        field("state")
+    );
+    if restarts > 0 {
+        let _ = write!(line, ", {restarts} restart(s)");
+    }
+    if let Some(error) = node.get("last_error").and_then(|v| v.as_str()) {
+        let _ = write!(line, ", last error: {error}");
+    }
+    out.push_str(&line);
+    out.push('\n');
+    if let Some(children) = node.get("children").and_then(|v| v.as_array()) {
+        for child in children {
+            render_tree(out, child, depth + 1);
+        }
+    }
+}
+
+/// The admin base URL for `admin.bind`; a wildcard address is reached on loopback.
+pub fn admin_url(bind: &str) -> Option<String> {
+    let address: std::net::SocketAddr = bind.parse().ok()?;
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    Some(format!("http://{host}:{}", address.port()))
+}
+
+/// `tributary status`: fetches `/api/status` and prints it as tables (or JSON).
+/// Exit 0 when an instance answered, 2 when none answers or the token is refused.
+pub async fn print(config: &crate::config::Config, url: Option<String>, json: bool) -> i32 {
+    let Some(base) = url.or_else(|| admin_url(&config.admin.bind)) else {
+        eprintln!("error: admin.bind is empty: the admin server is off; pass --url");
+        return crate::exit::CONFIG;
+    };
+    let token = match config.admin.resolve_token() {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("error: admin.token_file: {error}");
+            return crate::exit::CONFIG;
+        }
+    };
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("error: cannot build an HTTP client: {error}");
+            return crate::exit::FAILURE;
+        }
+    };
+    let endpoint = format!("{}/api/status", base.trim_end_matches('/'));
+    let mut request = client.get(&endpoint);
+    if let Some(token) = &token {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            eprintln!(
+                "error: no tributary instance answers at {endpoint}: {}",
+                crate::error_chain(&error)
+            );
+            return crate::exit::CONFIG;
+        }
+    };
+    let code = response.status();
+    if code == reqwest::StatusCode::UNAUTHORIZED {
+        eprintln!("error: {endpoint} refused the admin token (set TRIBUTARY__ADMIN__TOKEN)");
+        return crate::exit::CONFIG;
+    }
+    if !code.is_success() {
+        eprintln!("error: {endpoint} answered {code}");
+        return crate::exit::FAILURE;
+    }
+    let status: Status = match response.json().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("error: {endpoint} did not return a status: {error}");
+            return crate::exit::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return crate::exit::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", render(&status));
+    }
+    crate::exit::OK
+}
