@@ -222,8 +222,17 @@ async fn shutdown(config: &Config, root: &ActorRef<SupervisorMsg>) -> i32 {
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
+    let totals = tributary_actors::observe::totals();
+    let count = |stage| totals.get(&stage).copied().unwrap_or(0);
     if clean {
-        tracing::info!(elapsed_ms, "drained and stopped");
+        use tributary_actors::observe::Stage;
+        tracing::info!(
+            elapsed_ms,
+            consumed = count(Stage::Consumed),
+            written = count(Stage::Written),
+            dead_lettered = count(Stage::DeadLettered),
+            "drained and stopped"
+        );
         exit::OK
     } else {
         tracing::error!(

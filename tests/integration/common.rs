@@ -68,13 +68,18 @@ pub struct Tributary {
 
 impl Tributary {
     pub fn run(name: &str, env: &[(String, String)]) -> Tributary {
+        Self::start(name, &["run"], env)
+    }
+
+    /// `tributary <args>` with `env`, e.g. `run --test-faults`.
+    pub fn start(name: &str, args: &[&str], env: &[(String, String)]) -> Tributary {
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("logs");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"));
         command
-            .arg("run")
+            .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(std::process::Stdio::null())
             .stderr(file);
@@ -89,6 +94,54 @@ impl Tributary {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM (graceful shutdown), like `kill` or systemd would send.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `deadline` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The JSON log lines written so far (isolated_env sets the JSON format).
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The admin server's base URL, from its start-up log line.
+    pub async fn admin_url(&self) -> String {
+        eventually(Duration::from_secs(60), || async {
+            self.log_lines()
+                .iter()
+                .find(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("admin http listening"))
+                })
+                .and_then(|l| l["address"].as_str().map(|a| format!("http://{a}")))
+                .ok_or("no admin address logged yet")
+        })
+        .await
+        .expect("the admin server starts")
     }
 
     pub fn is_running(&mut self) -> bool {

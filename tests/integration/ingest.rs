@@ -38,6 +38,8 @@ pub fn workload(
 }
 
 pub async fn prepare(prefix: &str) -> Config {
+    // reqwest is built without a default TLS provider (the tests' HTTP clients need one).
+    tributary_actors::install_tls_provider();
     let config = isolated_config(prefix);
     schema::apply(&config, &[]).await.expect("schema apply");
     config

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod compose;
 mod ingest;
+mod observe;
 mod process;
 mod stores;
 mod telemetry;

@@ -15,7 +15,7 @@ use tributary_actors::process::writer::lwt_applied;
 use tributary_actors::store::cassandra;
 
 /// Waits until verify is clean with `users` rows in Cassandra.
-async fn wait_verified(config: &Config, users: u64, deadline: Duration) -> Report {
+pub async fn wait_verified(config: &Config, users: u64, deadline: Duration) -> Report {
     eventually(deadline, || async {
         let report = verify(config).await.map_err(|e| e.to_string())?;
         if report.is_clean() && report.in_cassandra == users && report.staged == users {

@@ -201,12 +201,20 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
         .retry(backoff)
         .when(FetchError::retryable)
         .adjust(|error, delay| match error {
-            FetchError::Status { retry_after: Some(after), .. } => delay.map(|d| d.max(*after)),
+            FetchError::Status {
+                retry_after: Some(after),
+                ..
+            } => delay.map(|d| d.max(*after)),
             _ => delay,
         })
         .notify(|error, delay| {
             metrics::counter!("tributary_fetch_retries_total").increment(1);
-            tracing::warn!(run_id = run.run_id, error = %error, retry_in_ms = delay.as_millis() as u64, "fetch failed, retrying");
+            tracing::warn!(
+                run_id = run.run_id,
+                error = error as &dyn std::error::Error,
+                retry_in_ms = delay.as_millis() as u64,
+                "fetch failed, retrying"
+            );
         })
         .await;
     match result {

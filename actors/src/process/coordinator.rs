@@ -569,7 +569,10 @@ fn poll_loop(
                     }
                 }
             }
-            Some(Err(error)) => tracing::warn!(error = %error, "kafka consumer error"),
+            Some(Err(error)) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "kafka consumer error"
+            ),
             None => {}
         }
         let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
@@ -596,7 +599,12 @@ fn pause(consumer: &GroupConsumer, topic: &str, partition: i32, paused: bool) ->
             true
         }
         Err(error) => {
-            tracing::warn!(partition, paused, error = %error, "pause/resume failed");
+            tracing::warn!(
+                partition,
+                paused,
+                error = &error as &dyn std::error::Error,
+                "pause/resume failed"
+            );
             false
         }
     }

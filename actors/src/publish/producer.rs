@@ -295,18 +295,42 @@ async fn publish(
                 let payload = row.payload.to_string().into_bytes();
                 let (id, run) = (row.id.to_string(), row.run_id.to_string());
                 let mut headers = OwnedHeaders::new()
-                    .insert(Header { key: "tributary-schema", value: Some(SCHEMA_VERSION) })
-                    .insert(Header { key: "tributary-outbox-id", value: Some(&id) })
-                    .insert(Header { key: "tributary-run-id", value: Some(&run) });
+                    .insert(Header {
+                        key: "tributary-schema",
+                        value: Some(SCHEMA_VERSION),
+                    })
+                    .insert(Header {
+                        key: "tributary-outbox-id",
+                        value: Some(&id),
+                    })
+                    .insert(Header {
+                        key: "tributary-run-id",
+                        value: Some(&run),
+                    });
                 if let Some(traceparent) = &row.trace_parent {
-                    headers = headers.insert(Header { key: crate::trace::TRACEPARENT, value: Some(traceparent) });
+                    headers = headers.insert(Header {
+                        key: crate::trace::TRACEPARENT,
+                        value: Some(traceparent),
+                    });
                 }
-                send(&producer, BaseRecord::to(&raw).key(&key).payload(&payload).headers(headers))?;
+                send(
+                    &producer,
+                    BaseRecord::to(&raw)
+                        .key(&key)
+                        .payload(&payload)
+                        .headers(headers),
+                )?;
             }
-            let checkpoint = serde_json::to_vec(&Checkpoint { last_outbox_id: last }).unwrap_or_default();
+            let checkpoint = serde_json::to_vec(&Checkpoint {
+                last_outbox_id: last,
+            })
+            .unwrap_or_default();
             send(
                 &producer,
-                BaseRecord::to(&checkpoints).partition(CHECKPOINT_PARTITION).key(&key).payload(&checkpoint),
+                BaseRecord::to(&checkpoints)
+                    .partition(CHECKPOINT_PARTITION)
+                    .key(&key)
+                    .payload(&checkpoint),
             )?;
             if fail_before_commit {
                 // Flush so the records really reach the broker inside the open transaction.
@@ -320,7 +344,10 @@ async fn publish(
             Ok(outcome) => Ok(outcome),
             Err(error) if is_fatal(&error) => Err(error),
             Err(error) => {
-                tracing::warn!(error = %error, "kafka transaction failed: aborting, the batch will be retried");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "kafka transaction failed: aborting, the batch will be retried"
+                );
                 // An abort that fails leaves the transaction in a state only a new
                 // producer resolves (its init_transactions aborts what is open): fail.
                 retrying(|| producer.abort_transaction(timeout)).map(|()| TxnOutcome::Aborted)
@@ -427,7 +454,11 @@ fn retrying(call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError>
         match call() {
             Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 30 => {
                 attempts += 1;
-                tracing::warn!(error = %e, attempts, "kafka transaction call timed out: resuming it");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    attempts,
+                    "kafka transaction call timed out: resuming it"
+                );
             }
             result => return result,
         }
@@ -539,7 +570,10 @@ async fn listen(
                 Ok(_) => {}
                 Err(error) => {
                     // The periodic poll keeps the producer going; a restart reconnects.
-                    tracing::warn!(error = %error, "outbox LISTEN connection lost");
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "outbox LISTEN connection lost"
+                    );
                     return;
                 }
             }

@@ -78,12 +78,13 @@ impl ChildSpec {
         F: Fn() -> A::Arguments + Send + Sync + 'static,
     {
         let name: String = name.into();
-        let span_name = name.clone();
+        let instance = name.clone();
         let start: StartFn = Arc::new(move |supervisor: ActorCell| {
             let actor = actor.clone();
             let args = args();
-            // The actor's task starts inside this span: its log lines carry its name.
-            let span = tracing::info_span!("actor", actor = %span_name);
+            // Start-up (pre_start) runs inside this span: its log lines carry the actor
+            // kind, like those of its messages, and the instance name.
+            let span = tracing::info_span!("actor", actor = kind, instance = %instance);
             Box::pin(
                 async move {
                     A::spawn_linked(None, actor, args, supervisor)
