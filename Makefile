@@ -10,7 +10,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(CACHE_DIR)/cargo/bin/cargo-deny
 TRIBUTARY := target/debug/tributary
 
-.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci
+.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci bench
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -19,6 +19,7 @@ help:
 	@echo "make stack-down    stop them"
 	@echo "make stack-status  one line per service: up or down"
 	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once); make chaos: all, 3 seeds"
+	@echo "make bench         benchmarks: tributary vs Kafka/Cassandra ceilings and Spark (target/bench/report.md)"
 	@echo "make lint          rustfmt and clippy; make deny: cargo-deny"
 
 DEMO_USERS ?= 10000
@@ -38,6 +39,13 @@ chaos-ci: stack-up build
 
 chaos: stack-up build
 	target/debug/tributary-chaos --suite full --seeds 1,2,3
+
+# Benchmarks (release build): report in target/bench/report.{json,md} with SVG charts.
+# They report numbers, never fail on speed. BENCH_ARGS, e.g. --users 50000 --no-spark.
+BENCH_ARGS ?=
+bench: stack-up
+	cargo build --release --locked -p tributary -p tributary-bench
+	target/release/tributary-bench $(BENCH_ARGS)
 
 build:
 	cargo build --workspace --locked

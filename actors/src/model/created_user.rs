@@ -12,6 +12,9 @@ pub struct Provenance {
     pub offset: i64,
     /// The Kafka record's timestamp (producer create time), in milliseconds.
     pub timestamp_ms: i64,
+    /// When the record was staged in PostgreSQL (`tributary-staged-at` header), in
+    /// milliseconds: the start of its end-to-end latency.
+    pub staged_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +107,7 @@ mod tests {
             partition: 3,
             offset: 42,
             timestamp_ms: 1_700_000_000_123,
+            staged_at_ms: None,
         };
         let user = CreatedUser::from_raw(&raw, provenance).unwrap();
         assert_eq!(user.id.to_string(), "7a0eed16-9430-4d68-901f-c0d4c1c3bf00");

@@ -11,7 +11,7 @@
 use super::writer::{WriteBatch, WriterMsg};
 use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
-use crate::publish::producer::SCHEMA_VERSION;
+use crate::publish::producer::{SCHEMA_VERSION, STAGED_AT_HEADER};
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
@@ -84,6 +84,12 @@ pub fn transform(message: &OwnedMessage) -> Result<CreatedUser, Poison> {
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        staged_at_ms: message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == STAGED_AT_HEADER))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok()),
     };
     CreatedUser::from_raw(&raw, provenance).map_err(poison)
 }

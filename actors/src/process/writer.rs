@@ -112,12 +112,7 @@ impl Actor for Writer {
                 StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
             })
         };
-        let insert = prepare(format!(
-            "INSERT INTO {ks}.created_users (id, first_name, last_name, gender, address, country, post_code, email, \
-             username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        ))
-        .await?;
+        let insert = prepare(insert_cql(ks)).await?;
         let mut commit = prepare(format!(
             "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
              IF owner_epoch = ?"
@@ -286,10 +281,21 @@ impl Writer {
     }
 }
 
+/// The row upsert: idempotent, with the write timestamp derived from the record. Bind
+/// [`UserRow::of`]. Public for the benchmark's raw Cassandra ceiling, which must make
+/// exactly the writes the writer makes.
+pub fn insert_cql(keyspace: &str) -> String {
+    format!(
+        "INSERT INTO {keyspace}.created_users (id, first_name, last_name, gender, address, country, post_code, email, \
+         username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    )
+}
+
 /// The bind values of the row upsert, in statement order.
 #[derive(scylla::SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
-struct UserRow<'a> {
+pub struct UserRow<'a> {
     id: uuid::Uuid,
     first_name: &'a str,
     last_name: &'a str,
@@ -323,27 +329,33 @@ async fn upsert(state: &WriterState, users: &[CreatedUser]) -> Result<(), StoreE
     results.into_iter().collect()
 }
 
+impl<'a> UserRow<'a> {
+    pub fn of(user: &'a CreatedUser) -> Self {
+        UserRow {
+            id: user.id,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            gender: &user.gender,
+            address: &user.address,
+            country: &user.country,
+            post_code: &user.post_code,
+            email: &user.email,
+            username: &user.username,
+            dob: CqlTimestamp(user.dob.timestamp_millis()),
+            registered_date: CqlTimestamp(user.registered_date.timestamp_millis()),
+            phone: &user.phone,
+            picture: &user.picture,
+            source_topic: &user.provenance.topic,
+            source_partition: user.provenance.partition,
+            source_offset: user.provenance.offset,
+            ingested_at: CqlTimestamp(user.ingested_at().timestamp_millis()),
+            write_timestamp: user.write_timestamp_micros(),
+        }
+    }
+}
+
 async fn upsert_one(state: &WriterState, user: &CreatedUser) -> Result<(), StoreError> {
-    let values = UserRow {
-        id: user.id,
-        first_name: &user.first_name,
-        last_name: &user.last_name,
-        gender: &user.gender,
-        address: &user.address,
-        country: &user.country,
-        post_code: &user.post_code,
-        email: &user.email,
-        username: &user.username,
-        dob: CqlTimestamp(user.dob.timestamp_millis()),
-        registered_date: CqlTimestamp(user.registered_date.timestamp_millis()),
-        phone: &user.phone,
-        picture: &user.picture,
-        source_topic: &user.provenance.topic,
-        source_partition: user.provenance.partition,
-        source_offset: user.provenance.offset,
-        ingested_at: CqlTimestamp(user.ingested_at().timestamp_millis()),
-        write_timestamp: user.write_timestamp_micros(),
-    };
+    let values = UserRow::of(user);
     state
         .session
         .execute_unpaged(&state.insert, values)

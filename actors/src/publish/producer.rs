@@ -34,6 +34,9 @@ use tracing::Instrument;
 
 /// Version of the record format on `users.raw`, in the `tributary-schema` header.
 pub const SCHEMA_VERSION: &str = "1";
+/// Header with the record's staging time (ms since the Unix epoch), for the end-to-end
+/// latency histogram.
+pub const STAGED_AT_HEADER: &str = "tributary-staged-at";
 /// The checkpoint partition: a single one, so reading it back is one partition scan.
 const CHECKPOINT_PARTITION: i32 = 0;
 
@@ -100,6 +103,8 @@ struct OutboxRow {
     /// The staging span of its run (`runs.trace_parent`); replaced by the Kafka span's
     /// own context before it becomes the record's `traceparent` header.
     trace_parent: Option<String>,
+    /// When the row was staged (`staged_users.fetched_at`), ms since the Unix epoch.
+    staged_at_ms: i64,
 }
 
 impl Actor for Producer {
@@ -230,7 +235,8 @@ async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError
         .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
     let rows = client
         .query(
-            "SELECT s.id, s.run_id, s.source_uuid, s.payload, r.trace_parent FROM staged_users s \
+            "SELECT s.id, s.run_id, s.source_uuid, s.payload, r.trace_parent, \
+             (extract(epoch FROM s.fetched_at) * 1000)::bigint FROM staged_users s \
              LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.id > $1 ORDER BY s.id LIMIT $2",
             &[&state.last_outbox_id, &i64::from(state.config.batch_size)],
         )
@@ -244,6 +250,7 @@ async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError
             source_uuid: row.get(2),
             payload: row.get(3),
             trace_parent: row.get(4),
+            staged_at_ms: row.get(5),
         })
         .collect())
 }
@@ -294,6 +301,7 @@ async fn publish(
                 let key = row.source_uuid.to_string();
                 let payload = row.payload.to_string().into_bytes();
                 let (id, run) = (row.id.to_string(), row.run_id.to_string());
+                let staged_at = row.staged_at_ms.to_string();
                 let mut headers = OwnedHeaders::new()
                     .insert(Header {
                         key: "tributary-schema",
@@ -306,6 +314,10 @@ async fn publish(
                     .insert(Header {
                         key: "tributary-run-id",
                         value: Some(&run),
+                    })
+                    .insert(Header {
+                        key: STAGED_AT_HEADER,
+                        value: Some(&staged_at),
                     });
                 if let Some(traceparent) = &row.trace_parent {
                     headers = headers.insert(Header {

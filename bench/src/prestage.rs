@@ -1,0 +1,49 @@
+//! Users staged straight into the PostgreSQL outbox (as the stager would), so the
+//! source and the fetchers are not part of what the end-to-end phase measures.
+
+use anyhow::Context as _;
+use tributary::config::Config;
+use tributary_actors::store::postgres;
+
+/// Users per run, as the default `ingest.users_per_run` would stage them.
+pub const USERS_PER_RUN: u64 = 1_000;
+
+/// Stages `users` users of the embedded source's `seed` in runs of [`USERS_PER_RUN`];
+/// returns the number of runs.
+pub async fn stage(config: &Config, seed: &str, users: u64) -> anyhow::Result<u64> {
+    let pool = postgres::pool(&config.postgres)?;
+    let mut client = pool.get().await.context("postgres connection")?;
+    let runs = users.div_ceil(USERS_PER_RUN);
+    for run in 0..runs {
+        let first = run * USERS_PER_RUN;
+        let count = USERS_PER_RUN.min(users - first);
+        let page = u32::try_from(run + 1)?;
+        let mut ids = Vec::with_capacity(count as usize);
+        let mut payloads = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let user = tributary::source::generate::user(seed, page, u32::try_from(index)?, &[]);
+            let uuid: uuid::Uuid = user["login"]["uuid"]
+                .as_str()
+                .context("generated user without login.uuid")?
+                .parse()?;
+            ids.push(uuid);
+            payloads.push(user);
+        }
+        let tx = client.transaction().await?;
+        let run_id = i64::try_from(run)?;
+        tx.execute(
+            "INSERT INTO runs (run_id, scheduled_for, status, requested_users, staged_users, attempts) \
+             VALUES ($1, now(), 'staged', $2, $2, 1)",
+            &[&run_id, &i32::try_from(count)?],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO staged_users (source_uuid, run_id, payload) \
+             SELECT u, $2, p FROM UNNEST($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS t(u, p, n) ORDER BY n",
+            &[&ids, &run_id, &payloads],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(runs)
+}

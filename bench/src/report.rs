@@ -1,0 +1,294 @@
+//! target/bench/report.json, report.md and the charts it embeds.
+
+use crate::ceiling::{CassandraCeiling, KafkaCeiling};
+use crate::process::Reading;
+use crate::spark::Spark;
+use crate::svg::{self, Series};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub cpu: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndToEnd {
+    /// Sustained records/s from the first publish to the last Cassandra commit.
+    pub records_per_s: f64,
+    pub peak_rss_mib: f64,
+    pub readings: Vec<Reading>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Scaling {
+    pub instances: usize,
+    pub users: u64,
+    pub records_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Steady {
+    pub target_per_s: f64,
+    pub users: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub rss_first_tenth_mib: f64,
+    pub rss_last_tenth_mib: f64,
+    pub rss_peak_mib: f64,
+    pub readings: Vec<Reading>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub versions: Vec<(String, String)>,
+    pub users: u64,
+    pub e2e: EndToEnd,
+    pub kafka: KafkaCeiling,
+    pub cassandra: Vec<CassandraCeiling>,
+    pub spark: Option<Spark>,
+    pub scaling: Vec<Scaling>,
+    pub steady: Steady,
+}
+
+pub fn versions() -> Vec<(String, String)> {
+    vec![
+        ("tributary".into(), env!("CARGO_PKG_VERSION").into()),
+        ("Kafka".into(), "4.1.1 (KRaft, 1 broker)".into()),
+        ("Cassandra".into(), "5.0.6 (1 node)".into()),
+        ("PostgreSQL".into(), "15 (Debian)".into()),
+        ("Spark".into(), "pyspark 3.5 from PyPI, local[2]".into()),
+    ]
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "n/a".into()
+    }
+}
+
+pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+
+    let best_cassandra = report
+        .cassandra
+        .iter()
+        .map(|c| c.rows_per_s)
+        .fold(0.0, f64::max);
+    let spark_rate = report
+        .spark
+        .as_ref()
+        .filter(|s| s.error.is_none())
+        .map_or(0.0, |s| s.records_per_s);
+    let t = report.e2e.records_per_s;
+
+    // Charts.
+    let first = report
+        .e2e
+        .readings
+        .iter()
+        .find(|r| r.published > 0)
+        .map_or(0.0, |r| r.t);
+    let tributary_series: Vec<(f64, f64)> = report
+        .e2e
+        .readings
+        .windows(2)
+        .filter(|w| w[1].t >= first)
+        .map(|w| {
+            (
+                w[1].t - first,
+                w[1].written.saturating_sub(w[0].written) as f64 / (w[1].t - w[0].t).max(1e-3),
+            )
+        })
+        .collect();
+    let mut series = vec![Series {
+        name: "tributary",
+        points: tributary_series,
+    }];
+    if let Some(spark) = report.spark.as_ref().filter(|s| s.error.is_none()) {
+        series.push(Series {
+            name: "Spark Structured Streaming",
+            points: spark.series.clone(),
+        });
+    }
+    std::fs::write(
+        dir.join("throughput.svg"),
+        svg::lines(
+            &format!("Throughput writing {} users into Cassandra", report.users),
+            "seconds since the first record",
+            "records/s",
+            &series,
+        ),
+    )?;
+    std::fs::write(
+        dir.join("latency.svg"),
+        svg::bars(
+            &format!(
+                "Staging commit → Cassandra commit at {:.0} records/s",
+                report.steady.target_per_s
+            ),
+            "milliseconds",
+            &[
+                ("p50".into(), report.steady.p50_ms),
+                ("p95".into(), report.steady.p95_ms),
+                ("p99".into(), report.steady.p99_ms),
+            ],
+        ),
+    )?;
+    std::fs::write(
+        dir.join("rss.svg"),
+        svg::lines(
+            "tributary resident memory, steady run",
+            "seconds",
+            "MiB",
+            &[
+                Series {
+                    name: "RSS",
+                    points: report
+                        .steady
+                        .readings
+                        .iter()
+                        .map(|r| (r.t, r.rss_mib))
+                        .collect(),
+                },
+                Series {
+                    name: "records written (÷1000)",
+                    points: report
+                        .steady
+                        .readings
+                        .iter()
+                        .map(|r| (r.t, r.written as f64 / 1000.0))
+                        .collect(),
+                },
+            ],
+        ),
+    )?;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# tributary benchmark\n");
+    let _ = writeln!(
+        md,
+        "Machine: {} cores ({}), {:.1} GiB. Everything below ran on it in one `make bench` run, \
+         one after the other. Versions: {}.\n",
+        report.machine.cores,
+        report.machine.cpu,
+        report.machine.memory_gib,
+        report
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "| measurement | records/s | notes |\n| --- | ---: | --- |"
+    );
+    let _ = writeln!(
+        md,
+        "| tributary end to end, {} users pre-staged | {:.0} | first publish → last Cassandra commit; peak RSS {:.0} MiB |",
+        report.users, t, report.e2e.peak_rss_mib
+    );
+    let _ = writeln!(
+        md,
+        "| Kafka ConsumerPerformance, same topic | {:.0} | read_committed; {:.0}/s while fetching |",
+        report.kafka.records_per_s, report.kafka.fetch_records_per_s
+    );
+    for c in &report.cassandra {
+        let _ = writeln!(
+            md,
+            "| raw Cassandra upserts, concurrency {} | {:.0} | the writer's statement, one scylla session |",
+            c.concurrency, c.rows_per_s
+        );
+    }
+    match &report.spark {
+        Some(spark) if spark.error.is_none() => {
+            let _ = writeln!(
+                md,
+                "| Spark Structured Streaming, same topic | {:.0} | first → last row in Cassandra; {:.0} s wall time with start-up |",
+                spark.records_per_s, spark.wall_s
+            );
+        }
+        Some(spark) => {
+            let _ = writeln!(
+                md,
+                "| Spark Structured Streaming | failed | {} |",
+                spark
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .replace('|', "/")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "| Spark Structured Streaming | not run | `--no-spark` |"
+            );
+        }
+    }
+    for s in &report.scaling {
+        let _ = writeln!(
+            md,
+            "| tributary, {} instance(s) in one group | {:.0} | {} users pre-staged |",
+            s.instances, s.records_per_s, s.users
+        );
+    }
+    let _ = writeln!(md, "\n## Ratios\n");
+    let _ = writeln!(md, "| ratio | value | target |\n| --- | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| tributary / Cassandra ceiling | {} | ≥ 0.80 |",
+        ratio(t, best_cassandra)
+    );
+    let _ = writeln!(md, "| tributary / Spark | {} | ≥ 3 |", ratio(t, spark_rate));
+    let _ = writeln!(
+        md,
+        "| tributary / Kafka consumer ceiling | {} | |",
+        ratio(t, report.kafka.records_per_s)
+    );
+    let _ = writeln!(md, "\n## Latency and memory at half the peak\n");
+    let s = &report.steady;
+    let _ = writeln!(
+        md,
+        "{} users at {:.0}/s over {:.0} s. Staging commit → Cassandra commit: p50 {:.0} ms, p95 {:.0} ms, \
+         p99 {:.0} ms (target p99 ≤ 1000 ms; from the `tributary_staged_to_committed_seconds` histogram, \
+         interpolated within buckets). RSS: {:.0} MiB over the first tenth of the run, {:.0} MiB over the last \
+         tenth, peak {:.0} MiB (target ≤ 150 MiB).\n",
+        s.users,
+        s.target_per_s,
+        s.seconds,
+        s.p50_ms,
+        s.p95_ms,
+        s.p99_ms,
+        s.rss_first_tenth_mib,
+        s.rss_last_tenth_mib,
+        s.rss_peak_mib
+    );
+    let _ = writeln!(
+        md,
+        "![throughput](throughput.svg)\n\n![latency](latency.svg)\n\n![rss](rss.svg)\n"
+    );
+    let _ = writeln!(
+        md,
+        "Scaling note: every instance, Kafka, Cassandra and PostgreSQL share the same {} cores, \
+         so more instances add consumers but no CPU.",
+        report.machine.cores
+    );
+    std::fs::write(dir.join("report.md"), md)?;
+    Ok(())
+}
