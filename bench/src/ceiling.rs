@@ -66,7 +66,7 @@ pub fn kafka_consumer(
             "--group",
             &format!("bench-perf-{}", uuid::Uuid::new_v4().simple()),
         ])
-        .args(["--command-config", &props.display().to_string()])
+        .args(["--consumer.config", &props.display().to_string()])
         .args(["--timeout", "60000"])
         .output()
         .context("running ConsumerPerformance")?;
