@@ -253,6 +253,7 @@ async fn metrics_status_and_probes_follow_the_records() {
         r#"tributary_write_batch_seconds_bucket{le="+Inf"}"#,
         r#"tributary_kafka_transaction_seconds_bucket{le="+Inf"}"#,
         r#"tributary_fetch_seconds_count"#,
+        r#"tributary_staged_to_committed_seconds_bucket{le="+Inf"}"#,
     ] {
         assert!(sample(&metrics, series).is_some(), "{series} missing");
     }

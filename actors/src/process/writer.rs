@@ -250,6 +250,14 @@ impl Writer {
                 Ordering::SeqCst,
             );
             observe::record(Stage::Written, batch.users.len() as u64);
+            // End-to-end latency: staging commit (header) → this Cassandra commit.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let latency = metrics::histogram!("tributary_staged_to_committed_seconds");
+            for user in &batch.users {
+                if let Some(staged) = user.provenance.staged_at_ms {
+                    latency.record((now_ms - staged).max(0) as f64 / 1000.0);
+                }
+            }
             state.args.partitions.update(state.args.partition, |p| {
                 p.committed_offset = Some(batch.last_offset);
                 p.written += batch.users.len() as u64;
