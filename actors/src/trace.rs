@@ -46,6 +46,13 @@ pub fn set_parent(span: &tracing::Span, parent: &Context) {
     let _ = span.set_parent(parent.clone());
 }
 
+/// Marks spans as failed (OpenTelemetry status ERROR): their work did not complete.
+pub fn mark_failed(spans: &[tracing::Span]) {
+    for span in spans {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 /// Distinct values in first-seen order: the traces a batch's records belong to.
 pub fn distinct<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> Vec<&'a str> {
     let mut seen: Vec<&str> = Vec::new();

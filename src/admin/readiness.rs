@@ -4,12 +4,15 @@ use crate::config::Config;
 use crate::status::Observed;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tributary_actors::store;
 
 /// How long one store check may take before it counts as unreachable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// A report is reused this long: every open dashboard asks each second, and each store
+/// check opens a Kafka client.
+const REUSE_FOR: Duration = Duration::from_secs(2);
 
 /// The readiness checks and the clients they reuse between probes.
 pub struct Readiness {
@@ -17,10 +20,11 @@ pub struct Readiness {
     pool: Option<deadpool_postgres::Pool>,
     /// Opened on first use and dropped after a failure, so a restarted node is found.
     cassandra: Mutex<Option<scylla::client::session::Session>>,
+    last: Mutex<Option<(Instant, Report)>>,
 }
 
 /// The answer of `/readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub ready: bool,
     /// `ok` or why not, per check: postgres, kafka, cassandra, actors.
@@ -34,10 +38,24 @@ impl Readiness {
             config,
             pool,
             cassandra: Mutex::new(None),
+            last: Mutex::new(None),
         }
     }
 
+    /// The latest report, checking again when it is older than [`REUSE_FOR`].
     pub async fn check(&self, observed: &Observed) -> Report {
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref()
+            && at.elapsed() < REUSE_FOR
+        {
+            return report.clone();
+        }
+        let report = self.check_now(observed).await;
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    async fn check_now(&self, observed: &Observed) -> Report {
         let (postgres, kafka, cassandra) =
             tokio::join!(self.postgres(), self.kafka(), self.cassandra());
         let actors = actors(observed);

@@ -10,7 +10,7 @@ use crate::observe::{self, Partitions, Stage};
 use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -141,11 +141,7 @@ fn consume_spans(records: &[OwnedMessage], partition: i32) -> Vec<opentelemetry:
 }
 
 fn traceparent_header(record: &OwnedMessage) -> Option<&str> {
-    record
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == crate::trace::TRACEPARENT))
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
+    crate::store::kafka::header(record, crate::trace::TRACEPARENT)
 }
 
 #[derive(Debug, Clone, Copy)]

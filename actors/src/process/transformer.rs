@@ -84,11 +84,7 @@ pub fn transform(message: &OwnedMessage) -> Result<CreatedUser, Poison> {
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-        staged_at_ms: message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == STAGED_AT_HEADER))
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        staged_at_ms: crate::store::kafka::header(message, STAGED_AT_HEADER)
             .and_then(|v| v.parse().ok()),
     };
     CreatedUser::from_raw(&raw, provenance).map_err(poison)

@@ -50,6 +50,21 @@ pub struct WriterArgs {
     pub partitions: observe::Partitions,
 }
 
+impl WriterArgs {
+    /// A batch is done with (committed, or nothing to do): its records stop counting as
+    /// buffered and it stops counting as in flight; `also` updates the partition status.
+    fn settle(&self, records: usize, also: impl FnOnce(&mut observe::PartitionStatus)) {
+        self.buffered.fetch_sub(
+            records.min(self.buffered.load(Ordering::SeqCst)),
+            Ordering::SeqCst,
+        );
+        self.partitions.update(self.partition, |p| {
+            p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
+            also(p);
+        });
+    }
+}
+
 /// A transformed batch: the rows to write and the offset it ends at (poison records
 /// included, they went to the DLQ).
 pub struct WriteBatch {
@@ -177,15 +192,7 @@ impl Writer {
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed
             // (a batch replayed after a restart): nothing to do.
-            state.args.partitions.update(state.args.partition, |p| {
-                p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
-            });
-            state.args.buffered.fetch_sub(
-                batch
-                    .records
-                    .min(state.args.buffered.load(Ordering::SeqCst)),
-                Ordering::SeqCst,
-            );
+            state.args.settle(batch.records, |_| {});
             return Ok(());
         }
         let started = std::time::Instant::now();
@@ -213,13 +220,8 @@ impl Writer {
                 span
             })
             .collect();
-        let mark_failed = |spans: &[tracing::Span]| {
-            for span in spans {
-                span.record("otel.status_code", "ERROR");
-            }
-        };
         if let Err(error) = upsert(state, &batch.users).await {
-            mark_failed(&spans);
+            crate::trace::mark_failed(&spans);
             return Err(error.into());
         }
         let n = state.args.batches.fetch_add(1, Ordering::SeqCst) + 1;
@@ -237,18 +239,16 @@ impl Writer {
         }
         let committed = commit(state, batch.last_offset, &aggregates, &touched).await;
         if !matches!(committed, Ok(true)) {
-            mark_failed(&spans);
+            crate::trace::mark_failed(&spans);
         }
         drop(spans);
         if committed? {
             state.committed_offset = batch.last_offset;
             state.aggregates = aggregates;
-            state.args.buffered.fetch_sub(
-                batch
-                    .records
-                    .min(state.args.buffered.load(Ordering::SeqCst)),
-                Ordering::SeqCst,
-            );
+            state.args.settle(batch.records, |p| {
+                p.committed_offset = Some(batch.last_offset);
+                p.written += batch.users.len() as u64;
+            });
             observe::record(Stage::Written, batch.users.len() as u64);
             // End-to-end latency: staging commit (header) → this Cassandra commit.
             let now_ms = chrono::Utc::now().timestamp_millis();
@@ -258,11 +258,6 @@ impl Writer {
                     latency.record((now_ms - staged).max(0) as f64 / 1000.0);
                 }
             }
-            state.args.partitions.update(state.args.partition, |p| {
-                p.committed_offset = Some(batch.last_offset);
-                p.written += batch.users.len() as u64;
-                p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
-            });
             metrics::histogram!("tributary_write_batch_seconds")
                 .record(started.elapsed().as_secs_f64());
             let _ = state

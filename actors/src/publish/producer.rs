@@ -368,9 +368,7 @@ async fn publish(
     })
     .await?;
     if !matches!(result, Ok(TxnOutcome::Committed)) {
-        for span in &spans {
-            span.record("otel.status_code", "ERROR");
-        }
+        crate::trace::mark_failed(&spans);
     }
     drop(spans);
     match result {

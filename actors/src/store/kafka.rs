@@ -269,6 +269,17 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
     .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
 }
 
+/// The UTF-8 value of header `key` of a consumed record, if present.
+pub fn header<'a>(record: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a str> {
+    use rdkafka::Message as _;
+    use rdkafka::message::Headers as _;
+    record
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == key))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
