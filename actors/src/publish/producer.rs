@@ -99,7 +99,9 @@ struct OutboxRow {
     id: i64,
     run_id: i64,
     source_uuid: uuid::Uuid,
-    payload: serde_json::Value,
+    /// The raw user as JSON text: PostgreSQL renders the jsonb column (`payload::text`),
+    /// so the producer never builds a JSON tree only to print it again.
+    payload: String,
     /// The staging span of its run (`runs.trace_parent`); replaced by the Kafka span's
     /// own context before it becomes the record's `traceparent` header.
     trace_parent: Option<String>,
@@ -235,7 +237,7 @@ async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError
         .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
     let rows = client
         .query(
-            "SELECT s.id, s.run_id, s.source_uuid, s.payload, r.trace_parent, \
+            "SELECT s.id, s.run_id, s.source_uuid, s.payload::text, r.trace_parent, \
              (extract(epoch FROM s.fetched_at) * 1000)::bigint FROM staged_users s \
              LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.id > $1 ORDER BY s.id LIMIT $2",
             &[&state.last_outbox_id, &i64::from(state.config.batch_size)],
@@ -299,7 +301,6 @@ async fn publish(
             producer.begin_transaction()?;
             for row in &rows {
                 let key = row.source_uuid.to_string();
-                let payload = row.payload.to_string().into_bytes();
                 let (id, run) = (row.id.to_string(), row.run_id.to_string());
                 let staged_at = row.staged_at_ms.to_string();
                 let mut headers = OwnedHeaders::new()
@@ -329,7 +330,7 @@ async fn publish(
                     &producer,
                     BaseRecord::to(&raw)
                         .key(&key)
-                        .payload(&payload)
+                        .payload(row.payload.as_bytes())
                         .headers(headers),
                 )?;
             }
@@ -349,6 +350,7 @@ async fn publish(
                 producer.flush(timeout)?;
                 return Ok(TxnOutcome::LeftOpen);
             }
+            await_deliveries(&producer, timeout);
             retrying(|| producer.commit_transaction(timeout))?;
             Ok(TxnOutcome::Committed)
         };
@@ -454,6 +456,21 @@ fn publish_spans(
         }
     }
     spans
+}
+
+/// Waits, in 1 ms sleeps, until every record sent is delivered (or `timeout`).
+///
+/// rust-rdkafka's `commit_transaction` first flushes, and its flush polls in 100 ms
+/// steps that run to their end: 100 ms were added to every transaction (measured: flush
+/// 100–104 ms for 1,000 records delivered in ~3 ms). With nothing left in flight, that
+/// flush returns at once; if something still is at `timeout`, the commit's own flush
+/// waits for it as before. Sleeping, not polling: the producer's own thread serves the
+/// delivery reports, and a short poll here spins (it took a third of the process's CPU).
+fn await_deliveries(producer: &KafkaProducer, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Calls a transaction API again while librdkafka says the error is retriable (a
