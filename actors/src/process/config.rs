@@ -11,10 +11,12 @@ pub struct Config {
     /// Kafka consumer group: instances with the same group share the partitions.
     #[serde(default = "default_group_id")]
     pub group_id: String,
-    /// Records per batch handed from consumer to transformer to writer.
+    /// Records per batch handed from consumer to transformer to writer, at most. Each
+    /// batch ends in one offset-commit LWT: larger batches, fewer LWTs per row.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// A partial batch is sent after this long without reaching `batch_size`.
+    /// A partial batch is sent after this long without reaching `batch_size`, as soon
+    /// as the partition has fewer than two batches in flight (it grows meanwhile).
     #[serde(default = "default_batch_linger_ms")]
     pub batch_linger_ms: u64,
     /// Records read but not yet committed to Cassandra, per partition, at most: above
@@ -55,13 +57,13 @@ fn default_group_id() -> String {
     "tributary".into()
 }
 fn default_batch_size() -> usize {
-    500
+    1_000
 }
 fn default_batch_linger_ms() -> u64 {
     50
 }
 fn default_max_buffered_records() -> usize {
-    5_000
+    3_000
 }
 fn default_write_concurrency() -> usize {
     64

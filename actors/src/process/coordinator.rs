@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// librdkafka's prefetch queue bound, all partitions of the consumer together (KiB).
+const PREFETCH_KBYTES: u32 = 16 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Coordinator;
 
@@ -241,6 +244,17 @@ impl Actor for Coordinator {
                 args.config.session_timeout_ms.to_string(),
             )
             .set("partition.assignment.strategy", "range")
+            // Bounded prefetch: librdkafka's defaults (100,000 records per partition,
+            // 64 MiB) would hold far more than the pipeline buffers downstream
+            // (`max_buffered_records` per partition) and dominate the process's memory.
+            .set(
+                "queued.min.messages",
+                args.config.max_buffered_records.to_string(),
+            )
+            .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
+            // Once the queue is full the fetcher sleeps this long before looking again
+            // (default 1 s): with a bounded queue that stalled every partition.
+            .set("fetch.queue.backoff.ms", "20")
             // Feeds per-partition lag to the status API and /metrics.
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)?;
@@ -405,6 +419,11 @@ impl Coordinator {
                             paused: false,
                         },
                     );
+                // A pipeline that failed while its partition was paused (its buffer was
+                // full) left it paused in librdkafka, and nothing would resume it: the
+                // new route starts unpaused, so the partition must be too. A no-op
+                // otherwise; after the route exists, so no record of it goes unrouted.
+                pause(&state.consumer, &state.topic, partition, false);
             }
             CoordinatorMsg::Committed { partition, offset } => {
                 let mut list = TopicPartitionList::new();
@@ -545,8 +564,11 @@ fn poll_loop(
     topic: &str,
     max_buffered: usize,
 ) {
+    let mut any_paused = false;
     while !stop.load(Ordering::SeqCst) {
-        match consumer.poll(Duration::from_millis(100)) {
+        // A paused partition is resumed between polls: poll briefly while one waits.
+        let wait = Duration::from_millis(if any_paused { 10 } else { 100 });
+        match consumer.poll(wait) {
             Some(Ok(message)) => {
                 let partition = message.partition();
                 let offset = message.offset();
@@ -581,6 +603,7 @@ fn poll_loop(
                 route.paused = !pause(consumer, topic, partition, false);
             }
         }
+        any_paused = routes.values().any(|route| route.paused);
     }
 }
 

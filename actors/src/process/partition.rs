@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -167,12 +167,45 @@ pub enum PartitionConsumerMsg {
     Drain(RpcReplyPort<()>),
 }
 
+/// Batches of a partition in flight at most before the next one waits: one being
+/// written, one being transformed or queued for the writer. While the writer is busy the
+/// pending batch keeps growing (up to `batch_size`), so a loaded partition writes fewer,
+/// larger batches — fewer offset-commit LWTs per row — and a quiet one still flushes
+/// after `batch_linger`.
+const PIPELINE_DEPTH: u64 = 2;
+
+/// A batch's place in its partition's pipeline, counted from the consumer's flush until
+/// the writer is done with it. Counted by dropping: a batch lost with a failed
+/// incarnation (in a mailbox, mid-write) stops counting too, so a crash can never leave
+/// the count — and with it the consumer's flushing — stuck. Each consumer incarnation
+/// counts on its own counter.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicU64>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct PartitionConsumerState {
     partition: i32,
     transformer: ActorRef<TransformerMsg>,
     pending: Vec<OwnedMessage>,
     /// Number of the batch being filled, so a stale linger timer is ignored.
     batch: u64,
+    /// The batch being filled has lingered long enough: it goes as soon as the
+    /// pipeline has room.
+    lingered: bool,
+    /// Batches of this incarnation not yet done with (see [`InFlight`]).
+    in_flight: Arc<AtomicU64>,
     batch_size: usize,
     batch_linger: Duration,
     start: i64,
@@ -181,8 +214,13 @@ pub struct PartitionConsumerState {
 }
 
 impl PartitionConsumerState {
+    fn pipeline_has_room(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) < PIPELINE_DEPTH
+    }
+
     fn flush(&mut self) -> Result<(), ActorProcessingErr> {
         self.batch += 1;
+        self.lingered = false;
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -191,8 +229,11 @@ impl PartitionConsumerState {
         self.partitions
             .update(self.partition, |p| p.in_flight_batches += 1);
         let traces = consume_spans(&records, self.partition);
-        self.transformer
-            .send_message(TransformerMsg::Transform(records, traces))?;
+        self.transformer.send_message(TransformerMsg::Transform(
+            records,
+            traces,
+            InFlight::new(&self.in_flight),
+        ))?;
         Ok(())
     }
 }
@@ -221,6 +262,8 @@ impl Actor for PartitionConsumer {
             transformer,
             pending: Vec::with_capacity(args.batch_size),
             batch: 0,
+            lingered: false,
+            in_flight: Arc::default(),
             batch_size: args.batch_size,
             batch_linger: args.batch_linger,
             start,
@@ -257,16 +300,23 @@ impl Actor for PartitionConsumer {
         match message {
             PartitionConsumerMsg::Record(record) => {
                 state.pending.push(record);
-                if state.pending.len() >= state.batch_size {
+                if state.pending.len() >= state.batch_size
+                    || (state.lingered && state.pipeline_has_room())
+                {
                     state.flush()?;
                 } else if state.pending.len() == 1 {
-                    let batch = state.batch;
-                    myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
-                        batch,
-                    });
+                    linger(&myself, state);
                 }
             }
-            PartitionConsumerMsg::Flush { batch } if batch == state.batch => state.flush()?,
+            PartitionConsumerMsg::Flush { batch } if batch == state.batch => {
+                state.lingered = true;
+                if state.pipeline_has_room() {
+                    state.flush()?;
+                } else {
+                    // No record may come to trigger the flush: look again later.
+                    linger(&myself, state);
+                }
+            }
             PartitionConsumerMsg::Flush { .. } => {}
             PartitionConsumerMsg::Drain(reply) => {
                 state.flush()?;
@@ -274,5 +324,31 @@ impl Actor for PartitionConsumer {
             }
         }
         Ok(())
+    }
+}
+
+/// Flushes the batch being filled after `batch_linger`, unless it went before.
+fn linger(myself: &ActorRef<PartitionConsumerMsg>, state: &PartitionConsumerState) {
+    let batch = state.batch;
+    myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
+        batch,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_counts_until_dropped_wherever_it_is_dropped() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let first = InFlight::new(&counter);
+        let second = InFlight::new(&counter);
+        assert_eq!(counter.load(Ordering::SeqCst), 2);
+        drop(first);
+        assert_eq!(counter.load(Ordering::SeqCst), 1);
+        // A batch lost with a mailbox (here: a dropped queue) stops counting too.
+        drop(vec![second]);
+        assert_eq!(counter.load(Ordering::SeqCst), 0);
     }
 }

@@ -8,6 +8,7 @@
 //! a poison record to the DLQ twice: each DLQ record carries its source topic, partition
 //! and offset in headers for consumers that need to deduplicate.
 
+use super::partition::InFlight;
 use super::writer::{WriteBatch, WriterMsg};
 use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
@@ -32,8 +33,9 @@ pub struct TransformerArgs {
 }
 
 pub enum TransformerMsg {
-    /// A batch of one partition, in offset order, with the consume spans of its traces.
-    Transform(Vec<OwnedMessage>, Vec<opentelemetry::Context>),
+    /// A batch of one partition, in offset order, with the consume spans of its traces
+    /// and its place in the partition's pipeline.
+    Transform(Vec<OwnedMessage>, Vec<opentelemetry::Context>, InFlight),
 }
 
 pub struct TransformerState {
@@ -116,7 +118,7 @@ impl Actor for Transformer {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Log lines of this message carry the actor kind (and partition).
-        let TransformerMsg::Transform(records, _) = &message;
+        let TransformerMsg::Transform(records, ..) = &message;
         let partition = records.first().map(Message::partition);
         let span = tracing::info_span!("actor", actor = "transformer", partition);
         self.on_message(myself, message, state)
@@ -133,7 +135,7 @@ impl Transformer {
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("transformer");
-        let TransformerMsg::Transform(records, traces) = message;
+        let TransformerMsg::Transform(records, traces, in_flight) = message;
         let Some(last_offset) = records.iter().map(|r| r.offset()).max() else {
             return Ok(());
         };
@@ -183,6 +185,7 @@ impl Transformer {
             last_offset,
             records: records.len(),
             traces,
+            in_flight,
         }))?;
         Ok(())
     }

@@ -73,6 +73,8 @@ pub struct WriteBatch {
     pub records: usize,
     /// The transform spans of the batch's traces: parents of the write spans.
     pub traces: Vec<opentelemetry::Context>,
+    /// Dropped when the writer is done with the batch: the consumer may flush the next.
+    pub in_flight: super::partition::InFlight,
 }
 
 impl std::fmt::Debug for WriteBatch {
