@@ -97,6 +97,8 @@ pub struct CassandraCeiling {
     pub concurrency: usize,
     pub rows: usize,
     pub rows_per_s: f64,
+    /// CPU of Cassandra (and of this client, as `bench client`) per 1,000 rows.
+    pub cpu: crate::cpu::Usage,
 }
 
 /// The writer's rows for `users` generated users of `seed` (same data as the pipeline).
@@ -134,6 +136,8 @@ pub async fn cassandra_writes(
     let insert = session
         .prepare(insert_cql(&config.cassandra.keyspace))
         .await?;
+    let client = [std::process::id()];
+    let before = crate::cpu::sample(&[("bench client", &client)]);
     let started = Instant::now();
     let (session, insert) = (&session, &insert);
     let writes: Vec<_> = rows
@@ -150,6 +154,7 @@ pub async fn cassandra_writes(
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
+    let after = crate::cpu::sample(&[("bench client", &client)]);
     for result in results {
         result?;
     }
@@ -157,5 +162,6 @@ pub async fn cassandra_writes(
         concurrency,
         rows: rows.len(),
         rows_per_s: rows.len() as f64 / elapsed,
+        cpu: crate::cpu::usage(&before, &after, rows.len() as u64, elapsed),
     })
 }

@@ -4,6 +4,8 @@
 //! charts. A benchmark reports; it never fails on speed.
 
 mod ceiling;
+mod cleanup;
+mod cpu;
 mod prestage;
 mod process;
 mod report;
@@ -38,6 +40,10 @@ struct Args {
     /// Skip the Spark baseline (it downloads pyspark and connectors on first use).
     #[arg(long)]
     no_spark: bool,
+    /// Only the end-to-end phase, printed, no report: the loop for profiling
+    /// (`perf record -p` the tributary process while it runs).
+    #[arg(long)]
+    e2e_only: bool,
     /// The tributary binary to measure (a release build).
     #[arg(long, default_value = "target/release/tributary")]
     tributary: PathBuf,
@@ -87,14 +93,17 @@ fn sustained(readings: &[Reading], total: u64) -> f64 {
     }
 }
 
+/// One end-to-end measurement: its isolated names, readings, and the CPU every process
+/// spent on it.
+struct Run {
+    config: Config,
+    readings: Vec<Reading>,
+    cpu: cpu::Usage,
+}
+
 /// Pre-stages `users`, runs `instances` tributary processes in one group until all are
-/// written; returns the readings.
-async fn end_to_end(
-    args: &Args,
-    name: &str,
-    users: u64,
-    instances: usize,
-) -> anyhow::Result<(Config, Vec<Reading>)> {
+/// written.
+async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> anyhow::Result<Run> {
     let config = isolated(name)?;
     tributary::schema::apply(&config, &[])
         .await
@@ -105,6 +114,7 @@ async fn end_to_end(
         &config,
         &[("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string())],
     );
+    let before = cpu::sample(&[]);
     let mut running = Vec::new();
     for n in 0..instances {
         running.push(Instance::start(
@@ -121,10 +131,17 @@ async fn end_to_end(
         |r| r.written >= users,
     )
     .await?;
+    let pids: Vec<u32> = running.iter().map(Instance::pid).collect();
+    let after = cpu::sample(&[("tributary", &pids)]);
     for instance in running {
         instance.stop();
     }
-    Ok((config, readings))
+    let wall = readings.last().map_or(0.0, |r| r.t);
+    Ok(Run {
+        config,
+        readings,
+        cpu: cpu::usage(&before, &after, users, wall),
+    })
 }
 
 /// Value of quantile `q` from a Prometheus histogram's cumulative buckets, linearly
@@ -174,7 +191,9 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
     let (server, address) = tributary::source::server::serve(&config.source, listener)?;
     let source = server.handle();
     tokio::spawn(server);
-    let interval_ms = 500u64;
+    // Small runs often, as one would poll an API: a run of 5,000 users every 500 ms
+    // holds several MB of JSON per run in flight and adds its staging time to latency.
+    let interval_ms = 100u64;
     let per_run = ((rate * interval_ms as f64 / 1000.0).round() as u64).clamp(1, 5_000);
     let runs = ((args.steady_minutes * 60_000.0) / interval_ms as f64).ceil() as u64;
     let users = runs * per_run;
@@ -196,6 +215,8 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
             ("TRIBUTARY__INGEST__CATCH_UP", "latest".into()),
         ],
     );
+    let bench = [std::process::id()];
+    let before = cpu::sample(&[("bench source", &bench)]);
     let mut running = vec![Instance::start(&args.tributary, "steady", &env, &args.out)?];
     let limit = Duration::from_secs_f64(args.steady_minutes * 60.0 + 600.0);
     let readings = sample_until(&mut running, Duration::from_secs(1), limit, |r| {
@@ -204,6 +225,9 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
     .await?;
     let http = reqwest::Client::new();
     let metrics = running[0].metrics(&http).await?;
+    let pids = [running[0].pid()];
+    let after = cpu::sample(&[("bench source", &bench), ("tributary", &pids)]);
+    let seconds = readings.last().map_or(0.0, |r| r.t);
     let latency =
         |q| quantile(&metrics, "tributary_staged_to_committed_seconds", q).unwrap_or(f64::NAN);
     let (p50, p95, p99) = (latency(0.50), latency(0.95), latency(0.99));
@@ -211,19 +235,21 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
         instance.stop();
     }
     source.stop(true).await;
+    cleanup::tidy(&config).await;
     let rss: Vec<f64> = readings.iter().map(|r| r.rss_mib).collect();
     let tenth = (rss.len() / 10).max(1);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
     Ok(report::Steady {
         target_per_s: per_run as f64 * 1000.0 / interval_ms as f64,
         users,
-        seconds: readings.last().map_or(0.0, |r| r.t),
+        seconds,
         p50_ms: p50 * 1000.0,
         p95_ms: p95 * 1000.0,
         p99_ms: p99 * 1000.0,
         rss_first_tenth_mib: mean(&rss[..tenth.min(rss.len())]),
         rss_last_tenth_mib: mean(&rss[rss.len().saturating_sub(tenth)..]),
         rss_peak_mib: rss.iter().copied().fold(0.0, f64::max),
+        cpu: cpu::usage(&before, &after, users, seconds),
         readings,
     })
 }
@@ -267,15 +293,33 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 1. End to end, pre-staged: the source is not the bottleneck.
-    let (e2e_config, e2e) = end_to_end(&args, "e2e", args.users, 1).await?;
+    let Run {
+        config: e2e_config,
+        readings: e2e,
+        cpu: e2e_cpu,
+    } = end_to_end(&args, "e2e", args.users, 1).await?;
     let e2e_rate = sustained(&e2e, args.users);
     let e2e_rss = e2e.iter().map(|r| r.rss_mib).fold(0.0, f64::max);
     eprintln!("bench: e2e: {e2e_rate:.0} records/s, peak RSS {e2e_rss:.0} MiB");
+    eprintln!(
+        "bench: e2e: CPU s per 1,000 records {:?}, {:.2} cores busy",
+        e2e_cpu.per_1000_records, e2e_cpu.cores_busy
+    );
     let report_check = tributary::verify::verify(&e2e_config).await?;
     anyhow::ensure!(
         report_check.is_clean(),
         "verify after the e2e phase: {report_check:?}"
     );
+    if args.e2e_only {
+        for r in e2e.iter().step_by(2) {
+            eprintln!(
+                "  t={:5.1}s published={:7} written={:7} rss={:4.0} MiB",
+                r.t, r.published, r.written, r.rss_mib
+            );
+        }
+        cleanup::tidy(&e2e_config).await;
+        return Ok(());
+    }
 
     // 2. The limits, on the same data.
     let kafka = ceiling::kafka_consumer(
@@ -305,6 +349,7 @@ async fn main() -> anyhow::Result<()> {
         cassandra.push(result);
     }
     drop(rows);
+    cleanup::tidy(&ceiling_config).await;
 
     // 3. The classic baseline on the same topic.
     let spark = if args.no_spark {
@@ -319,17 +364,20 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    cleanup::tidy(&e2e_config).await;
+
     // 4. Scaling within one consumer group.
     let mut scaling = Vec::new();
     for &instances in &args.instances {
-        let (_, readings) = end_to_end(
+        let run = end_to_end(
             &args,
             &format!("scale{instances}"),
             args.scaling_users,
             instances,
         )
         .await?;
-        let rate = sustained(&readings, args.scaling_users);
+        let rate = sustained(&run.readings, args.scaling_users);
+        cleanup::tidy(&run.config).await;
         eprintln!("bench: {instances} instance(s): {rate:.0} records/s");
         scaling.push(report::Scaling {
             instances,
@@ -356,6 +404,7 @@ async fn main() -> anyhow::Result<()> {
         e2e: report::EndToEnd {
             records_per_s: e2e_rate,
             peak_rss_mib: e2e_rss,
+            cpu: e2e_cpu,
             readings: e2e,
         },
         kafka,

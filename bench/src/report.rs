@@ -20,6 +20,8 @@ pub struct EndToEnd {
     /// Sustained records/s from the first publish to the last Cassandra commit.
     pub records_per_s: f64,
     pub peak_rss_mib: f64,
+    /// CPU per 1,000 records of every process on the machine during the run.
+    pub cpu: crate::cpu::Usage,
     pub readings: Vec<Reading>,
 }
 
@@ -41,6 +43,8 @@ pub struct Steady {
     pub rss_first_tenth_mib: f64,
     pub rss_last_tenth_mib: f64,
     pub rss_peak_mib: f64,
+    /// CPU per 1,000 records, the embedded source (in the bench process) included.
+    pub cpu: crate::cpu::Usage,
     pub readings: Vec<Reading>,
 }
 
@@ -261,6 +265,7 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
         "| tributary / Kafka consumer ceiling | {} | |",
         ratio(t, report.kafka.records_per_s)
     );
+    cpu_table(&mut md, report);
     let _ = writeln!(md, "\n## Latency and memory at half the peak\n");
     let s = &report.steady;
     let _ = writeln!(
@@ -291,4 +296,67 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     );
     std::fs::write(dir.join("report.md"), md)?;
     Ok(())
+}
+
+/// Where the CPU went: per 1,000 records, per process, in the end-to-end run and in the
+/// best Cassandra ceiling run, and the rate the machine's cores allow at that cost.
+fn cpu_table(md: &mut String, report: &Report) {
+    let best = report
+        .cassandra
+        .iter()
+        .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s));
+    let mut runs = vec![("tributary end to end, pre-staged", &report.e2e.cpu)];
+    if let Some(best) = best {
+        runs.push(("raw Cassandra upserts (ceiling)", &best.cpu));
+    }
+    runs.push(("steady run through the source", &report.steady.cpu));
+    let mut groups: Vec<&String> = runs
+        .iter()
+        .flat_map(|(_, u)| u.per_1000_records.keys())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    let cores = report.machine.cores as f64;
+    let _ = writeln!(md, "\n## Where the CPU goes\n");
+    let _ = writeln!(
+        md,
+        "CPU seconds per 1,000 records (utime + stime from /proc, child processes included). \
+         Every process shares the same {} cores, so a run cannot go faster than \
+         cores × 1,000 ÷ total records/s.\n",
+        report.machine.cores
+    );
+    let header: Vec<String> = groups.iter().map(|g| format!("{g} s")).collect();
+    let _ = writeln!(
+        md,
+        "| run | {} | total s | cores busy | bound by CPU, records/s |",
+        header.join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "| --- |{}---: | ---: | ---: |",
+        " ---: |".repeat(groups.len())
+    );
+    for (name, usage) in runs {
+        let cells: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                usage
+                    .per_1000_records
+                    .get(*g)
+                    .map_or_else(|| "–".into(), |v| format!("{v:.3}"))
+            })
+            .collect();
+        let bound = if usage.total_per_1000_records > 0.0 {
+            format!("{:.0}", cores * 1_000.0 / usage.total_per_1000_records)
+        } else {
+            "n/a".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {:.3} | {:.2} | {bound} |",
+            cells.join(" | "),
+            usage.total_per_1000_records,
+            usage.cores_busy
+        );
+    }
 }
