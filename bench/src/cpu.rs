@@ -85,6 +85,28 @@ pub fn sample(measured: &[(&str, &[u32])]) -> Sample {
     Sample(seconds)
 }
 
+/// Waits until the stack services together keep less than `threshold` cores busy over
+/// two seconds — Cassandra compacts and flushes for a while after a large write (an
+/// earlier phase, a test suite) — at most `limit`. Returns the last load measured.
+pub async fn wait_idle(threshold: f64, limit: std::time::Duration) -> f64 {
+    let window = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    loop {
+        let before = sample(&[]);
+        tokio::time::sleep(window).await;
+        let after = sample(&[]);
+        let busy: f64 = after
+            .0
+            .iter()
+            .map(|(name, end)| end - before.0.get(name).copied().unwrap_or(*end))
+            .sum::<f64>()
+            / window.as_secs_f64();
+        if busy < threshold || started.elapsed() >= limit {
+            return busy;
+        }
+    }
+}
+
 /// CPU seconds per 1,000 records between two samples, per process group, plus `total`
 /// and the cores kept busy on average (`cores_busy`, total ÷ wall time).
 #[derive(Debug, Clone, Serialize)]

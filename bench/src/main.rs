@@ -75,6 +75,13 @@ fn run_env(config: &Config, extra: &[(&str, String)]) -> Vec<(String, String)> {
     env
 }
 
+/// Before a measured phase: lets the stack finish what earlier work left it (Cassandra
+/// compacting and flushing after a large write can take a core for a minute).
+async fn settle() {
+    let busy = cpu::wait_idle(0.15, Duration::from_secs(180)).await;
+    eprintln!("bench: stack settled: {busy:.2} cores busy before the phase");
+}
+
 /// Records per second between the first reading with anything published and the first
 /// with everything written.
 fn sustained(readings: &[Reading], total: u64) -> f64 {
@@ -114,6 +121,7 @@ async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> an
         &config,
         &[("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string())],
     );
+    settle().await;
     let before = cpu::sample(&[]);
     let mut running = Vec::new();
     for n in 0..instances {
@@ -216,6 +224,7 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
         ],
     );
     let bench = [std::process::id()];
+    settle().await;
     let before = cpu::sample(&[("bench source", &bench)]);
     let mut running = vec![Instance::start(&args.tributary, "steady", &env, &args.out)?];
     let limit = Duration::from_secs_f64(args.steady_minutes * 60.0 + 600.0);
@@ -341,6 +350,7 @@ async fn main() -> anyhow::Result<()> {
     let rows = ceiling::rows(SEED, args.users, &ceiling_config.kafka.topics.raw.name)?;
     let mut cassandra = Vec::new();
     for &concurrency in &args.cassandra_concurrency {
+        settle().await;
         let result = ceiling::cassandra_writes(&ceiling_config, &rows, concurrency).await?;
         eprintln!(
             "bench: cassandra ceiling at {concurrency}: {:.0} rows/s",
@@ -356,7 +366,13 @@ async fn main() -> anyhow::Result<()> {
         None
     } else {
         match spark::run(&e2e_config, args.users, &args.out).await {
-            Ok(result) => Some(result),
+            Ok(result) => {
+                eprintln!(
+                    "bench: spark: {:.0} records/s ({:.0} s wall)",
+                    result.records_per_s, result.wall_s
+                );
+                Some(result)
+            }
             Err(error) => {
                 eprintln!("bench: spark baseline failed: {error:#}");
                 Some(spark::Spark::failed(format!("{error:#}")))

@@ -92,6 +92,16 @@ pub async fn run(source: &Config, users: u64, out: &Path) -> anyhow::Result<Spar
     let wall_s = started.elapsed().as_secs_f64();
     let rows = count(&session, &config.cassandra.keyspace).await;
     samples.push((wall_s, rows));
+    // Its keyspace goes with it, as every phase's does (see cleanup.rs).
+    if let Err(error) = session
+        .query_unpaged(
+            format!("DROP KEYSPACE IF EXISTS {}", config.cassandra.keyspace),
+            (),
+        )
+        .await
+    {
+        eprintln!("bench: clean-up of {}: {error}", config.cassandra.keyspace);
+    }
     anyhow::ensure!(
         status.success(),
         "spark job exited with {status}: see {}",
