@@ -136,8 +136,7 @@ pub async fn cassandra_writes(
     let insert = session
         .prepare(insert_cql(&config.cassandra.keyspace))
         .await?;
-    let client = [std::process::id()];
-    let before = crate::cpu::sample(&[("bench client", &client)]);
+    let before = crate::cpu::sample(&[], Some("bench client"));
     let started = Instant::now();
     let (session, insert) = (&session, &insert);
     let writes: Vec<_> = rows
@@ -154,7 +153,7 @@ pub async fn cassandra_writes(
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    let after = crate::cpu::sample(&[("bench client", &client)]);
+    let after = crate::cpu::sample(&[], Some("bench client"));
     for result in results {
         result?;
     }

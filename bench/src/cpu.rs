@@ -18,6 +18,24 @@ fn stack_dir() -> PathBuf {
 /// Clock ticks per second of /proc's times: 100 on every Linux we run on.
 const TICKS_PER_S: f64 = 100.0;
 
+/// utime + stime of `pid` alone (all its threads, no child process), in seconds: the
+/// bench's own client or source, whose children are the tributary instances measured
+/// on their own.
+pub fn own_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    ticks as f64 / TICKS_PER_S
+}
+
 /// utime + stime + cutime + cstime of `pid` and of its live descendants, in seconds.
 /// Reaped children land in their parent's cutime/cstime, so a PostgreSQL backend that
 /// ends between two samples is still counted.
@@ -66,9 +84,9 @@ fn service_pid(dir: &Path, service: &str) -> Option<u32> {
 #[derive(Debug, Clone, Default)]
 pub struct Sample(BTreeMap<String, f64>);
 
-/// Samples the stack services plus each `(name, pids)` of `measured` (tributary
-/// instances, the bench itself).
-pub fn sample(measured: &[(&str, &[u32])]) -> Sample {
+/// Samples the stack services, each `(name, pids)` of `measured` (tributary instances,
+/// with their descendants), and this bench process alone as `own` if given.
+pub fn sample(measured: &[(&str, &[u32])], own: Option<&str>) -> Sample {
     let dir = stack_dir();
     let mut seconds = BTreeMap::new();
     for service in SERVICES {
@@ -82,6 +100,9 @@ pub fn sample(measured: &[(&str, &[u32])]) -> Sample {
             pids.iter().copied().map(tree_seconds).sum(),
         );
     }
+    if let Some(name) = own {
+        seconds.insert(name.to_owned(), own_seconds(std::process::id()));
+    }
     Sample(seconds)
 }
 
@@ -92,9 +113,9 @@ pub async fn wait_idle(threshold: f64, limit: std::time::Duration) -> f64 {
     let window = std::time::Duration::from_secs(2);
     let started = std::time::Instant::now();
     loop {
-        let before = sample(&[]);
+        let before = sample(&[], None);
         tokio::time::sleep(window).await;
-        let after = sample(&[]);
+        let after = sample(&[], None);
         let busy: f64 = after
             .0
             .iter()

@@ -122,7 +122,7 @@ async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> an
         &[("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string())],
     );
     settle().await;
-    let before = cpu::sample(&[]);
+    let before = cpu::sample(&[], None);
     let mut running = Vec::new();
     for n in 0..instances {
         running.push(Instance::start(
@@ -140,7 +140,7 @@ async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> an
     )
     .await?;
     let pids: Vec<u32> = running.iter().map(Instance::pid).collect();
-    let after = cpu::sample(&[("tributary", &pids)]);
+    let after = cpu::sample(&[("tributary", &pids)], None);
     for instance in running {
         instance.stop();
     }
@@ -223,9 +223,8 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
             ("TRIBUTARY__INGEST__CATCH_UP", "latest".into()),
         ],
     );
-    let bench = [std::process::id()];
     settle().await;
-    let before = cpu::sample(&[("bench source", &bench)]);
+    let before = cpu::sample(&[], Some("bench source"));
     let mut running = vec![Instance::start(&args.tributary, "steady", &env, &args.out)?];
     let limit = Duration::from_secs_f64(args.steady_minutes * 60.0 + 600.0);
     let readings = sample_until(&mut running, Duration::from_secs(1), limit, |r| {
@@ -235,7 +234,7 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
     let http = reqwest::Client::new();
     let metrics = running[0].metrics(&http).await?;
     let pids = [running[0].pid()];
-    let after = cpu::sample(&[("bench source", &bench), ("tributary", &pids)]);
+    let after = cpu::sample(&[("tributary", &pids)], Some("bench source"));
     let seconds = readings.last().map_or(0.0, |r| r.t);
     let latency =
         |q| quantile(&metrics, "tributary_staged_to_committed_seconds", q).unwrap_or(f64::NAN);
