@@ -18,17 +18,16 @@ fn stack_dir() -> PathBuf {
 /// Clock ticks per second of /proc's times: 100 on every Linux we run on.
 const TICKS_PER_S: f64 = 100.0;
 
-/// utime + stime of `pid` alone (all its threads, no child process), in seconds: the
-/// bench's own client or source, whose children are the tributary instances measured
-/// on their own.
-pub fn own_seconds(pid: u32) -> f64 {
+/// Seconds in the first `fields` of utime, stime, cutime, cstime of `pid` (fields 14–17
+/// of /proc/<pid>/stat, counted after the command name, which may hold spaces).
+fn stat_seconds(pid: u32, fields: usize) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let ticks: u64 = stat
         .rsplit_once(')')
         .map(|(_, rest)| {
             rest.split_whitespace()
                 .skip(11)
-                .take(2)
+                .take(fields)
                 .filter_map(|v| v.parse::<u64>().ok())
                 .sum()
         })
@@ -36,25 +35,18 @@ pub fn own_seconds(pid: u32) -> f64 {
     ticks as f64 / TICKS_PER_S
 }
 
+/// utime + stime of `pid` alone (all its threads, no child process): the bench's own
+/// client or source, whose children are the tributary instances measured on their own.
+pub fn own_seconds(pid: u32) -> f64 {
+    stat_seconds(pid, 2)
+}
+
 /// utime + stime + cutime + cstime of `pid` and of its live descendants, in seconds.
 /// Reaped children land in their parent's cutime/cstime, so a PostgreSQL backend that
 /// ends between two samples is still counted.
 fn tree_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3, utime
-    // field 14 … cstime field 17.
-    let own: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .skip(11)
-                .take(4)
-                .filter_map(|v| v.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
     let children: f64 = children(pid).into_iter().map(tree_seconds).sum();
-    own as f64 / TICKS_PER_S + children
+    stat_seconds(pid, 4) + children
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -178,5 +170,6 @@ mod tests {
         let spin: u64 = (0..5_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
         assert!(spin > 0);
         assert!(tree_seconds(std::process::id()) > 0.0);
+        assert!(own_seconds(std::process::id()) > 0.0);
     }
 }
