@@ -195,10 +195,7 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
     tributary::schema::apply(&config, &[])
         .await
         .context("schema apply")?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let (server, address) = tributary::source::server::serve(&config.source, listener)?;
-    let source = server.handle();
-    tokio::spawn(server);
+    let (source, address) = tributary::source::server::spawn_on_loopback(&config.source)?;
     // Small runs often, as one would poll an API: a run of 5,000 users every 500 ms
     // holds several MB of JSON per run in flight and adds its staging time to latency.
     let interval_ms = 100u64;
@@ -264,15 +261,8 @@ async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
 
 fn machine() -> report::Machine {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let memory_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let memory_gib =
+        process::proc_kib("/proc/meminfo", "MemTotal:").map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

@@ -141,17 +141,20 @@ impl Drop for Instance {
     }
 }
 
+/// The `key:` line of a /proc file whose value is in kB (`VmRSS:` of status,
+/// `MemTotal:` of meminfo).
+pub fn proc_kib(path: &str, key: &str) -> Option<f64> {
+    std::fs::read_to_string(path).ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+    })
+}
+
 /// VmRSS of `pid` in MiB, 0 when it cannot be read.
 pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:").map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Samples every instance every `every` until `done` says so (or `limit` passes);

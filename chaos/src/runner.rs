@@ -203,10 +203,7 @@ async fn run_inner(
         .context("schema apply")?;
 
     // The embedded source, in this process.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let (server, address) = tributary::source::server::serve(&config.source, listener)?;
-    let source = server.handle();
-    tokio::spawn(server);
+    let (source, address) = tributary::source::server::spawn_on_loopback(&config.source)?;
 
     let runs = settings.users.div_ceil(u64::from(settings.users_per_run));
     let toxiproxy = Toxiproxy::new(&settings.toxiproxy_api);

@@ -156,6 +156,22 @@ pub fn serve(
     Ok((server, address))
 }
 
+/// Serves on a free loopback port in the background of the current Tokio runtime (the
+/// integration tests, the chaos suite, the bench): the handle stops it, the address is
+/// where `ingest.source_url` points.
+///
+/// # Errors
+/// No loopback port can be bound.
+pub fn spawn_on_loopback(
+    config: &Config,
+) -> std::io::Result<(actix_web::dev::ServerHandle, std::net::SocketAddr)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let (server, address) = serve(config, listener)?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((handle, address))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,14 +163,11 @@ impl Drop for Tributary {
 pub fn embedded_source(
     faults: tributary::source::Faults,
 ) -> (String, actix_web::dev::ServerHandle) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let config = tributary::source::Config {
         faults,
         ..tributary::source::Config::default()
     };
-    let (server, address) =
-        tributary::source::server::serve(&config, listener).expect("source starts");
-    let handle = server.handle();
-    tokio::spawn(server);
+    let (handle, address) =
+        tributary::source::server::spawn_on_loopback(&config).expect("source starts");
     (format!("http://{address}/api/"), handle)
 }
