@@ -102,7 +102,7 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
         eprintln!("error: {}", crate::error_chain(&error));
         return exit::for_store_error(&error);
     }
-    crate::admin::prometheus();
+    let metrics_upkeep = crate::admin::spawn_metrics_upkeep();
     let observed = Observed::new(instance_name());
     let sampler = observed.spawn_sampler();
     let admin = match start_admin(config, &observed, test_faults) {
@@ -130,6 +130,9 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
         },
     };
     sampler.abort();
+    if let Some(upkeep) = metrics_upkeep {
+        upkeep.abort();
+    }
     if let Some(admin) = admin {
         admin.stop(true).await;
     }

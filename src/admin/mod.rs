@@ -127,6 +127,28 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How often histogram samples are folded into their buckets. The recorder queues every
+/// sample until it renders or runs upkeep, and it renders only when `/metrics` is
+/// scraped: unscraped, the end-to-end latency histogram (one sample per record) grew
+/// the process by ~14 bytes per record, without bound (heaptrack: 10.5 of the 10.8 MB
+/// still held after 640,000 records). Upkeep bounds it by what arrives in one period.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Installs the Prometheus recorder (see [`prometheus`]) and runs its upkeep every
+/// [`METRICS_UPKEEP_EVERY`] until the returned task is aborted. `None` when no recorder
+/// of ours could be installed (metrics are then not recorded at all).
+pub fn spawn_metrics_upkeep() -> Option<tokio::task::JoinHandle<()>> {
+    let handle = prometheus()?;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    }))
+}
+
 /// What the handlers share.
 pub struct AdminState {
     pub observed: Observed,
