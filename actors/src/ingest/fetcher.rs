@@ -222,15 +222,12 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
             let mut users = Vec::with_capacity(page.results.len());
             let mut rejected = Vec::new();
             for raw in page.results {
-                match RawUser::parse(raw.get()).and_then(|user| {
-                    serde_json::from_str(raw.get())
-                        .map(|payload| StagedUser {
-                            source_uuid: user.uuid(),
-                            payload,
-                        })
-                        .map_err(|e| e.to_string())
-                }) {
-                    Ok(user) => users.push(user),
+                // Validated once; what is staged is the record's own JSON text.
+                match RawUser::parse(raw.get()) {
+                    Ok(user) => users.push(StagedUser {
+                        source_uuid: user.uuid(),
+                        payload: raw,
+                    }),
                     Err(reason) => rejected.push(Rejected {
                         reason,
                         raw: raw.get().as_bytes().to_vec(),

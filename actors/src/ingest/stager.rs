@@ -9,6 +9,8 @@ use crate::store::StoreError;
 use crate::store::postgres::{self, query_error};
 use crate::supervisor::{Drain, Ping};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
 use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
@@ -225,7 +227,8 @@ async fn insert_users(
         return Ok(0);
     }
     let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.source_uuid).collect();
-    let payloads: Vec<&serde_json::Value> = users.iter().map(|u| &u.payload).collect();
+    // Json<&RawValue> sends the text as it is; PostgreSQL parses it into jsonb.
+    let payloads: Vec<Json<&RawValue>> = users.iter().map(|u| Json(&*u.payload)).collect();
     // WITH ORDINALITY keeps the page order, so outbox ids follow the source's order.
     tx.execute(
         "INSERT INTO staged_users (source_uuid, run_id, payload) \
