@@ -238,7 +238,7 @@ mod tests {
         for i in 0..2_000 {
             let raw = user("unique", 1, i, &[]).to_string();
             let parsed = RawUser::parse(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
-            assert!(ids.insert(parsed.login.uuid));
+            assert!(ids.insert(parsed.login.uuid.into_owned()));
         }
     }
 

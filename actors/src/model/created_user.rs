@@ -41,7 +41,7 @@ impl CreatedUser {
     /// # Errors
     /// A date that is not RFC 3339 (RawUser::parse already checked, so only for
     /// records built another way).
-    pub fn from_raw(raw: &RawUser, provenance: Provenance) -> Result<CreatedUser, String> {
+    pub fn from_raw(raw: &RawUser<'_>, provenance: Provenance) -> Result<CreatedUser, String> {
         let date = |field: &str, value: &str| {
             DateTime::parse_from_rfc3339(value)
                 .map(|t| t.with_timezone(&Utc))
@@ -50,9 +50,9 @@ impl CreatedUser {
         let location = &raw.location;
         Ok(CreatedUser {
             id: raw.uuid(),
-            first_name: raw.name.first.clone(),
-            last_name: raw.name.last.clone(),
-            gender: raw.gender.clone(),
+            first_name: raw.name.first.to_string(),
+            last_name: raw.name.last.to_string(),
+            gender: raw.gender.to_string(),
             address: format!(
                 "{} {}, {}, {}, {}",
                 location.street.number,
@@ -61,14 +61,14 @@ impl CreatedUser {
                 location.state,
                 location.country
             ),
-            country: location.country.clone(),
+            country: location.country.to_string(),
             post_code: location.postcode.to_string(),
-            email: raw.email.clone(),
-            username: raw.login.username.clone(),
+            email: raw.email.to_string(),
+            username: raw.login.username.to_string(),
             dob: date("dob.date", &raw.dob.date)?,
             registered_date: date("registered.date", &raw.registered.date)?,
-            phone: raw.phone.clone(),
-            picture: raw.picture.medium.clone(),
+            phone: raw.phone.to_string(),
+            picture: raw.picture.medium.to_string(),
             provenance,
         })
     }

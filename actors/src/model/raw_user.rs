@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// One response page: raw records plus the `info` block.
 #[derive(Debug, Deserialize)]
@@ -29,73 +30,104 @@ pub struct Rejected {
     pub raw: Vec<u8>,
 }
 
+/// Text fields borrow from the record's JSON where they can (`Cow::Borrowed`, no
+/// allocation) and own only what JSON escapes (the real API writes `https:\/\/…`): the
+/// consume path parses every record and keeps a dozen of its ~35 strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RawUser {
-    pub gender: String,
-    pub name: Name,
-    pub location: Location,
-    pub email: String,
-    pub login: Login,
-    pub dob: DatedAge,
-    pub registered: DatedAge,
-    pub phone: String,
-    pub cell: String,
-    pub id: NationalId,
-    pub picture: Picture,
-    pub nat: String,
+pub struct RawUser<'a> {
+    #[serde(borrow)]
+    pub gender: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Name<'a>,
+    #[serde(borrow)]
+    pub location: Location<'a>,
+    #[serde(borrow)]
+    pub email: Cow<'a, str>,
+    #[serde(borrow)]
+    pub login: Login<'a>,
+    #[serde(borrow)]
+    pub dob: DatedAge<'a>,
+    #[serde(borrow)]
+    pub registered: DatedAge<'a>,
+    #[serde(borrow)]
+    pub phone: Cow<'a, str>,
+    #[serde(borrow)]
+    pub cell: Cow<'a, str>,
+    #[serde(borrow)]
+    pub id: NationalId<'a>,
+    #[serde(borrow)]
+    pub picture: Picture<'a>,
+    #[serde(borrow)]
+    pub nat: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Name {
-    pub title: String,
-    pub first: String,
-    pub last: String,
+pub struct Name<'a> {
+    #[serde(borrow)]
+    pub title: Cow<'a, str>,
+    #[serde(borrow)]
+    pub first: Cow<'a, str>,
+    #[serde(borrow)]
+    pub last: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Location {
-    pub street: Street,
-    pub city: String,
-    pub state: String,
-    pub country: String,
+pub struct Location<'a> {
+    #[serde(borrow)]
+    pub street: Street<'a>,
+    #[serde(borrow)]
+    pub city: Cow<'a, str>,
+    #[serde(borrow)]
+    pub state: Cow<'a, str>,
+    #[serde(borrow)]
+    pub country: Cow<'a, str>,
     /// A number for some nationalities (US, DE, …), a string for others (GB, CA, …).
-    pub postcode: Postcode,
-    pub coordinates: Coordinates,
-    pub timezone: Timezone,
+    #[serde(borrow)]
+    pub postcode: Postcode<'a>,
+    #[serde(borrow)]
+    pub coordinates: Coordinates<'a>,
+    #[serde(borrow)]
+    pub timezone: Timezone<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Postcode {
+pub enum Postcode<'a> {
     Number(u64),
-    Text(String),
+    Text(Cow<'a, str>),
 }
 
 /// By hand rather than `#[serde(untagged)]`: untagged buffers the value and tries each
 /// variant, building an error for every miss — measurable on the consume path.
-impl<'de> Deserialize<'de> for Postcode {
+impl<'de: 'a, 'a> Deserialize<'de> for Postcode<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Postcode;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Postcode<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a postcode: a non-negative integer or a string")
             }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Postcode, E> {
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Postcode<'de>, E> {
                 Ok(Postcode::Number(n))
             }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Postcode, E> {
-                Ok(Postcode::Text(s.to_owned()))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Postcode<'de>, E> {
+                Ok(Postcode::Text(Cow::Borrowed(s)))
             }
-            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Postcode, E> {
-                Ok(Postcode::Text(s))
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Postcode<'de>, E> {
+                Ok(Postcode::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Postcode<'de>, E> {
+                Ok(Postcode::Text(Cow::Owned(s)))
             }
         }
         deserializer.deserialize_any(Visitor)
     }
 }
 
-impl std::fmt::Display for Postcode {
+impl std::fmt::Display for Postcode<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Postcode::Number(n) => write!(f, "{n}"),
@@ -105,62 +137,80 @@ impl std::fmt::Display for Postcode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Street {
+pub struct Street<'a> {
     pub number: u32,
-    pub name: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Coordinates {
-    pub latitude: String,
-    pub longitude: String,
+pub struct Coordinates<'a> {
+    #[serde(borrow)]
+    pub latitude: Cow<'a, str>,
+    #[serde(borrow)]
+    pub longitude: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Timezone {
-    pub offset: String,
-    pub description: String,
+pub struct Timezone<'a> {
+    #[serde(borrow)]
+    pub offset: Cow<'a, str>,
+    #[serde(borrow)]
+    pub description: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Login {
-    pub uuid: String,
-    pub username: String,
-    pub password: String,
-    pub salt: String,
-    pub md5: String,
-    pub sha1: String,
-    pub sha256: String,
+pub struct Login<'a> {
+    #[serde(borrow)]
+    pub uuid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub username: Cow<'a, str>,
+    #[serde(borrow)]
+    pub password: Cow<'a, str>,
+    #[serde(borrow)]
+    pub salt: Cow<'a, str>,
+    #[serde(borrow)]
+    pub md5: Cow<'a, str>,
+    #[serde(borrow)]
+    pub sha1: Cow<'a, str>,
+    #[serde(borrow)]
+    pub sha256: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatedAge {
+pub struct DatedAge<'a> {
     /// RFC 3339 timestamp, e.g. `1992-03-08T15:13:16.688Z`.
-    pub date: String,
+    #[serde(borrow)]
+    pub date: Cow<'a, str>,
     pub age: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NationalId {
-    pub name: String,
+pub struct NationalId<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
     /// The API returns null for nationalities without a national id scheme.
-    pub value: Option<String>,
+    #[serde(borrow)]
+    pub value: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Picture {
-    pub large: String,
-    pub medium: String,
-    pub thumbnail: String,
+pub struct Picture<'a> {
+    #[serde(borrow)]
+    pub large: Cow<'a, str>,
+    #[serde(borrow)]
+    pub medium: Cow<'a, str>,
+    #[serde(borrow)]
+    pub thumbnail: Cow<'a, str>,
 }
 
-impl RawUser {
+impl<'a> RawUser<'a> {
     /// Parses and validates one record; the error is a reason fit for the quarantine
     /// table, naming the field (e.g. `login.uuid: missing field`).
-    pub fn parse(raw: &str) -> Result<RawUser, String> {
+    pub fn parse(raw: &'a str) -> Result<RawUser<'a>, String> {
         // Path tracking costs on every field of every record: only a record that fails
         // is parsed a second time, with it, to name the field in the reason.
-        let user: RawUser = serde_json::from_str(raw).map_err(|e| Self::reason(raw, &e))?;
+        let user: RawUser<'a> = serde_json::from_str(raw).map_err(|e| Self::reason(raw, &e))?;
         user.validate()?;
         Ok(user)
     }
@@ -168,7 +218,7 @@ impl RawUser {
     /// Why `raw` is not a user, naming the field where serde_path_to_error can.
     fn reason(raw: &str, error: &serde_json::Error) -> String {
         let deserializer = &mut serde_json::Deserializer::from_str(raw);
-        match serde_path_to_error::deserialize::<_, RawUser>(deserializer) {
+        match serde_path_to_error::deserialize::<_, RawUser<'_>>(deserializer) {
             Err(e) if e.path().to_string() != "." => format!("{}: {}", e.path(), e.inner()),
             Err(e) => e.into_inner().to_string(),
             // Not expected (the same parser failed once): the first error then.
@@ -247,6 +297,22 @@ pub(crate) mod tests {
             user.uuid().to_string(),
             "7a0eed16-9430-4d68-901f-c0d4c1c3bf00"
         );
+    }
+
+    #[test]
+    fn escaped_text_is_unescaped_and_plain_text_borrowed() {
+        // The real API escapes slashes (PHP's json_encode): such fields cannot borrow.
+        let raw = SAMPLE.replace(
+            "https://randomuser.me/api/portraits/med/",
+            r"https:\/\/randomuser.me\/api\/portraits\/med\/",
+        );
+        let user = RawUser::parse(&raw).unwrap();
+        assert_eq!(
+            user.picture.medium,
+            "https://randomuser.me/api/portraits/med/women/75.jpg"
+        );
+        assert!(matches!(user.picture.medium, Cow::Owned(_)));
+        assert!(matches!(user.name.first, Cow::Borrowed("Jennie")));
     }
 
     #[test]

@@ -72,12 +72,10 @@ pub fn transform(message: &OwnedMessage) -> Result<CreatedUser, Poison> {
     let text =
         std::str::from_utf8(payload).map_err(|e| poison(format!("payload is not UTF-8: {e}")))?;
     let raw = RawUser::parse(text).map_err(poison)?;
-    let key = message
-        .key()
-        .map(|k| String::from_utf8_lossy(k).into_owned());
-    if key.as_deref() != Some(raw.login.uuid.as_str()) {
+    if message.key() != Some(raw.login.uuid.as_bytes()) {
         return Err(poison(format!(
-            "key {key:?} is not the record's login.uuid {:?}",
+            "key {:?} is not the record's login.uuid {:?}",
+            message.key().map(String::from_utf8_lossy),
             raw.login.uuid
         )));
     }
