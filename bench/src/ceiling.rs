@@ -1,14 +1,13 @@
 //! The physical limits, measured in the same run: Kafka's own consumer on the same topic,
-//! and the raw Cassandra write rate of the writer's exact upserts with nothing around
-//! them.
+//! and the raw Cassandra write rate of the writer's exact upserts (same statement, same
+//! requests) with nothing around them.
 
 use anyhow::Context as _;
-use futures::StreamExt;
 use std::path::PathBuf;
 use std::time::Instant;
 use tributary::config::Config;
 use tributary_actors::model::{CreatedUser, Provenance, RawUser};
-use tributary_actors::process::writer::{UserRow, insert_cql};
+use tributary_actors::process::rows::Upserts;
 
 /// What Kafka's ConsumerPerformance reported.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -94,6 +93,8 @@ pub fn kafka_consumer(
 /// The raw Cassandra ceiling at one concurrency.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CassandraCeiling {
+    pub rows_per_request: usize,
+    /// Requests in flight.
     pub concurrency: usize,
     pub rows: usize,
     pub rows_per_s: f64,
@@ -112,7 +113,8 @@ pub fn rows(seed: &str, users: u64, topic: &str) -> anyhow::Result<Vec<CreatedUs
             u32::try_from(index)?,
             &[],
         );
-        let raw = RawUser::parse(&user.to_string()).map_err(anyhow::Error::msg)?;
+        let text = user.to_string();
+        let raw = RawUser::parse(&text).map_err(anyhow::Error::msg)?;
         let provenance = Provenance {
             topic: topic.to_owned(),
             partition: (n % 6) as i32,
@@ -125,39 +127,24 @@ pub fn rows(seed: &str, users: u64, topic: &str) -> anyhow::Result<Vec<CreatedUs
     Ok(rows)
 }
 
-/// Upserts `rows` into `config`'s keyspace through one scylla session with
+/// Upserts `rows` into `config`'s keyspace through one scylla session exactly as the
+/// writer does ([`Upserts`]: `rows_per_request` rows of one replica set per request),
 /// `concurrency` requests in flight: no actors, no Kafka, no commits.
 pub async fn cassandra_writes(
     config: &Config,
     rows: &[CreatedUser],
+    rows_per_request: usize,
     concurrency: usize,
 ) -> anyhow::Result<CassandraCeiling> {
     let session = tributary_actors::store::cassandra::connect(&config.cassandra).await?;
-    let insert = session
-        .prepare(insert_cql(&config.cassandra.keyspace))
-        .await?;
+    let upserts = Upserts::prepare(&session, &config.cassandra.keyspace, rows_per_request).await?;
     let before = crate::cpu::sample(&[], Some("bench client"));
     let started = Instant::now();
-    let (session, insert) = (&session, &insert);
-    let writes: Vec<_> = rows
-        .iter()
-        .map(|row| async move {
-            session
-                .execute_unpaged(insert, UserRow::of(row))
-                .await
-                .map(|_| ())
-        })
-        .collect();
-    let results: Vec<_> = futures::stream::iter(writes)
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    upserts.write(&session, rows, concurrency).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let after = crate::cpu::sample(&[], Some("bench client"));
-    for result in results {
-        result?;
-    }
     Ok(CassandraCeiling {
+        rows_per_request,
         concurrency,
         rows: rows.len(),
         rows_per_s: rows.len() as f64 / elapsed,

@@ -34,9 +34,13 @@ struct Args {
     /// Minutes of the steady-rate run (half of the measured peak): latency and RSS.
     #[arg(long, default_value_t = 10.0)]
     steady_minutes: f64,
-    /// Concurrency levels tried for the raw Cassandra ceiling (the best is reported).
-    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    /// Requests in flight tried for the raw Cassandra ceiling (the best is its value).
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
     cassandra_concurrency: Vec<usize>,
+    /// Rows per request tried for the raw Cassandra ceiling, each at every concurrency:
+    /// one row per request, and the writer's `process.rows_per_request` (4).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    cassandra_rows_per_request: Vec<usize>,
     /// Skip the Spark baseline (it downloads pyspark and connectors on first use).
     #[arg(long)]
     no_spark: bool,
@@ -338,14 +342,18 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let rows = ceiling::rows(SEED, args.users, &ceiling_config.kafka.topics.raw.name)?;
     let mut cassandra = Vec::new();
-    for &concurrency in &args.cassandra_concurrency {
-        settle().await;
-        let result = ceiling::cassandra_writes(&ceiling_config, &rows, concurrency).await?;
-        eprintln!(
-            "bench: cassandra ceiling at {concurrency}: {:.0} rows/s",
-            result.rows_per_s
-        );
-        cassandra.push(result);
+    for &rows_per_request in &args.cassandra_rows_per_request {
+        for &concurrency in &args.cassandra_concurrency {
+            settle().await;
+            let result =
+                ceiling::cassandra_writes(&ceiling_config, &rows, rows_per_request, concurrency)
+                    .await?;
+            eprintln!(
+                "bench: cassandra ceiling, {rows_per_request} row(s)/request, {concurrency} in flight: {:.0} rows/s",
+                result.rows_per_s
+            );
+            cassandra.push(result);
+        }
     }
     drop(rows);
     cleanup::tidy(&ceiling_config).await;

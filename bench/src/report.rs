@@ -212,8 +212,8 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     for c in &report.cassandra {
         let _ = writeln!(
             md,
-            "| raw Cassandra upserts, concurrency {} | {:.0} | the writer's statement, one scylla session |",
-            c.concurrency, c.rows_per_s
+            "| raw Cassandra upserts, {} row(s)/request, {} in flight | {:.0} | the writer's statement and requests, one scylla session |",
+            c.rows_per_request, c.concurrency, c.rows_per_s
         );
     }
     match &report.spark {

@@ -19,13 +19,22 @@ pub struct Config {
     /// as the partition has fewer than two batches in flight (it grows meanwhile).
     #[serde(default = "default_batch_linger_ms")]
     pub batch_linger_ms: u64,
-    /// Records read but not yet committed to Cassandra, per partition, at most: above
-    /// it the partition is paused in Kafka until the writer catches up (memory bound).
+    /// Records read but not yet committed to Cassandra, per partition, at most: at the
+    /// bound the partition is not read until the writer commits, and librdkafka stops
+    /// fetching it once it has prefetched as many (memory bound).
     #[serde(default = "default_max_buffered_records")]
     pub max_buffered_records: usize,
-    /// Row upserts in flight per writer.
+    /// Upsert requests in flight per writer.
     #[serde(default = "default_write_concurrency")]
     pub write_concurrency: usize,
+    /// Rows of `created_users` per upsert request: an unlogged batch of rows that all
+    /// live on the same replicas (so the coordinating node owns every row), 1 for one
+    /// request per row. Fewer requests cost the client and Cassandra less CPU per row.
+    /// Cassandra logs a warning for every batch above its `batch_size_warn_threshold`
+    /// (5 KiB by default: about 4 of these rows) and refuses batches above
+    /// `batch_size_fail_threshold` (50 KiB): raise those before raising this.
+    #[serde(default = "default_rows_per_request")]
+    pub rows_per_request: usize,
     /// How long a revoked partition may take to finish its in-flight batches.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
@@ -68,6 +77,9 @@ fn default_max_buffered_records() -> usize {
 fn default_write_concurrency() -> usize {
     64
 }
+fn default_rows_per_request() -> usize {
+    4
+}
 fn default_drain_timeout_ms() -> u64 {
     10_000
 }
@@ -89,6 +101,7 @@ impl Default for Config {
             batch_linger_ms: default_batch_linger_ms(),
             max_buffered_records: default_max_buffered_records(),
             write_concurrency: default_write_concurrency(),
+            rows_per_request: default_rows_per_request(),
             drain_timeout_ms: default_drain_timeout_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             supervision: default_process_supervision(),
@@ -110,6 +123,7 @@ impl Config {
             10_000_000,
         );
         f.range("write_concurrency", self.write_concurrency, 1, 4_096);
+        f.range("rows_per_request", self.rows_per_request, 1, 64);
         f.range("drain_timeout_ms", self.drain_timeout_ms, 100, 600_000);
         f.range(
             "session_timeout_ms",

@@ -6,10 +6,14 @@
 //!     └── partition p (one_for_all), one per assigned partition:
 //!         writer(p) ← transformer(p) ← consumer(p)     (built downstream first)
 //! ```
+//!
+//! [`rows`] is how the writer's rows reach `created_users` (requests grouped by replica
+//! set).
 
 pub mod config;
 pub mod coordinator;
 pub mod partition;
+pub mod rows;
 pub mod transformer;
 pub mod writer;
 

@@ -7,10 +7,10 @@
 //! commit condition fails has been fenced by a newer owner: it stops writing.
 
 use super::coordinator::CoordinatorMsg;
+use super::rows::Upserts;
 use crate::model::CreatedUser;
 use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError};
-use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
 use scylla::statement::SerialConsistency;
@@ -34,7 +34,10 @@ pub struct WriterArgs {
     pub partition: i32,
     /// This instance's name, stored as the partition's owner.
     pub owner: String,
+    /// Upsert requests in flight.
     pub write_concurrency: usize,
+    /// Rows per upsert request (see [`super::rows`]).
+    pub rows_per_request: usize,
     pub coordinator: ActorRef<CoordinatorMsg>,
     /// Records routed to this partition and not yet committed (the consumer pauses the
     /// partition above a bound); the writer subtracts what it commits.
@@ -94,7 +97,7 @@ pub enum WriterMsg {
 pub struct WriterState {
     args: WriterArgs,
     session: Session,
-    insert: PreparedStatement,
+    upserts: Upserts,
     commit: PreparedStatement,
     set_bucket: PreparedStatement,
     epoch: i64,
@@ -129,7 +132,11 @@ impl Actor for Writer {
                 StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
             })
         };
-        let insert = prepare(insert_cql(ks)).await?;
+        let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
+            .await
+            .map_err(|e| {
+                StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
+            })?;
         let mut commit = prepare(format!(
             "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
              IF owner_epoch = ?"
@@ -158,7 +165,7 @@ impl Actor for Writer {
         Ok(WriterState {
             args,
             session,
-            insert,
+            upserts,
             commit,
             set_bucket,
             epoch,
@@ -222,7 +229,12 @@ impl Writer {
                 span
             })
             .collect();
-        if let Err(error) = upsert(state, &batch.users).await {
+        let upserted = state
+            .upserts
+            .write(&state.session, &batch.users, state.args.write_concurrency)
+            .await
+            .map_err(cassandra_error("upsert created_users", true));
+        if let Err(error) = upserted {
             crate::trace::mark_failed(&spans);
             return Err(error.into());
         }
@@ -284,89 +296,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// The row upsert: idempotent, with the write timestamp derived from the record. Bind
-/// [`UserRow::of`]. Public for the benchmark's raw Cassandra ceiling, which must make
-/// exactly the writes the writer makes.
-pub fn insert_cql(keyspace: &str) -> String {
-    format!(
-        "INSERT INTO {keyspace}.created_users (id, first_name, last_name, gender, address, country, post_code, email, \
-         username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-    )
-}
-
-/// The bind values of the row upsert, in statement order.
-#[derive(scylla::SerializeRow)]
-#[scylla(flavor = "enforce_order", skip_name_checks)]
-pub struct UserRow<'a> {
-    id: uuid::Uuid,
-    first_name: &'a str,
-    last_name: &'a str,
-    gender: &'a str,
-    address: &'a str,
-    country: &'a str,
-    post_code: &'a str,
-    email: &'a str,
-    username: &'a str,
-    dob: CqlTimestamp,
-    registered_date: CqlTimestamp,
-    phone: &'a str,
-    picture: &'a str,
-    source_topic: &'a str,
-    source_partition: i32,
-    source_offset: i64,
-    ingested_at: CqlTimestamp,
-    write_timestamp: i64,
-}
-
-/// Upserts the rows, `write_concurrency` at a time. Idempotent: same key, same cells,
-/// same write timestamp on a replay.
-async fn upsert(state: &WriterState, users: &[CreatedUser]) -> Result<(), StoreError> {
-    // Futures collected first: a closure returning a borrowing future inside a stream
-    // trips the compiler's higher-ranked lifetime inference in Send contexts.
-    let writes: Vec<_> = users.iter().map(|user| upsert_one(state, user)).collect();
-    let results: Vec<Result<(), StoreError>> = futures::stream::iter(writes)
-        .buffer_unordered(state.args.write_concurrency)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-impl<'a> UserRow<'a> {
-    pub fn of(user: &'a CreatedUser) -> Self {
-        UserRow {
-            id: user.id,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            gender: &user.gender,
-            address: &user.address,
-            country: &user.country,
-            post_code: &user.post_code,
-            email: &user.email,
-            username: &user.username,
-            dob: CqlTimestamp(user.dob.timestamp_millis()),
-            registered_date: CqlTimestamp(user.registered_date.timestamp_millis()),
-            phone: &user.phone,
-            picture: &user.picture,
-            source_topic: &user.provenance.topic,
-            source_partition: user.provenance.partition,
-            source_offset: user.provenance.offset,
-            ingested_at: CqlTimestamp(user.ingested_at().timestamp_millis()),
-            write_timestamp: user.write_timestamp_micros(),
-        }
-    }
-}
-
-async fn upsert_one(state: &WriterState, user: &CreatedUser) -> Result<(), StoreError> {
-    let values = UserRow::of(user);
-    state
-        .session
-        .execute_unpaged(&state.insert, values)
-        .await
-        .map(|_| ())
-        .map_err(cassandra_error("upsert created_users", true))
 }
 
 /// Commits offset and aggregates in one conditional batch; false when fenced.
