@@ -173,7 +173,7 @@ pub struct PartitionStatusView {
     pub lag: Option<i64>,
     pub in_flight_records: u64,
     pub in_flight_batches: u64,
-    pub paused: bool,
+    pub backpressured: bool,
     pub written: u64,
 }
 
@@ -187,7 +187,7 @@ impl From<PartitionStatus> for PartitionStatusView {
             lag: p.lag,
             in_flight_records: p.in_flight_records,
             in_flight_batches: p.in_flight_batches,
-            paused: p.paused,
+            backpressured: p.backpressured,
             written: p.written,
         }
     }
@@ -246,7 +246,7 @@ pub fn render(status: &Status) -> String {
         "in-flight",
         "batches",
         "written",
-        "paused"
+        "backpressured"
     );
     if status.partitions.is_empty() {
         out.push_str("  (none owned by this instance)\n");
@@ -264,7 +264,7 @@ pub fn render(status: &Status) -> String {
             p.in_flight_records,
             p.in_flight_batches,
             p.written,
-            if p.paused { "yes" } else { "no" }
+            if p.backpressured { "yes" } else { "no" }
         );
     }
     out.push_str("\nSTAGES\n");

@@ -104,8 +104,9 @@ pub struct PartitionStatus {
     pub in_flight_records: u64,
     /// Batches handed to the transformer and not yet committed by the writer.
     pub in_flight_batches: u64,
-    /// The poll loop stopped fetching it: its pipeline is behind.
-    pub paused: bool,
+    /// Its pipeline holds `max_buffered_records`: the poll thread stops reading it
+    /// until the writer commits (librdkafka stops fetching once its prefetch is full).
+    pub backpressured: bool,
     /// Rows this instance committed for the partition since it was assigned.
     pub written: u64,
 }

@@ -111,6 +111,72 @@ async fn writer_crashes_and_a_sigkill_lose_and_duplicate_nothing() {
     assert!(report.aggregate_errors.is_empty());
 }
 
+/// A writer slower than Kafka: each partition's pipeline fills to
+/// `max_buffered_records`, the poll thread stops reading it until the writer commits,
+/// and nothing is lost, duplicated or held beyond the bound on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_stops_reading_its_partition_and_loses_nothing() {
+    const BOUND: u64 = 200;
+    let config = prepare("it_proc_backpressure").await;
+    let (source, _source) = embedded_source(Faults::default());
+    let env = workload(
+        &config,
+        &source,
+        20,
+        1_000,
+        &[
+            ("TRIBUTARY__PROCESS__MAX_BUFFERED_RECORDS", "200"),
+            ("TRIBUTARY__PROCESS__BATCH_SIZE", "100"),
+            ("TRIBUTARY__PROCESS__WRITE_CONCURRENCY", "1"),
+            ("TRIBUTARY__PROCESS__ROWS_PER_REQUEST", "1"),
+        ],
+    );
+    let tributary = Tributary::run("process_backpressure", &env);
+    let admin = tributary.admin_url().await;
+    // The most records any partition held (routed, not yet committed), sampled from the
+    // status API while the workload runs.
+    let most_held = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watch = {
+        let (admin, most_held) = (admin.clone(), most_held.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(response) = reqwest::get(format!("{admin}/api/status")).await
+                    && let Ok(status) = response.json::<serde_json::Value>().await
+                {
+                    for p in status["partitions"].as_array().into_iter().flatten() {
+                        let held = p["in_flight_records"].as_u64().unwrap_or(0);
+                        most_held.fetch_max(held, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let report = wait_verified(&config, 20_000, Duration::from_secs(300)).await;
+    watch.abort();
+    assert!(report.aggregate_errors.is_empty());
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let backpressured: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tributary_partition_backpressure_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        backpressured > 0.0,
+        "the writer was slow enough to fill a pipeline (backpressure counted {backpressured} times)"
+    );
+    let most_held = most_held.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=BOUND).contains(&most_held),
+        "a partition held {most_held} records; the bound is {BOUND}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_survivor_takes_over_and_a_fenced_commit_is_rejected() {
     let config = prepare("it_proc_c").await;

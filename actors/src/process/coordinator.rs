@@ -1,8 +1,9 @@
 //! The coordinator: owns this instance's consumer-group membership.
 //!
-//! A dedicated thread polls the group consumer (isolation.level=read_committed, no auto
-//! commit) and routes each record to its partition's pipeline; polling one main queue
-//! also serves the rebalance callbacks. On assignment the coordinator starts a pipeline
+//! A dedicated thread ([`super::poll`]) reads the group consumer (isolation.level=
+//! read_committed, no auto commit), one queue per partition, and routes records to their
+//! partition's pipeline; polling the main queue serves the rebalance callbacks. On
+//! assignment the coordinator starts a pipeline
 //! per partition; the pipeline's writer claims the partition in Cassandra and the
 //! coordinator seeks the partition to the offset after the one committed there. On
 //! revocation (inside the rebalance callback, so before the rebalance completes) it stops
@@ -13,17 +14,17 @@
 
 use super::config::Config;
 use super::partition::{self, PartitionConsumerMsg, PartitionContext};
+use super::poll::{Doorbell, GroupConsumer, RebalanceContext, Route, Routes, poll_loop};
 use crate::observe::Partitions;
 use crate::store::{cassandra, kafka};
 use crate::supervisor::{Drain, Ping, RestartStats, Supervisor, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -88,106 +89,6 @@ impl From<Ping> for CoordinatorMsg {
     }
 }
 
-/// Where the poll loop sends one partition's records.
-struct Route {
-    consumer: ActorRef<PartitionConsumerMsg>,
-    /// The next offset to forward; anything below was already processed.
-    next_offset: i64,
-    buffered: Arc<AtomicUsize>,
-    paused: bool,
-}
-
-type Routes = Arc<Mutex<HashMap<i32, Route>>>;
-
-/// The consumer's rebalance hooks: they run on the poll thread, inside `poll`.
-pub struct RebalanceContext {
-    coordinator: ActorRef<CoordinatorMsg>,
-    topic: String,
-    routes: Routes,
-    drain_timeout: Duration,
-    partitions: Partitions,
-}
-
-impl ClientContext for RebalanceContext {
-    /// librdkafka's statistics (every second, served by the poll thread): the lag of each
-    /// routed partition is what Kafka holds past the fetch position, plus what sits in
-    /// the prefetch queue, plus what was routed and is not yet committed in Cassandra.
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else {
-            return;
-        };
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        for (&partition, route) in routes.iter() {
-            let Some(stats) = topic.partitions.get(&partition) else {
-                continue;
-            };
-            let in_flight = route.buffered.load(Ordering::SeqCst) as u64;
-            let end = (stats.ls_offset >= 0).then_some(stats.ls_offset);
-            let fetch_position = if stats.next_offset >= 0 {
-                stats.next_offset
-            } else {
-                route.next_offset
-            };
-            let lag = end.map(|end| {
-                (end - fetch_position).max(0) + stats.fetchq_cnt.max(0) + in_flight as i64
-            });
-            self.partitions.update(partition, |p| {
-                p.end_offset = end;
-                p.lag = lag;
-                p.in_flight_records = in_flight;
-                p.paused = route.paused;
-            });
-        }
-    }
-}
-
-impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let partitions = partitions_of(list, &self.topic);
-            if partitions.is_empty() {
-                return;
-            }
-            // Stop routing at once; then wait for the pipelines to drain and stop, so
-            // the next owner starts after our last commit.
-            {
-                let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-                for p in &partitions {
-                    routes.remove(p);
-                }
-            }
-            let (done, wait) = std::sync::mpsc::channel();
-            if self
-                .coordinator
-                .send_message(CoordinatorMsg::Revoked { partitions, done })
-                .is_ok()
-            {
-                let _ = wait.recv_timeout(self.drain_timeout + Duration::from_secs(5));
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let partitions = partitions_of(list, &self.topic);
-            if !partitions.is_empty() {
-                let _ = self
-                    .coordinator
-                    .send_message(CoordinatorMsg::Assigned(partitions));
-            }
-        }
-    }
-}
-
-fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
-    list.elements_for_topic(topic)
-        .iter()
-        .map(|e| e.partition())
-        .collect()
-}
-
-type GroupConsumer = BaseConsumer<RebalanceContext>;
-
 struct Pipeline {
     supervisor: ActorRef<SupervisorMsg>,
 }
@@ -230,8 +131,9 @@ impl Actor for Coordinator {
             routes: routes.clone(),
             drain_timeout: args.config.drain_timeout(),
             partitions: args.partitions.clone(),
+            assigned: AtomicBool::new(false),
         };
-        let consumer: GroupConsumer = args
+        let mut consumer: GroupConsumer = args
             .kafka
             .client_config("consumer")?
             .set("group.id", &args.config.group_id)
@@ -258,6 +160,9 @@ impl Actor for Coordinator {
             // Feeds per-partition lag to the status API and /metrics.
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)?;
+        let doorbell = Arc::new(Doorbell::default());
+        let bell = doorbell.clone();
+        consumer.set_nonempty_callback(move || bell.ring());
         consumer.subscribe(&[&topic])?;
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
@@ -271,7 +176,9 @@ impl Actor for Coordinator {
             let max_buffered = args.config.max_buffered_records;
             std::thread::Builder::new()
                 .name("tributary-poll".into())
-                .spawn(move || poll_loop(&consumer, &routes, &stop, &topic, max_buffered))?
+                .spawn(move || {
+                    poll_loop(&consumer, &routes, &stop, &topic, max_buffered, &doorbell);
+                })?
         };
         let context = PartitionContext {
             cassandra: args.cassandra.clone(),
@@ -417,14 +324,9 @@ impl Coordinator {
                             consumer,
                             next_offset,
                             buffered,
-                            paused: false,
+                            backpressured: false,
                         },
                     );
-                // A pipeline that failed while its partition was paused (its buffer was
-                // full) left it paused in librdkafka, and nothing would resume it: the
-                // new route starts unpaused, so the partition must be too. A no-op
-                // otherwise; after the route exists, so no record of it goes unrouted.
-                pause(&state.consumer, &state.topic, partition, false);
             }
             CoordinatorMsg::Committed { partition, offset } => {
                 let mut list = TopicPartitionList::new();
@@ -553,83 +455,5 @@ async fn seek(state: &CoordinatorState, partition: i32, offset: i64) {
             offset,
             "seek failed: reading from the group position instead"
         );
-    }
-}
-
-/// The poll thread: serves rebalances and routes records, pausing partitions whose
-/// pipeline is behind and resuming them when it catches up.
-fn poll_loop(
-    consumer: &GroupConsumer,
-    routes: &Routes,
-    stop: &AtomicBool,
-    topic: &str,
-    max_buffered: usize,
-) {
-    let mut any_paused = false;
-    while !stop.load(Ordering::SeqCst) {
-        // A paused partition is resumed between polls: poll briefly while one waits.
-        let wait = Duration::from_millis(if any_paused { 10 } else { 100 });
-        match consumer.poll(wait) {
-            Some(Ok(message)) => {
-                let partition = message.partition();
-                let offset = message.offset();
-                let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-                // No route: the pipeline is starting (it seeks here when ready) or the
-                // partition was just revoked.
-                if let Some(route) = routes.get_mut(&partition)
-                    && offset >= route.next_offset
-                {
-                    route.next_offset = offset + 1;
-                    let buffered = route.buffered.fetch_add(1, Ordering::SeqCst) + 1;
-                    if route
-                        .consumer
-                        .send_message(PartitionConsumerMsg::Record(message.detach()))
-                        .is_err()
-                    {
-                        routes.remove(&partition);
-                    } else if buffered >= max_buffered && !route.paused {
-                        route.paused = pause(consumer, topic, partition, true);
-                    }
-                }
-            }
-            Some(Err(error)) => tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                "kafka consumer error"
-            ),
-            None => {}
-        }
-        let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-        for (&partition, route) in routes.iter_mut() {
-            if route.paused && route.buffered.load(Ordering::SeqCst) <= max_buffered / 2 {
-                route.paused = !pause(consumer, topic, partition, false);
-            }
-        }
-        any_paused = routes.values().any(|route| route.paused);
-    }
-}
-
-/// Pauses or resumes one partition; true when it worked.
-fn pause(consumer: &GroupConsumer, topic: &str, partition: i32, paused: bool) -> bool {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, partition);
-    let result = if paused {
-        consumer.pause(&list)
-    } else {
-        consumer.resume(&list)
-    };
-    match result {
-        Ok(()) => {
-            metrics::counter!("tributary_partition_pauses_total").increment(u64::from(paused));
-            true
-        }
-        Err(error) => {
-            tracing::warn!(
-                partition,
-                paused,
-                error = &error as &dyn std::error::Error,
-                "pause/resume failed"
-            );
-            false
-        }
     }
 }

@@ -7,12 +7,14 @@
 //!         writer(p) ← transformer(p) ← consumer(p)     (built downstream first)
 //! ```
 //!
-//! [`rows`] is how the writer's rows reach `created_users` (requests grouped by replica
-//! set).
+//! [`poll`] is the thread that reads Kafka for the coordinator (a queue per partition,
+//! backpressure without pausing); [`rows`] is how the writer's rows reach
+//! `created_users` (requests grouped by replica set).
 
 pub mod config;
 pub mod coordinator;
 pub mod partition;
+pub mod poll;
 pub mod rows;
 pub mod transformer;
 pub mod writer;

@@ -161,8 +161,9 @@ pub struct PartitionConsumerArgs {
 }
 
 pub enum PartitionConsumerMsg {
-    /// A record routed by the coordinator's poll loop, in offset order.
-    Record(OwnedMessage),
+    /// Records routed by the coordinator's poll thread, in offset order: whatever it
+    /// read of the partition in one go (one message per chunk, not per record).
+    Records(Vec<OwnedMessage>),
     /// The linger timer of batch `batch` expired.
     Flush { batch: u64 },
     /// Hand over the partial batch now (revocation); reply when sent.
@@ -206,6 +207,8 @@ pub struct PartitionConsumerState {
     /// The batch being filled has lingered long enough: it goes as soon as the
     /// pipeline has room.
     lingered: bool,
+    /// A linger timer runs for the batch being filled.
+    linger_armed: bool,
     /// Batches of this incarnation not yet done with (see [`InFlight`]).
     in_flight: Arc<AtomicU64>,
     batch_size: usize,
@@ -223,6 +226,7 @@ impl PartitionConsumerState {
     fn flush(&mut self) -> Result<(), ActorProcessingErr> {
         self.batch += 1;
         self.lingered = false;
+        self.linger_armed = false;
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -265,6 +269,7 @@ impl Actor for PartitionConsumer {
             pending: Vec::with_capacity(args.batch_size),
             batch: 0,
             lingered: false,
+            linger_armed: false,
             in_flight: Arc::default(),
             batch_size: args.batch_size,
             batch_linger: args.batch_linger,
@@ -300,13 +305,18 @@ impl Actor for PartitionConsumer {
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("consumer");
         match message {
-            PartitionConsumerMsg::Record(record) => {
-                state.pending.push(record);
-                if state.pending.len() >= state.batch_size
-                    || (state.lingered && state.pipeline_has_room())
-                {
+            PartitionConsumerMsg::Records(records) => {
+                for record in records {
+                    state.pending.push(record);
+                    if state.pending.len() >= state.batch_size {
+                        state.flush()?;
+                    }
+                }
+                if state.pending.is_empty() {
+                    // Everything went in full batches.
+                } else if state.lingered && state.pipeline_has_room() {
                     state.flush()?;
-                } else if state.pending.len() == 1 {
+                } else if !state.linger_armed {
                     linger(&myself, state);
                 }
             }
@@ -330,7 +340,8 @@ impl Actor for PartitionConsumer {
 }
 
 /// Flushes the batch being filled after `batch_linger`, unless it went before.
-fn linger(myself: &ActorRef<PartitionConsumerMsg>, state: &PartitionConsumerState) {
+fn linger(myself: &ActorRef<PartitionConsumerMsg>, state: &mut PartitionConsumerState) {
+    state.linger_armed = true;
     let batch = state.batch;
     myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
         batch,
