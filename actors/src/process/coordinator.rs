@@ -28,8 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// librdkafka's prefetch queue bound, all partitions of the consumer together (KiB).
-const PREFETCH_KBYTES: u32 = 16 * 1024;
+/// librdkafka's prefetch bound per partition in KiB (with a queue per partition it
+/// applies per partition): a ceiling for unusually large records; `batch_size` records
+/// (`queued.min.messages`) is the bound that normally applies first.
+const PREFETCH_KBYTES: u32 = 4 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Coordinator;
@@ -147,12 +149,10 @@ impl Actor for Coordinator {
             )
             .set("partition.assignment.strategy", "range")
             // Bounded prefetch: librdkafka's defaults (100,000 records per partition,
-            // 64 MiB) would hold far more than the pipeline buffers downstream
-            // (`max_buffered_records` per partition) and dominate the process's memory.
-            .set(
-                "queued.min.messages",
-                args.config.max_buffered_records.to_string(),
-            )
+            // 64 MiB) would dominate the process's memory. One batch ahead per partition
+            // keeps its writer fed (prefetched records are kept while the partition
+            // waits for room, never purged: see `poll`).
+            .set("queued.min.messages", args.config.batch_size.to_string())
             .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
             // Once the queue is full the fetcher sleeps this long before looking again
             // (default 1 s): with a bounded queue that stalled every partition.
