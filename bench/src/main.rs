@@ -10,6 +10,7 @@ mod prestage;
 mod process;
 mod report;
 mod spark;
+mod steady;
 mod svg;
 
 use anyhow::Context as _;
@@ -31,9 +32,16 @@ struct Args {
     /// Instance counts of the scaling phase (one consumer group).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     instances: Vec<usize>,
-    /// Minutes of the steady-rate run (half of the measured peak): latency and RSS.
+    /// Minutes of the steady run fed into the outbox at half the end-to-end peak:
+    /// latency at half of peak load, and RSS over time.
     #[arg(long, default_value_t = 10.0)]
     steady_minutes: f64,
+    /// Users fetched through the embedded source to measure that path's own peak.
+    #[arg(long, default_value_t = 100_000)]
+    source_peak_users: u64,
+    /// Minutes of the steady run through the embedded source, at half its own peak.
+    #[arg(long, default_value_t = 3.0)]
+    source_minutes: f64,
     /// Requests in flight tried for the raw Cassandra ceiling (the best is its value).
     #[arg(long, value_delimiter = ',', default_value = "64,256")]
     cassandra_concurrency: Vec<usize>,
@@ -48,6 +56,10 @@ struct Args {
     /// (`perf record -p` the tributary process while it runs).
     #[arg(long)]
     e2e_only: bool,
+    /// Only the steady run fed into the outbox, at this many records/s, printed, no
+    /// report: the loop for tuning latency and memory.
+    #[arg(long)]
+    steady_only: Option<f64>,
     /// The tributary binary to measure (a release build).
     #[arg(long, default_value = "target/release/tributary")]
     tributary: PathBuf,
@@ -86,22 +98,46 @@ async fn settle() {
     eprintln!("bench: stack settled: {busy:.2} cores busy before the phase");
 }
 
-/// Records per second between the first reading with anything published and the first
-/// with everything written.
+/// Records per second from the first publish to the last Cassandra commit. Each moment
+/// is taken halfway between the two readings around it (they come every half second).
+/// A run over between two readings gets the interval between them: a lower bound.
 fn sustained(readings: &[Reading], total: u64) -> f64 {
-    let start = readings
-        .iter()
-        .find(|r| r.published > 0)
-        .map_or(0.0, |r| r.t);
-    let end = readings
-        .iter()
-        .find(|r| r.written >= total)
-        .map_or_else(|| readings.last().map_or(0.0, |r| r.t), |r| r.t);
-    if end > start {
-        total as f64 / (end - start)
+    let (Some(start), Some(end)) = (
+        crossing(readings, |r| r.published > 0),
+        crossing(readings, |r| r.written >= total),
+    ) else {
+        return 0.0;
+    };
+    let seconds = if end.halfway > start.halfway {
+        end.halfway - start.halfway
+    } else {
+        end.after - end.before
+    };
+    if seconds > 0.0 {
+        total as f64 / seconds
     } else {
         0.0
     }
+}
+
+/// When a condition first held, as far as the readings tell.
+struct Crossing {
+    /// The last reading before it held.
+    before: f64,
+    /// The first reading where it held.
+    after: f64,
+    halfway: f64,
+}
+
+fn crossing(readings: &[Reading], reached: impl Fn(&Reading) -> bool) -> Option<Crossing> {
+    let first = readings.iter().position(reached)?;
+    let after = readings[first].t;
+    let before = first.checked_sub(1).map_or(after, |i| readings[i].t);
+    Some(Crossing {
+        before,
+        after,
+        halfway: (before + after) / 2.0,
+    })
 }
 
 /// One end-to-end measurement: its isolated names, readings, and the CPU every process
@@ -156,113 +192,6 @@ async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> an
     })
 }
 
-/// Value of quantile `q` from a Prometheus histogram's cumulative buckets, linearly
-/// interpolated inside the bucket (as PromQL's histogram_quantile does).
-fn quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
-    let mut buckets: Vec<(f64, f64)> = metrics
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(&format!("{name}_bucket{{le=\""))?;
-            let (le, value) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, value.trim().parse().ok()?))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut previous = (0.0, 0.0);
-    for &(le, count) in &buckets {
-        if count >= rank {
-            if le.is_infinite() {
-                return Some(previous.0);
-            }
-            let span = (count - previous.1).max(1e-9);
-            return Some(previous.0 + (le - previous.0) * (rank - previous.1) / span);
-        }
-        previous = (le, count);
-    }
-    None
-}
-
-/// A steady run at `rate` users/s through the embedded source for `minutes`: latency
-/// from the staging commit to the Cassandra commit, and RSS over time.
-async fn steady(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
-    let config = isolated("steady")?;
-    tributary::schema::apply(&config, &[])
-        .await
-        .context("schema apply")?;
-    let (source, address) = tributary::source::server::spawn_on_loopback(&config.source)?;
-    // Small runs often, as one would poll an API: a run of 5,000 users every 500 ms
-    // holds several MB of JSON per run in flight and adds its staging time to latency.
-    let interval_ms = 100u64;
-    let per_run = ((rate * interval_ms as f64 / 1000.0).round() as u64).clamp(1, 5_000);
-    let runs = ((args.steady_minutes * 60_000.0) / interval_ms as f64).ceil() as u64;
-    let users = runs * per_run;
-    eprintln!(
-        "bench: steady: {per_run} users every {interval_ms} ms (≈{:.0}/s) for {} min",
-        per_run as f64 * 1000.0 / interval_ms as f64,
-        args.steady_minutes
-    );
-    let env = run_env(
-        &config,
-        &[
-            (
-                "TRIBUTARY__INGEST__SOURCE_URL",
-                format!("http://{address}/api/"),
-            ),
-            ("TRIBUTARY__INGEST__INTERVAL_MS", interval_ms.to_string()),
-            ("TRIBUTARY__INGEST__USERS_PER_RUN", per_run.to_string()),
-            ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
-            ("TRIBUTARY__INGEST__CATCH_UP", "latest".into()),
-        ],
-    );
-    settle().await;
-    let before = cpu::sample(&[], Some("bench source"));
-    let mut running = vec![Instance::start(&args.tributary, "steady", &env, &args.out)?];
-    let limit = Duration::from_secs_f64(args.steady_minutes * 60.0 + 600.0);
-    let readings = sample_until(&mut running, Duration::from_secs(1), limit, |r| {
-        r.written >= users
-    })
-    .await?;
-    let http = reqwest::Client::new();
-    let metrics = running[0].metrics(&http).await?;
-    let pids = [running[0].pid()];
-    let after = cpu::sample(&[("tributary", &pids)], Some("bench source"));
-    let seconds = readings.last().map_or(0.0, |r| r.t);
-    let latency =
-        |q| quantile(&metrics, "tributary_staged_to_committed_seconds", q).unwrap_or(f64::NAN);
-    let (p50, p95, p99) = (latency(0.50), latency(0.95), latency(0.99));
-    for instance in running {
-        instance.stop();
-    }
-    source.stop(true).await;
-    cleanup::tidy(&config).await;
-    let rss: Vec<f64> = readings.iter().map(|r| r.rss_mib).collect();
-    let tenth = (rss.len() / 10).max(1);
-    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
-    Ok(report::Steady {
-        target_per_s: per_run as f64 * 1000.0 / interval_ms as f64,
-        users,
-        seconds,
-        p50_ms: p50 * 1000.0,
-        p95_ms: p95 * 1000.0,
-        p99_ms: p99 * 1000.0,
-        rss_first_tenth_mib: mean(&rss[..tenth.min(rss.len())]),
-        rss_last_tenth_mib: mean(&rss[rss.len().saturating_sub(tenth)..]),
-        rss_peak_mib: rss.iter().copied().fold(0.0, f64::max),
-        cpu: cpu::usage(&before, &after, users, seconds),
-        readings,
-    })
-}
-
 fn machine() -> report::Machine {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let memory_gib =
@@ -293,6 +222,26 @@ async fn main() -> anyhow::Result<()> {
         "{} missing: build it with cargo build --release",
         args.tributary.display()
     );
+
+    if let Some(rate) = args.steady_only {
+        let run = steady::outbox(&args, rate).await?;
+        eprintln!(
+            "bench: steady: {:.0}/s achieved, p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, RSS {:.0} → {:.0} MiB (peak {:.0}, {:+.1} MiB per million records)",
+            run.achieved_per_s,
+            run.p50_ms,
+            run.p95_ms,
+            run.p99_ms,
+            run.rss_first_tenth_mib,
+            run.rss_last_tenth_mib,
+            run.rss_peak_mib,
+            run.rss_mib_per_million_records
+        );
+        eprintln!(
+            "bench: steady: CPU s per 1,000 records {:?}, {:.2} cores busy",
+            run.cpu.per_1000_records, run.cpu.cores_busy
+        );
+        return Ok(());
+    }
 
     // 1. End to end, pre-staged: the source is not the bottleneck.
     let Run {
@@ -399,16 +348,24 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    // 5. Steady rate at half the peak: latency and memory over time.
-    let steady = steady(&args, e2e_rate / 2.0).await?;
-    eprintln!(
-        "bench: steady: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, RSS {:.0} → {:.0} MiB",
-        steady.p50_ms,
-        steady.p95_ms,
-        steady.p99_ms,
-        steady.rss_first_tenth_mib,
-        steady.rss_last_tenth_mib
-    );
+    // 5. Steady rates at half of each path's peak: latency and memory over time.
+    let mut steady = vec![steady::outbox(&args, e2e_rate / 2.0).await?];
+    let source_peak = steady::source_peak(&args, args.source_peak_users).await?;
+    eprintln!("bench: peak through the embedded source: {source_peak:.0} records/s");
+    steady.push(steady::source(&args, source_peak / 2.0, args.source_minutes).await?);
+    for s in &steady {
+        eprintln!(
+            "bench: steady ({}): {:.0}/s, p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, RSS {:.0} → {:.0} MiB ({:+.1} MiB per million records)",
+            s.path,
+            s.achieved_per_s,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.rss_first_tenth_mib,
+            s.rss_last_tenth_mib,
+            s.rss_mib_per_million_records
+        );
+    }
 
     let report = report::Report {
         machine: machine(),
@@ -424,9 +381,41 @@ async fn main() -> anyhow::Result<()> {
         cassandra,
         spark,
         scaling,
+        source_peak_per_s: source_peak,
         steady,
     };
     report::write(&args.out, &report)?;
     eprintln!("bench: report in {}", args.out.join("report.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(t: f64, published: u64, written: u64) -> Reading {
+        Reading {
+            t,
+            published,
+            written,
+            rss_mib: 0.0,
+        }
+    }
+
+    #[test]
+    fn sustained_rate_runs_between_the_midpoints_of_the_bracketing_readings() {
+        let readings = [
+            reading(0.0, 0, 0),
+            reading(1.0, 500, 0),
+            reading(2.0, 1_000, 600),
+            reading(3.0, 1_000, 1_000),
+        ];
+        // From 0.5 s to 2.5 s.
+        assert!((sustained(&readings, 1_000) - 500.0).abs() < 1e-9);
+        // A run over between two readings: at least its records in that interval.
+        let quick = [reading(0.0, 0, 0), reading(0.5, 100, 100)];
+        assert!((sustained(&quick, 100) - 200.0).abs() < 1e-9);
+        // Never done: no rate.
+        assert_eq!(sustained(&readings, 5_000), 0.0);
+    }
 }

@@ -1,5 +1,6 @@
 //! Users staged straight into the PostgreSQL outbox (as the stager would), so the
-//! source and the fetchers are not part of what the end-to-end phase measures.
+//! source and the fetchers are not part of what is measured: all at once before the
+//! end-to-end phase, or run by run at a steady rate during the steady phase.
 
 use anyhow::Context as _;
 use tributary::config::Config;
@@ -15,35 +16,53 @@ pub async fn stage(config: &Config, seed: &str, users: u64) -> anyhow::Result<u6
     let mut client = pool.get().await.context("postgres connection")?;
     let runs = users.div_ceil(USERS_PER_RUN);
     for run in 0..runs {
-        let first = run * USERS_PER_RUN;
-        let count = USERS_PER_RUN.min(users - first);
-        let page = u32::try_from(run + 1)?;
-        let mut ids = Vec::with_capacity(count as usize);
-        let mut payloads = Vec::with_capacity(count as usize);
-        for index in 0..count {
-            let user = tributary::source::generate::user(seed, page, u32::try_from(index)?, &[]);
-            let uuid: uuid::Uuid = user["login"]["uuid"]
-                .as_str()
-                .context("generated user without login.uuid")?
-                .parse()?;
-            ids.push(uuid);
-            payloads.push(user);
-        }
-        let tx = client.transaction().await?;
-        let run_id = i64::try_from(run)?;
-        tx.execute(
-            "INSERT INTO runs (run_id, scheduled_for, status, requested_users, staged_users, attempts) \
-             VALUES ($1, now(), 'staged', $2, $2, 1)",
-            &[&run_id, &i32::try_from(count)?],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO staged_users (source_uuid, run_id, payload) \
-             SELECT u, $2, p FROM UNNEST($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS t(u, p, n) ORDER BY n",
-            &[&ids, &run_id, &payloads],
-        )
-        .await?;
-        tx.commit().await?;
+        let count = USERS_PER_RUN.min(users - run * USERS_PER_RUN);
+        stage_run(&mut client, config, seed, run, count).await?;
     }
     Ok(runs)
+}
+
+/// Stages run `run` (page `run + 1` of `seed`, its first `count` users) in one
+/// transaction with its runs row, and notifies the producer on commit, as the stager
+/// does: the rows' `fetched_at` is the staging commit that latency is measured from.
+pub async fn stage_run(
+    client: &mut deadpool_postgres::Object,
+    config: &Config,
+    seed: &str,
+    run: u64,
+    count: u64,
+) -> anyhow::Result<()> {
+    let page = u32::try_from(run + 1)?;
+    let mut ids = Vec::with_capacity(count as usize);
+    let mut payloads = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let user = tributary::source::generate::user(seed, page, u32::try_from(index)?, &[]);
+        let uuid: uuid::Uuid = user["login"]["uuid"]
+            .as_str()
+            .context("generated user without login.uuid")?
+            .parse()?;
+        ids.push(uuid);
+        payloads.push(user);
+    }
+    let tx = client.transaction().await?;
+    let run_id = i64::try_from(run)?;
+    tx.execute(
+        "INSERT INTO runs (run_id, scheduled_for, status, requested_users, staged_users, attempts) \
+         VALUES ($1, now(), 'staged', $2, $2, 1)",
+        &[&run_id, &i32::try_from(count)?],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO staged_users (source_uuid, run_id, payload) \
+         SELECT u, $2, p FROM UNNEST($1::uuid[], $3::jsonb[]) WITH ORDINALITY AS t(u, p, n) ORDER BY n",
+        &[&ids, &run_id, &payloads],
+    )
+    .await?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&config.postgres.staged_channel(), &run_id.to_string()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
