@@ -32,16 +32,13 @@ struct Args {
     /// Instance counts of the scaling phase (one consumer group).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     instances: Vec<usize>,
-    /// Minutes of the steady run fed into the outbox at half the end-to-end peak:
+    /// Minutes of the steady run at half of the peak through the embedded source:
     /// latency at half of peak load, and RSS over time.
     #[arg(long, default_value_t = 10.0)]
     steady_minutes: f64,
-    /// Users fetched through the embedded source to measure that path's own peak.
+    /// Users fetched through the embedded source to measure the peak with ingestion.
     #[arg(long, default_value_t = 100_000)]
     source_peak_users: u64,
-    /// Minutes of the steady run through the embedded source, at half its own peak.
-    #[arg(long, default_value_t = 3.0)]
-    source_minutes: f64,
     /// Requests in flight tried for the raw Cassandra ceiling (the best is its value).
     #[arg(long, value_delimiter = ',', default_value = "64,256")]
     cassandra_concurrency: Vec<usize>,
@@ -61,8 +58,9 @@ struct Args {
     /// (`perf record -p` the tributary process while it runs).
     #[arg(long)]
     e2e_only: bool,
-    /// Only the steady run fed into the outbox, at this many records/s, printed, no
-    /// report: the loop for tuning latency and memory.
+    /// Only a steady run fed straight into the outbox (the bench stages a run every
+    /// 100 ms) at this many records/s for `--steady-minutes`, printed, no report: the
+    /// loop for tuning latency and memory without the source.
     #[arg(long)]
     steady_only: Option<f64>,
     /// The tributary binary to measure (a release build).
@@ -373,11 +371,12 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    // 5. Steady rates at half of each path's peak: latency and memory over time.
-    let mut steady = vec![steady::outbox(&args, e2e_rate / 2.0).await?];
+    // 5. The peak with ingestion included, then a steady run at half of it: latency and
+    // memory over time. (The pre-staged rate drains a backlog staged beforehand; a steady
+    // workload also fetches and stages every record, which the pre-staged run never pays.)
     let source_peak = steady::source_peak(&args, args.source_peak_users).await?;
     eprintln!("bench: peak through the embedded source: {source_peak:.0} records/s");
-    steady.push(steady::source(&args, source_peak / 2.0, args.source_minutes).await?);
+    let steady = vec![steady::source(&args, source_peak / 2.0, args.steady_minutes).await?];
     for s in &steady {
         eprintln!(
             "bench: steady ({}): {:.0}/s, p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, RSS {:.0} → {:.0} MiB ({:+.1} MiB per million records)",
