@@ -159,7 +159,7 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("latency.svg"),
         svg::bars(
-            "Staging commit → Cassandra commit at half of each path's peak",
+            "Staging commit → Cassandra commit at half of peak load",
             "milliseconds",
             &bars,
         ),

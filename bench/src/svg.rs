@@ -29,7 +29,15 @@ fn nice_max(v: f64) -> f64 {
     10.0 * magnitude
 }
 
-fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, x_max: f64, y_max: f64) {
+/// Title, axis labels and grid; x tick labels only for a numeric x axis (`x_max`).
+fn frame(
+    out: &mut String,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_max: Option<f64>,
+    y_max: f64,
+) {
     let _ = write!(
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
@@ -48,18 +56,22 @@ fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, x_max: f64
         let f = f64::from(i) / 4.0;
         let y = H - BOTTOM - f * (H - TOP - BOTTOM);
         let x = LEFT + f * (W - LEFT - RIGHT);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>
-<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>
-"##,
+            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             W - RIGHT,
             LEFT - 6.0,
             y + 4.0,
             short(f * y_max),
-            H - BOTTOM + 16.0,
-            short(f * x_max),
         );
+        if let Some(x_max) = x_max {
+            let _ = writeln!(
+                out,
+                r##"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                H - BOTTOM + 16.0,
+                short(f * x_max),
+            );
+        }
     }
 }
 
@@ -90,7 +102,7 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -
             .fold(0.0, f64::max),
     );
     let mut out = String::new();
-    frame(&mut out, title, x_label, y_label, x_max, y_max);
+    frame(&mut out, title, x_label, y_label, Some(x_max), y_max);
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let points: Vec<String> = s
@@ -125,15 +137,7 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -
 pub fn bars(title: &str, y_label: &str, bars: &[(String, f64)]) -> String {
     let y_max = nice_max(bars.iter().map(|b| b.1).fold(0.0, f64::max));
     let mut out = String::new();
-    frame(&mut out, title, "", y_label, 0.0, y_max);
-    // The x tick labels of the frame are meaningless here: cover them.
-    let _ = writeln!(
-        out,
-        r##"<rect x="{}" y="{}" width="{}" height="20" fill="white"/>"##,
-        LEFT - 20.0,
-        H - BOTTOM + 2.0,
-        W - LEFT
-    );
+    frame(&mut out, title, "", y_label, None, y_max);
     let slot = (W - LEFT - RIGHT) / bars.len().max(1) as f64;
     for (i, (label, value)) in bars.iter().enumerate() {
         let height = value / y_max * (H - TOP - BOTTOM);
@@ -191,5 +195,12 @@ mod tests {
         assert!(svg.contains(">spark<"));
         let svg = bars("p", "ms", &[("p50".into(), 12.0), ("p99".into(), 80.0)]);
         assert!(svg.contains(">p50<") && svg.contains(">p99<"), "{svg}");
+        // Centred texts: title, the two axis labels, and a label and a value per bar;
+        // no numeric x ticks under bars.
+        assert_eq!(
+            svg.matches(r#"text-anchor="middle""#).count(),
+            3 + 2 * 2,
+            "{svg}"
+        );
     }
 }
