@@ -111,8 +111,8 @@ fn sustained(readings: &[Reading], total: u64) -> f64 {
     ) else {
         return 0.0;
     };
-    let seconds = if end.halfway > start.halfway {
-        end.halfway - start.halfway
+    let seconds = if end.halfway() > start.halfway() {
+        end.halfway() - start.halfway()
     } else {
         end.after - end.before
     };
@@ -129,18 +129,19 @@ struct Crossing {
     before: f64,
     /// The first reading where it held.
     after: f64,
-    halfway: f64,
+}
+
+impl Crossing {
+    fn halfway(&self) -> f64 {
+        (self.before + self.after) / 2.0
+    }
 }
 
 fn crossing(readings: &[Reading], reached: impl Fn(&Reading) -> bool) -> Option<Crossing> {
     let first = readings.iter().position(reached)?;
     let after = readings[first].t;
     let before = first.checked_sub(1).map_or(after, |i| readings[i].t);
-    Some(Crossing {
-        before,
-        after,
-        halfway: (before + after) / 2.0,
-    })
+    Some(Crossing { before, after })
 }
 
 /// One end-to-end measurement: its isolated names, readings, and the CPU every process
@@ -226,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
         args.tributary.display()
     );
 
-    let base = isolated("leftovers")?;
+    let base = Config::load(&Sources::default()).context("configuration")?;
     match cleanup::leftovers(&base).await {
         Ok(0) => {}
         Ok(n) => eprintln!("bench: dropped {n} keyspaces, schemas and topics an earlier run left"),

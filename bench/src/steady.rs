@@ -21,9 +21,29 @@ use tributary::config::Config;
 /// an API; a large page every few seconds would add its own staging time to latency.
 const RUN_EVERY: Duration = Duration::from_millis(100);
 
-/// Users per run for `rate` users/s.
-fn per_run(rate: f64) -> u64 {
-    ((rate * RUN_EVERY.as_secs_f64()).round() as u64).clamp(1, 5_000)
+/// A steady run's schedule: `runs` runs of `per_run` users, one every [`RUN_EVERY`].
+struct Plan {
+    per_run: u64,
+    runs: u64,
+    users: u64,
+}
+
+impl Plan {
+    /// `rate` users/s for `minutes`, announced under `path`.
+    fn new(path: &str, rate: f64, minutes: f64) -> Self {
+        let per_run = ((rate * RUN_EVERY.as_secs_f64()).round() as u64).clamp(1, 5_000);
+        let runs = ((minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
+        eprintln!(
+            "bench: steady ({path}): {per_run} users every {} ms (≈{:.0}/s) for {minutes} min",
+            RUN_EVERY.as_millis(),
+            per_run as f64 / RUN_EVERY.as_secs_f64(),
+        );
+        Self {
+            per_run,
+            runs,
+            users: runs * per_run,
+        }
+    }
 }
 
 /// The steady run fed into the outbox at `rate` users/s for `args.steady_minutes`.
@@ -32,15 +52,11 @@ pub async fn outbox(args: &Args, rate: f64) -> anyhow::Result<report::Steady> {
     tributary::schema::apply(&config, &[])
         .await
         .context("schema apply")?;
-    let per_run = per_run(rate);
-    let runs = ((args.steady_minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
-    let users = runs * per_run;
-    eprintln!(
-        "bench: steady (outbox): {per_run} users every {} ms (≈{:.0}/s) for {} min",
-        RUN_EVERY.as_millis(),
-        per_run as f64 / RUN_EVERY.as_secs_f64(),
-        args.steady_minutes
-    );
+    let Plan {
+        per_run,
+        runs,
+        users,
+    } = Plan::new("outbox", rate, args.steady_minutes);
     let pool = tributary_actors::store::postgres::pool(&config.postgres)?;
     // Run 0 is in the ledger before tributary starts: with `max_runs` 1 its scheduler
     // never adds a run of its own, and every run comes from the feeder below.
@@ -128,14 +144,11 @@ pub async fn source(args: &Args, rate: f64, minutes: f64) -> anyhow::Result<repo
         .await
         .context("schema apply")?;
     let (source, address) = tributary::source::server::spawn_on_loopback(&config.source)?;
-    let per_run = per_run(rate);
-    let runs = ((minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
-    let users = runs * per_run;
-    eprintln!(
-        "bench: steady (source): {per_run} users every {} ms (≈{:.0}/s) for {minutes} min",
-        RUN_EVERY.as_millis(),
-        per_run as f64 / RUN_EVERY.as_secs_f64(),
-    );
+    let Plan {
+        per_run,
+        runs,
+        users,
+    } = Plan::new("source", rate, minutes);
     let env = source_env(&config, &address, per_run, runs, "latest");
     settle().await;
     let before = cpu::sample(&[], Some("bench source"));

@@ -1,13 +1,13 @@
 //! The coordinator: owns this instance's consumer-group membership.
 //!
-//! A dedicated thread ([`super::poll`]) reads the group consumer (isolation.level=
-//! read_committed, no auto commit), one queue per partition, and routes records to their
-//! partition's pipeline; polling the main queue serves the rebalance callbacks. On
-//! assignment the coordinator starts a pipeline
-//! per partition; the pipeline's writer claims the partition in Cassandra and the
-//! coordinator seeks the partition to the offset after the one committed there. On
-//! revocation (inside the rebalance callback, so before the rebalance completes) it stops
-//! routing, drains the in-flight batches and stops the pipelines.
+//! A dedicated thread ([`super::poll`]) reads the group consumer
+//! (isolation.level=read_committed, no auto commit), one queue per partition, and routes
+//! records to their partition's pipeline; polling the main queue serves the rebalance
+//! callbacks. On assignment the coordinator starts a pipeline per partition; the
+//! pipeline's writer claims the partition in Cassandra and the coordinator seeks the
+//! partition to the offset after the one committed there. On revocation (inside the
+//! rebalance callback, so before the rebalance completes) it stops routing, drains the
+//! in-flight batches and stops the pipelines.
 //!
 //! Kafka group offsets are committed asynchronously after each Cassandra commit, for lag
 //! monitoring only: recovery never reads them.

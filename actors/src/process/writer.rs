@@ -39,8 +39,8 @@ pub struct WriterArgs {
     /// Rows per upsert request (see [`super::rows`]).
     pub rows_per_request: usize,
     pub coordinator: ActorRef<CoordinatorMsg>,
-    /// Records routed to this partition and not yet committed (the consumer pauses the
-    /// partition above a bound); the writer subtracts what it commits.
+    /// Records routed to this partition and not yet committed (the poll thread stops
+    /// reading the partition at a bound); the writer subtracts what it commits.
     pub buffered: Arc<AtomicUsize>,
     /// Where the writer publishes the offset to resume from, for the consumer.
     pub start: Arc<Mutex<Option<i64>>>,
@@ -127,16 +127,13 @@ impl Actor for Writer {
         let session = crate::store::cassandra::connect(&args.cassandra).await?;
         let ks = &args.keyspace;
         let session_ref = &session;
-        let prepare = |cql: String| async move {
-            session_ref.prepare(cql).await.map_err(|e| {
-                StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
-            })
-        };
+        let cannot_prepare =
+            |e| StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e);
+        let prepare =
+            |cql: String| async move { session_ref.prepare(cql).await.map_err(cannot_prepare) };
         let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
             .await
-            .map_err(|e| {
-                StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e)
-            })?;
+            .map_err(cannot_prepare)?;
         let mut commit = prepare(format!(
             "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
              IF owner_epoch = ?"
