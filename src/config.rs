@@ -371,6 +371,35 @@ mod tests {
         );
     }
 
+    fn profile(name: &str) -> Config {
+        Config::load(&Sources {
+            config_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+            profile: Some(name.into()),
+            environment: false,
+            ..Sources::default()
+        })
+        .unwrap_or_else(|e| panic!("profile {name}: {e}"))
+    }
+
+    #[test]
+    fn shipped_profiles_load() {
+        for name in ["ci", "randomuser"] {
+            profile(name);
+        }
+    }
+
+    /// The public API's profile asks for at most 10,000 users a minute (its rate limit
+    /// is near 20,000), one full page per request, pages inside what it serves.
+    #[test]
+    fn the_randomuser_profile_stays_within_the_public_apis_limits() {
+        let ingest = profile("randomuser").ingest;
+        assert_eq!(ingest.source_url, "https://randomuser.me/api/");
+        assert!((1..=10_000).contains(&ingest.max_users_per_minute));
+        let asked_per_minute = u64::from(ingest.users_per_run) * 60_000 / ingest.interval_ms;
+        assert!(asked_per_minute <= u64::from(ingest.max_users_per_minute));
+        assert!(ingest.users_per_run <= 5_000 && ingest.max_page <= 10_000);
+    }
+
     #[test]
     fn missing_profile_names_the_file() {
         let err = Config::load(&Sources {

@@ -16,6 +16,7 @@
 //! - [`telemetry`]: `tracing` subscriber (text or JSON logs) and the OpenTelemetry
 //!   exporter that sends spans over OTLP to Jaeger.
 //! - [`run`]: `tributary run`: the supervised actor tree and `[supervision]`.
+//! - [`runs`]: `tributary runs`: list the runs ledger, re-queue failed runs.
 //! - [`schema`]: `tributary schema apply`: PostgreSQL migrations, the Cassandra
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.
 //! - [`source`]: the embedded randomuser.me-compatible API (`tributary source`),
@@ -29,6 +30,7 @@ pub mod config;
 pub mod demo;
 pub mod exit;
 pub mod run;
+pub mod runs;
 pub mod schema;
 pub mod source;
 pub mod status;

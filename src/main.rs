@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tributary::config::{Config, Redacted, Sources};
 use tributary::{exit, schema, telemetry};
+use tributary_actors::ingest::ledger::{RetrySelection, RunStatus};
 use tributary_actors::store::{self, Service};
 
 /// Moves user records from an HTTP API into Cassandra through PostgreSQL and Kafka,
@@ -72,12 +73,62 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the runs ledger (newest first), or re-queue runs that gave up.
+    Runs(RunsArgs),
     /// Serve the embedded randomuser.me-compatible API until SIGINT or SIGTERM.
     Source {
         /// Address to listen on (default: source.bind).
         #[arg(long)]
         bind: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    #[command(subcommand)]
+    action: Option<RunsAction>,
+    /// Only runs of this status.
+    #[arg(long, value_enum)]
+    status: Option<RunStatusArg>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    limit: i64,
+    /// Print the runs as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsAction {
+    /// Queue runs again at once (failed or retrying ones); the scheduler fetches them at
+    /// its next tick.
+    Retry {
+        /// Run ids to queue.
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        run_ids: Vec<i64>,
+        /// Every failed run.
+        #[arg(long)]
+        failed: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RunStatusArg {
+    Pending,
+    Retrying,
+    Staged,
+    Failed,
+}
+
+impl From<RunStatusArg> for RunStatus {
+    fn from(s: RunStatusArg) -> Self {
+        match s {
+            RunStatusArg::Pending => RunStatus::Pending,
+            RunStatusArg::Retrying => RunStatus::Retrying,
+            RunStatusArg::Staged => RunStatus::Staged,
+            RunStatusArg::Failed => RunStatus::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,9 +215,27 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Demo { users } => tributary::demo::demo(&config, users).await,
         Command::Verify { json } => tributary::verify::print(&config, json).await,
         Command::Status { url, json } => tributary::status::print(&config, url, json).await,
+        Command::Runs(args) => runs(&config, args).await,
     };
     telemetry.shutdown();
     code(result)
+}
+
+async fn runs(config: &Config, args: RunsArgs) -> i32 {
+    match args.action {
+        None => {
+            let status = args.status.map(RunStatus::from);
+            tributary::runs::print_list(config, status, args.limit, args.json).await
+        }
+        Some(RunsAction::Retry { run_ids, failed }) => {
+            let selection = if failed {
+                RetrySelection::AllFailed
+            } else {
+                RetrySelection::Runs(run_ids)
+            };
+            tributary::runs::retry(config, selection).await
+        }
+    }
 }
 
 async fn schema_apply(config: &Config, only: &[StoreArg]) -> i32 {

@@ -105,6 +105,13 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
     let metrics_upkeep = crate::admin::spawn_metrics_upkeep();
     let observed = Observed::new(instance_name());
     let sampler = observed.spawn_sampler();
+    let runs_watcher = match store::postgres::pool(&config.postgres) {
+        Ok(pool) => observed.spawn_runs_watcher(pool),
+        Err(error) => {
+            eprintln!("error: {}", crate::error_chain(&error));
+            return exit::for_store_error(&error);
+        }
+    };
     let admin = match start_admin(config, &observed, test_faults) {
         Ok(admin) => admin,
         Err(code) => return code,
@@ -130,6 +137,7 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
         },
     };
     sampler.abort();
+    runs_watcher.abort();
     if let Some(upkeep) = metrics_upkeep {
         upkeep.abort();
     }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tributary_actors::observe::{self, PartitionStatus, Partitions, Stage};
+use tributary_actors::ingest::ledger::{self, RunStatus, RunsSummary};
+use tributary_actors::observe::{self, PartitionStatus, Partitions, Repeats, Stage};
 use tributary_actors::supervisor::{KindStats, RestartStats, TreeNode};
 
 /// Seconds of per-second samples kept for throughput and the dashboard's chart.
@@ -21,7 +22,13 @@ pub struct Observed {
     pub instance: String,
     started: Instant,
     samples: Arc<Mutex<VecDeque<Sample>>>,
+    /// The runs ledger at the last look (every [`RUNS_REFRESH`]); `None` before the
+    /// first, or while PostgreSQL does not answer.
+    runs: Arc<Mutex<Option<RunsSummary>>>,
 }
+
+/// How often the runs ledger is summarised for the status API.
+const RUNS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Totals per stage at one moment.
 #[derive(Debug, Clone)]
@@ -38,7 +45,37 @@ impl Observed {
             instance,
             started: Instant::now(),
             samples: Arc::default(),
+            runs: Arc::default(),
         }
+    }
+
+    /// Summarises the runs ledger every two seconds until the task is aborted, and
+    /// exports it as the `tributary_runs{status}` gauges. Every instance does it (the
+    /// ledger is shared), so a follower's dashboard shows failing runs too.
+    pub fn spawn_runs_watcher(&self, pool: deadpool_postgres::Pool) -> tokio::task::JoinHandle<()> {
+        let runs = self.runs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RUNS_REFRESH);
+            loop {
+                tick.tick().await;
+                let summary = match pool.get().await {
+                    Ok(client) => ledger::summary(&client).await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(summary) = &summary {
+                    for (status, n) in [
+                        (RunStatus::Pending, summary.pending),
+                        (RunStatus::Retrying, summary.retrying),
+                        (RunStatus::Failed, summary.failed),
+                        (RunStatus::Staged, summary.staged),
+                    ] {
+                        metrics::gauge!("tributary_runs", "status" => status.as_str())
+                            .set(n as f64);
+                    }
+                }
+                *runs.lock().unwrap_or_else(|p| p.into_inner()) = summary;
+            }
+        })
     }
 
     /// Takes one sample of the stage totals; the run loop calls it every second.
@@ -110,6 +147,8 @@ impl Observed {
                 .collect(),
             throughput,
             history,
+            runs: self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            source: observe::repeats(),
         }
     }
 }
@@ -159,6 +198,14 @@ pub struct Status {
     pub throughput: BTreeMap<String, f64>,
     /// Per-second rates over the last two minutes, oldest first.
     pub history: Vec<HistoryPoint>,
+    /// The runs ledger: runs per status and the failed and retrying ones. `None` while
+    /// PostgreSQL cannot be read.
+    #[serde(default)]
+    pub runs: Option<RunsSummary>,
+    /// Users the source served again that earlier runs had already staged, since this
+    /// process started (only the leader fetches).
+    #[serde(default)]
+    pub source: Repeats,
 }
 
 /// The tree as serialized (and parsed back by `tributary status`).
@@ -279,6 +326,7 @@ pub fn render(status: &Status) -> String {
             status.throughput.get(name).copied().unwrap_or(0.0)
         );
     }
+    render_runs(&mut out, status);
     out.push_str("\nRESTARTS\n");
     let _ = writeln!(
         out,
@@ -299,6 +347,60 @@ pub fn render(status: &Status) -> String {
         );
     }
     out
+}
+
+fn render_runs(out: &mut String, status: &Status) {
+    use std::fmt::Write as _;
+    out.push_str("\nRUNS\n");
+    let Some(runs) = &status.runs else {
+        out.push_str("  (the runs ledger cannot be read)\n");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  pending {}  retrying {}  failed {}  staged {}  repeated {}",
+        runs.pending, runs.retrying, runs.failed, runs.staged, runs.repeated
+    );
+    if runs.failed > 0 {
+        out.push_str(
+            "  failed runs wait for an operator: `tributary runs --status failed`, then \
+             `tributary runs retry --failed`\n",
+        );
+    }
+    for run in &runs.attention {
+        let when = run
+            .next_attempt_at
+            .map(|t| format!("next attempt {}", t.format("%H:%M:%S")))
+            .unwrap_or_else(|| "gave up".into());
+        let _ = writeln!(
+            out,
+            "  run {} {} (seed {} page {}): {} retries, {when}: {}",
+            run.run_id,
+            run.status,
+            run.seed.as_deref().unwrap_or("-"),
+            run.page.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            run.retries,
+            run.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let repeats = &status.source;
+    if repeats.runs > 0 {
+        let last = repeats
+            .last
+            .as_ref()
+            .map(|r| {
+                format!(
+                    ", last: run {} seed {} page {} ({} users)",
+                    r.run_id, r.seed, r.page, r.users
+                )
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  WARNING: the source repeated {} already staged users in {} run(s){last}",
+            repeats.users, repeats.runs
+        );
+    }
 }
 
 fn render_tree(out: &mut String, node: &serde_json::Value, depth: usize) {

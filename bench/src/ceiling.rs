@@ -113,7 +113,7 @@ pub fn rows(seed: &str, users: u64, topic: &str) -> anyhow::Result<Vec<CreatedUs
             u32::try_from(index)?,
             &[],
         );
-        let text = user.to_string();
+        let text = user.to_json();
         let raw = RawUser::parse(&text).map_err(anyhow::Error::msg)?;
         let provenance = Provenance {
             topic: topic.to_owned(),

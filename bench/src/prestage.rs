@@ -37,12 +37,9 @@ pub async fn stage_run(
     let mut payloads = Vec::with_capacity(count as usize);
     for index in 0..count {
         let user = tributary::source::generate::user(seed, page, u32::try_from(index)?, &[]);
-        let uuid: uuid::Uuid = user["login"]["uuid"]
-            .as_str()
-            .context("generated user without login.uuid")?
-            .parse()?;
+        let uuid: uuid::Uuid = user.login.uuid.parse()?;
         ids.push(uuid);
-        payloads.push(user);
+        payloads.push(serde_json::from_str::<serde_json::Value>(&user.to_json())?);
     }
     let tx = client.transaction().await?;
     let run_id = i64::try_from(run)?;

@@ -1,19 +1,25 @@
 //! The HTTP side of the embedded source (actix-web).
+//!
+//! It holds requests to the real API's contract, so no test can pass against a source
+//! more lenient than randomuser.me: a page outside 1..=`max_page` is answered with page
+//! 1 (and `info.page` says 1), `results` outside 1..=5000 (or not a whole number) with
+//! one user, a `nat` list with an unknown code with users of every nationality; a
+//! missing seed is drawn at random and returned in `info.seed`.
 
 use super::config::{Config, Faults};
 use super::data::{self, Nationality};
 use super::generate::{self, API_VERSION, Rng};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Largest `results` the real API serves in one page.
-pub const MAX_RESULTS: u32 = 5_000;
+use tributary_actors::model::raw_user::MAX_RESULTS;
 
 struct State {
     faults: Faults,
+    max_page: u32,
     /// Requests served, feeding the per-request fault draws.
     requests: AtomicU64,
 }
@@ -28,18 +34,51 @@ struct Query {
     exc: Option<String>,
 }
 
-fn bad_request(message: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({ "error": message }))
+/// `info`, in the API's key order.
+#[derive(Serialize)]
+struct Info<'a> {
+    seed: &'a str,
+    results: u32,
+    page: u32,
+    version: &'static str,
 }
 
-fn list(param: &Option<String>) -> Vec<String> {
+#[derive(Serialize)]
+struct Page<'a> {
+    results: Vec<Box<RawValue>>,
+    info: Info<'a>,
+}
+
+/// A whole number in `1..=max`, or what the real API falls back to: 1.
+fn number_or_one(param: Option<&str>, max: u32) -> u32 {
     param
-        .as_deref()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|n| (1..=max).contains(n))
+        .unwrap_or(1)
+}
+
+fn list(param: Option<&str>) -> Vec<String> {
+    param
         .unwrap_or("")
         .split(',')
         .map(|s| s.trim().to_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// The nationalities a `nat` list asks for; empty (all of them) when it names none or
+/// names a code the API does not have, which makes the real API ignore the whole list.
+fn wanted_nationalities(param: Option<&str>) -> Vec<&'static Nationality> {
+    let codes: Vec<&str> = param
+        .unwrap_or("")
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .collect();
+    codes
+        .iter()
+        .map(|code| data::nationality(code))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 async fn api(state: web::Data<State>, query: web::Query<Query>) -> HttpResponse {
@@ -59,55 +98,64 @@ async fn api(state: web::Data<State>, query: web::Query<Query>) -> HttpResponse 
             .json(json!({ "error": "injected fault: rate limited" }));
     }
 
-    let results = match query.results.as_deref().map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(r)) if (1..=MAX_RESULTS).contains(&r) => r,
-        Some(_) => return bad_request(format!("results must be a number from 1 to {MAX_RESULTS}")),
-    };
-    let page = match query.page.as_deref().map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(p)) if p >= 1 => p,
-        Some(_) => return bad_request("page must be a number from 1".into()),
-    };
+    let results = number_or_one(query.results.as_deref(), MAX_RESULTS);
+    let page = number_or_one(query.page.as_deref(), state.max_page);
     let seed = query
         .seed
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("{:016x}", draw.next_u64()));
-    // Unknown nationalities are ignored, as the real API does.
-    let wanted = list(&query.nat);
-    let nationalities: Vec<&'static Nationality> = data::NATIONALITIES
-        .iter()
-        .filter(|n| wanted.iter().any(|w| w.eq_ignore_ascii_case(n.code)))
-        .collect();
-    let (inc, exc) = (list(&query.inc), list(&query.exc));
+    let nationalities = wanted_nationalities(query.nat.as_deref());
+    // Drawn only when the fault is on, so other faults' sequences stay as they were.
+    let users_page = if faults.repeat_rate > 0.0 && draw.unit() < faults.repeat_rate {
+        1
+    } else {
+        page
+    };
+    let (inc, exc) = (list(query.inc.as_deref()), list(query.exc.as_deref()));
     let keep = |field: &str| {
         (inc.is_empty() || inc.iter().any(|f| f == field)) && !exc.iter().any(|f| f == field)
     };
 
-    let users: Vec<serde_json::Value> = (0..results)
-        .map(|index| {
-            let mut user = generate::user(&seed, page, index, &nationalities);
-            let mut bad = Rng::new(&[
-                b"bad",
-                seed.as_bytes(),
-                &page.to_be_bytes(),
-                &index.to_be_bytes(),
-            ]);
-            if bad.unit() < faults.bad_record_rate {
-                generate::corrupt(&mut user, &seed, page, index);
-            }
-            if let Some(fields) = user.as_object_mut() {
+    let mut records = Vec::with_capacity(results as usize);
+    for index in 0..results {
+        let user = generate::user(&seed, users_page, index, &nationalities);
+        let mut bad = Rng::new(&[
+            b"bad",
+            seed.as_bytes(),
+            &page.to_be_bytes(),
+            &index.to_be_bytes(),
+        ]);
+        let text = if bad.unit() < faults.bad_record_rate {
+            // A broken record goes through a JSON tree (its keys then come sorted).
+            let mut value: serde_json::Value =
+                serde_json::from_str(&user.to_json()).unwrap_or_default();
+            generate::corrupt(&mut value, &seed, page, index);
+            if let Some(fields) = value.as_object_mut() {
                 fields.retain(|field, _| keep(field));
             }
-            user
-        })
-        .collect();
-    let body = json!({
-        "results": users,
-        "info": { "seed": seed, "results": results, "page": page, "version": API_VERSION },
+            value.to_string()
+        } else {
+            user.to_json_with(keep)
+        };
+        match RawValue::from_string(text) {
+            Ok(record) => records.push(record),
+            Err(error) => {
+                return HttpResponse::InternalServerError()
+                    .json(json!({ "error": format!("generated record is not JSON: {error}") }));
+            }
+        }
+    }
+    let body = serde_json::to_string(&Page {
+        results: records,
+        info: Info {
+            seed: &seed,
+            results,
+            page,
+            version: API_VERSION,
+        },
     })
-    .to_string();
+    .unwrap_or_default();
 
     if draw.unit() < faults.truncate_rate {
         let cut = body.len() / 2;
@@ -141,6 +189,7 @@ pub fn serve(
     let address = listener.local_addr()?;
     let state = web::Data::new(State {
         faults: config.faults.clone(),
+        max_page: config.max_page,
         requests: AtomicU64::new(0),
     });
     let server = HttpServer::new(move || {
@@ -176,11 +225,16 @@ pub fn spawn_on_loopback(
 mod tests {
     use super::*;
     use actix_web::test;
-    use tributary_actors::model::raw_user::parse_page;
+    use tributary_actors::model::raw_user::{MAX_PAGE, parse_page};
 
     async fn get(faults: Faults, uri: &str) -> (u16, Option<String>, Vec<u8>) {
+        get_with(faults, MAX_PAGE, uri).await
+    }
+
+    async fn get_with(faults: Faults, max_page: u32, uri: &str) -> (u16, Option<String>, Vec<u8>) {
         let state = web::Data::new(State {
             faults,
+            max_page,
             requests: AtomicU64::new(0),
         });
         let app = test::init_service(
@@ -204,24 +258,76 @@ mod tests {
         )
     }
 
+    fn page_of(body: &[u8]) -> tributary_actors::model::SourcePage {
+        parse_page(body).unwrap()
+    }
+
     #[actix_web::test]
     async fn pages_are_deterministic_and_shaped_like_the_api() {
         let (status, _, body) = get(Faults::default(), "/api/?results=3&seed=abc&page=2").await;
         assert_eq!(status, 200);
         let (_, _, again) = get(Faults::default(), "/api/?results=3&seed=abc&page=2").await;
         assert_eq!(body, again);
-        let page = parse_page(&body).unwrap();
+        let page = page_of(&body);
         assert_eq!(page.results.len(), 3);
         assert_eq!(page.info.seed, "abc");
         assert_eq!(page.info.page, 2);
+        assert_eq!(page.info.results, 3);
         assert_eq!(page.info.version, "1.4");
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.ends_with(r#""info":{"seed":"abc","results":3,"page":2,"version":"1.4"}}"#),
+            "{text}"
+        );
+    }
+
+    /// What the real API does with requests it cannot serve: never an error, always
+    /// page 1 or one user, and `info` says so.
+    #[actix_web::test]
+    async fn out_of_range_requests_get_what_the_real_api_gives() {
+        for (uri, page, results) in [
+            ("/api/?seed=s&page=10001&results=2", 1, 2),
+            ("/api/?seed=s&page=0&results=2", 1, 2),
+            ("/api/?seed=s&page=-3&results=2", 1, 2),
+            ("/api/?seed=s&page=x&results=2", 1, 2),
+            ("/api/?seed=s&page=10000&results=2", 10_000, 2),
+            ("/api/?seed=s&page=2&results=5001", 2, 1),
+            ("/api/?seed=s&page=2&results=0", 2, 1),
+            ("/api/?seed=s&page=2&results=2.5", 2, 1),
+            ("/api/?seed=s&page=2&results=abc", 2, 1),
+            ("/api/?seed=s&page=2&results=5000", 2, 5_000),
+        ] {
+            let (status, _, body) = get(Faults::default(), uri).await;
+            assert_eq!(status, 200, "{uri}");
+            let answer = page_of(&body);
+            assert_eq!(
+                (answer.info.page, answer.info.results),
+                (page, results),
+                "{uri}"
+            );
+            assert_eq!(answer.results.len() as u32, results, "{uri}");
+        }
+        // Past max_page the answer is page 1's users, exactly.
+        let (_, _, page_one) =
+            get_with(Faults::default(), 3, "/api/?seed=s&page=1&results=4").await;
+        let (_, _, page_four) =
+            get_with(Faults::default(), 3, "/api/?seed=s&page=4&results=4").await;
+        assert_eq!(page_one, page_four);
+    }
+
+    #[actix_web::test]
+    async fn a_missing_seed_is_drawn_and_reported() {
+        let (_, _, body) = get(Faults::default(), "/api/?results=1").await;
+        let seed = page_of(&body).info.seed;
+        assert_eq!(seed.len(), 16);
+        assert!(seed.chars().all(|c| c.is_ascii_hexdigit()), "{seed}");
     }
 
     #[actix_web::test]
     async fn nat_inc_and_exc_filter() {
         let (_, _, body) = get(
             Faults::default(),
-            "/api/?results=20&seed=n&nat=gb,fr&inc=nat,name,login",
+            "/api/?results=20&seed=n&nat=gb,FR&inc=nat,name,login",
         )
         .await;
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -239,19 +345,43 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(value["results"][0].get("login").is_none());
         assert!(value["results"][0].get("email").is_some());
+        // inc minus exc.
+        let (_, _, body) = get(
+            Faults::default(),
+            "/api/?results=1&seed=n&inc=nat,email&exc=email",
+        )
+        .await;
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["results"][0].as_object().unwrap().len(), 1);
     }
 
     #[actix_web::test]
-    async fn out_of_range_results_are_refused() {
-        for uri in [
-            "/api/?results=0",
-            "/api/?results=5001",
-            "/api/?results=x",
-            "/api/?page=0",
-        ] {
-            let (status, _, _) = get(Faults::default(), uri).await;
-            assert_eq!(status, 400, "{uri}");
-        }
+    async fn an_unknown_nationality_makes_the_list_ignored() {
+        let (_, _, body) = get(Faults::default(), "/api/?results=300&seed=n&nat=gb,xx").await;
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let nats: std::collections::BTreeSet<&str> = value["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["nat"].as_str().unwrap())
+            .collect();
+        assert!(nats.len() > 10, "every nationality, not only GB: {nats:?}");
+    }
+
+    #[actix_web::test]
+    async fn a_repeating_source_serves_page_one_under_another_page() {
+        let repeat = Faults {
+            repeat_rate: 1.0,
+            ..Faults::default()
+        };
+        let (_, _, one) = get(Faults::default(), "/api/?seed=r&page=1&results=3").await;
+        let (_, _, five) = get(repeat, "/api/?seed=r&page=5&results=3").await;
+        let (one, five) = (page_of(&one), page_of(&five));
+        assert_eq!(five.info.page, 5, "info names the page asked for");
+        let ids = |p: &tributary_actors::model::SourcePage| -> Vec<String> {
+            p.results.iter().map(|r| r.get().to_owned()).collect()
+        };
+        assert_eq!(ids(&one), ids(&five), "but the users are page 1's");
     }
 
     #[actix_web::test]

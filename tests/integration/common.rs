@@ -171,3 +171,33 @@ pub fn embedded_source(
         tributary::source::server::spawn_on_loopback(&config).expect("source starts");
     (format!("http://{address}/api/"), handle)
 }
+
+/// The embedded source at a fixed address, so that it can be stopped and started
+/// again where tributary expects it (a source outage). Stop it with its handle.
+pub struct SourceAt {
+    pub address: std::net::SocketAddr,
+    pub config: tributary::source::Config,
+}
+
+impl SourceAt {
+    /// A free loopback port for a source that is not started yet.
+    pub fn reserve(config: tributary::source::Config) -> SourceAt {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let address = listener.local_addr().expect("its address");
+        SourceAt { address, config }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/api/", self.address)
+    }
+
+    /// Serves on the reserved address (again), in the background of this runtime.
+    pub fn start(&self) -> actix_web::dev::ServerHandle {
+        let listener = std::net::TcpListener::bind(self.address).expect("the source's port");
+        let (server, _) =
+            tributary::source::server::serve(&self.config, listener).expect("source starts");
+        let handle = server.handle();
+        tokio::spawn(server);
+        handle
+    }
+}

@@ -69,7 +69,7 @@ pub async fn progress(config: &Config) -> (i64, i64, i64) {
 
 /// Waits until every run of the workload is finished and the producer's committed
 /// checkpoint has reached the last outbox row.
-async fn wait_drained(config: &Config, runs: i64, deadline: Duration) {
+pub async fn wait_drained(config: &Config, runs: i64, deadline: Duration) {
     let (kafka, topic, id) = (
         config.kafka.clone(),
         config.kafka.topics.checkpoints.name.clone(),
@@ -101,7 +101,7 @@ async fn wait_drained(config: &Config, runs: i64, deadline: Duration) {
 }
 
 /// Every staged user is in Kafka exactly once, and nothing else is.
-async fn assert_exactly_once(config: &Config) -> usize {
+pub async fn assert_exactly_once(config: &Config) -> usize {
     let staged: HashSet<String> = pg(config)
         .await
         .query("SELECT source_uuid::text FROM staged_users", &[])
@@ -368,6 +368,10 @@ async fn an_unparseable_response_is_retried_then_quarantined_with_the_run_failed
             ("TRIBUTARY__INGEST__FETCH__MAX_ATTEMPTS", "3"),
             ("TRIBUTARY__INGEST__FETCH__BACKOFF_INITIAL_MS", "10"),
             ("TRIBUTARY__INGEST__FETCH__BACKOFF_MAX_MS", "50"),
+            // Runs retry until they have failed for this long, then give up.
+            ("TRIBUTARY__INGEST__RETRY_INITIAL_MS", "100"),
+            ("TRIBUTARY__INGEST__RETRY_MAX_MS", "200"),
+            ("TRIBUTARY__INGEST__GIVE_UP_AFTER_MS", "500"),
         ],
     );
     let mut tributary = Tributary::run("ingest_f", &env);
@@ -390,8 +394,10 @@ async fn an_unparseable_response_is_retried_then_quarantined_with_the_run_failed
         .await
         .unwrap();
     for row in &rows {
-        let (status, error): (String, Option<String>) = (row.get(0), row.get(2));
+        let (status, attempts, error): (String, i32, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
         assert_eq!(status, "failed");
+        assert!(attempts >= 2, "fetched again before giving up: {attempts}");
         assert!(error.unwrap_or_default().contains("after 3 attempt(s)"));
     }
     let quarantined = client

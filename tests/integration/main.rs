@@ -10,5 +10,6 @@ mod compose;
 mod ingest;
 mod observe;
 mod process;
+mod source_contract;
 mod stores;
 mod telemetry;

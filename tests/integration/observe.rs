@@ -26,7 +26,7 @@ fn env_with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(Stri
 
 /// The value of one sample line of a Prometheus text exposition, e.g.
 /// `tributary_records_total{stage="written"}`.
-fn sample(exposition: &str, series: &str) -> Option<f64> {
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|line| {
         line.strip_prefix(series)
             .and_then(|rest| rest.strip_prefix(' '))
@@ -34,11 +34,11 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
-async fn get_text(url: &str) -> anyhow::Result<String> {
+pub async fn get_text(url: &str) -> anyhow::Result<String> {
     Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
 }
 
-async fn status(admin: &str) -> anyhow::Result<Value> {
+pub async fn status(admin: &str) -> anyhow::Result<Value> {
     Ok(reqwest::get(format!("{admin}/api/status"))
         .await?
         .error_for_status()?
@@ -568,9 +568,27 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
         6,
         "one row per partition"
     );
-    for card in ["stage-written", "lag", "dlq", "quarantine", "restart-total"] {
+    for card in [
+        "stage-written",
+        "lag",
+        "dlq",
+        "quarantine",
+        "restart-total",
+        "runs-failing",
+        "source-repeats",
+    ] {
         assert!(html.contains(&format!("id=\"{card}\"")), "{card} card");
     }
+    let runs_summary = html
+        .split("id=\"runs-summary\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').nth(1))
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default();
+    assert!(
+        runs_summary.starts_with("pending ") && runs_summary.contains("staged "),
+        "the runs ledger is summarised: {runs_summary:?}"
+    );
     let written_card = html
         .split("id=\"stage-written\"")
         .nth(1)

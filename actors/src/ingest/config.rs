@@ -1,5 +1,6 @@
 //! `[ingest]`: schedule, source and fetch settings of the ingest subtree.
 
+use crate::model::raw_user::{MAX_PAGE, MAX_RESULTS};
 use crate::supervisor::{RestartPolicy, Strategy};
 use crate::validate::Findings;
 use serde::Deserialize;
@@ -12,15 +13,29 @@ pub struct Config {
     /// (`tributary source`) by default; `https://randomuser.me/api/` for the real one.
     #[serde(default = "default_source_url")]
     pub source_url: String,
-    /// `seed` query parameter: with `page` = run id it makes every fetch reproducible.
+    /// The source's `seed`. A run maps to one (seed, page) the real API serves: pages
+    /// 1..=`max_page` of this seed, then of `<seed>-1`, `<seed>-2`, … (see
+    /// [`Config::source_page`]), so a refetch returns the same users and no two runs
+    /// share a page.
     #[serde(default = "default_seed")]
     pub seed: String,
+    /// Highest page the source serves for one seed. randomuser.me serves pages 1 to
+    /// 10,000 and answers any other page with page 1; runs past it roll over to the
+    /// next derived seed.
+    #[serde(default = "default_max_page")]
+    pub max_page: u32,
     /// One run per interval: the schedule slot length.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
-    /// Users fetched per run (the API serves 1 to 5000 per request).
+    /// Users fetched per run: 1 to 5000, what the API serves per request (it answers
+    /// anything else with one user).
     #[serde(default = "default_users_per_run")]
     pub users_per_run: u32,
+    /// Request budget across all fetchers, in users per minute (retries included); 0 is
+    /// unlimited. Requests are spaced so that the budget is never exceeded: set it for a
+    /// public API (see config/randomuser.toml).
+    #[serde(default)]
+    pub max_users_per_minute: u32,
     /// Stop scheduling after this many runs in the ledger; 0 runs forever. The demo and
     /// tests bound their workload with it.
     #[serde(default)]
@@ -32,10 +47,24 @@ pub struct Config {
     /// Slot 0 starts here (RFC 3339); a run id is the number of intervals since.
     #[serde(default = "default_schedule_epoch")]
     pub schedule_epoch: String,
-    /// Runs dispatched but not yet staged, at most: the bound that keeps a slow store
-    /// from piling up fetched pages in memory.
+    /// Runs dispatched or waiting for a retry but not yet staged, at most: the bound
+    /// that keeps a slow store from piling up fetched pages in memory, and a failing
+    /// source from piling up runs.
     #[serde(default = "default_max_in_flight_runs")]
     pub max_in_flight_runs: u32,
+    /// A run whose fetch failed (every attempt of `fetch.max_attempts`) is fetched again
+    /// after this delay, doubling per failure (with jitter) up to `retry_max_ms`. Runs
+    /// are never skipped: a source outage delays them.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest delay between two fetches of a failing run.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// A run still failing this long after its first failure gives up: it stays
+    /// `failed` (its last response quarantined) until an operator re-queues it with
+    /// `tributary runs retry`. 0 never gives up.
+    #[serde(default)]
+    pub give_up_after_ms: u64,
     /// Fetcher actors working in parallel.
     #[serde(default = "default_fetchers")]
     pub fetchers: usize,
@@ -102,8 +131,17 @@ fn default_seed() -> String {
 fn default_interval_ms() -> u64 {
     1_000
 }
+fn default_max_page() -> u32 {
+    10_000
+}
 fn default_users_per_run() -> u32 {
     500
+}
+fn default_retry_initial_ms() -> u64 {
+    5_000
+}
+fn default_retry_max_ms() -> u64 {
+    300_000
 }
 fn default_schedule_epoch() -> String {
     "2026-01-01T00:00:00Z".into()
@@ -154,12 +192,17 @@ impl Default for Config {
         Self {
             source_url: default_source_url(),
             seed: default_seed(),
+            max_page: default_max_page(),
             interval_ms: default_interval_ms(),
             users_per_run: default_users_per_run(),
+            max_users_per_minute: 0,
             max_runs: 0,
             catch_up: CatchUp::default(),
             schedule_epoch: default_schedule_epoch(),
             max_in_flight_runs: default_max_in_flight_runs(),
+            retry_initial_ms: default_retry_initial_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            give_up_after_ms: 0,
             fetchers: default_fetchers(),
             fetch: FetchConfig::default(),
             supervision: default_ingest_supervision(),
@@ -178,7 +221,8 @@ impl Config {
         }
         f.non_empty("seed", &self.seed);
         f.range("interval_ms", self.interval_ms, 10, 86_400_000);
-        f.range("users_per_run", self.users_per_run, 1, 5_000);
+        f.range("max_page", self.max_page, 1, MAX_PAGE);
+        f.range("users_per_run", self.users_per_run, 1, MAX_RESULTS);
         if self.epoch().is_none() {
             f.invalid(
                 "schedule_epoch",
@@ -186,6 +230,13 @@ impl Config {
             );
         }
         f.range("max_in_flight_runs", self.max_in_flight_runs, 1, 1_000);
+        f.range("retry_initial_ms", self.retry_initial_ms, 10, 3_600_000);
+        f.range(
+            "retry_max_ms",
+            self.retry_max_ms,
+            self.retry_initial_ms,
+            86_400_000,
+        );
         f.range("fetchers", self.fetchers, 1, 64);
         f.section("fetch", |f| {
             f.range(
@@ -215,6 +266,33 @@ impl Config {
             );
         });
         f.section("supervision", |f| self.supervision.validate(f));
+    }
+
+    /// The (seed, page) run `run_id` fetches: pages 1..=`max_page` of `seed`, then of
+    /// `<seed>-1`, `<seed>-2`, … . A bijection from run ids onto pages the real API
+    /// serves, so a refetch returns the same users and no two runs share a page.
+    pub fn source_page(&self, run_id: i64) -> (String, u32) {
+        let max_page = i64::from(self.max_page.max(1));
+        let run_id = run_id.max(0);
+        let (generation, page) = (run_id / max_page, run_id % max_page + 1);
+        let seed = if generation == 0 {
+            self.seed.clone()
+        } else {
+            format!("{}-{generation}", self.seed)
+        };
+        (seed, u32::try_from(page).unwrap_or(1))
+    }
+
+    /// How long a run waits before its next fetch after `failures` failed ones (1 for
+    /// the first failure): `retry_initial_ms` doubled per failure, capped at
+    /// `retry_max_ms`, then jittered down by up to a fifth with `jitter` in [0, 1) so
+    /// that runs failing together do not retry together.
+    pub fn retry_delay(&self, failures: u32, jitter: f64) -> Duration {
+        let doubled = self
+            .retry_initial_ms
+            .saturating_mul(1_u64 << failures.saturating_sub(1).min(40));
+        let capped = doubled.min(self.retry_max_ms) as f64;
+        Duration::from_millis((capped * (1.0 - 0.2 * jitter.clamp(0.0, 1.0))) as u64)
     }
 
     pub fn interval(&self) -> Duration {
@@ -258,5 +336,49 @@ mod tests {
             2
         );
         assert_eq!(config.slot_start(3), epoch + chrono::Duration::seconds(3));
+    }
+
+    #[test]
+    fn runs_map_onto_served_pages_then_roll_the_seed() {
+        let config = Config {
+            seed: "s".into(),
+            max_page: 3,
+            ..Config::default()
+        };
+        let pages: Vec<(String, u32)> = (0..7).map(|run| config.source_page(run)).collect();
+        let expected = [
+            ("s", 1),
+            ("s", 2),
+            ("s", 3),
+            ("s-1", 1),
+            ("s-1", 2),
+            ("s-1", 3),
+            ("s-2", 1),
+        ];
+        assert_eq!(
+            pages,
+            expected
+                .map(|(seed, page)| (seed.to_owned(), page))
+                .to_vec()
+        );
+        // The default epoch and interval put today's runs near slot 29 million: still
+        // a page the real API serves.
+        let (seed, page) = Config::default().source_page(28_900_123);
+        assert_eq!((seed.as_str(), page), ("tributary-2890", 124));
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let config = Config {
+            retry_initial_ms: 1_000,
+            retry_max_ms: 5_000,
+            ..Config::default()
+        };
+        let delays: Vec<u128> = (1..=5)
+            .map(|n| config.retry_delay(n, 0.0).as_millis())
+            .collect();
+        assert_eq!(delays, [1_000, 2_000, 4_000, 5_000, 5_000]);
+        assert_eq!(config.retry_delay(100, 0.0).as_millis(), 5_000);
+        assert_eq!(config.retry_delay(1, 0.5).as_millis(), 900);
     }
 }

@@ -1,11 +1,15 @@
 //! A fetcher: fetches one run's page from the source with timeouts, a size limit and
-//! retries (exponential backoff with jitter, `Retry-After` honoured on 429), splits it into
-//! valid users and rejected records, and hands the batch to the stager.
+//! retries (exponential backoff with jitter, `Retry-After` honoured on 429), within the
+//! process's request budget; checks that the response answers the request (seed, page,
+//! count); splits it into valid users and rejected records, and hands the batch to the
+//! stager. A round whose every attempt failed goes to the stager too: the run waits for
+//! its retry in the ledger.
 
+use super::budget::RequestBudget;
 use super::config::{Config, FetchConfig};
 use super::stager::StagerMsg;
 use crate::directory::Directory;
-use crate::model::raw_user::parse_page;
+use crate::model::raw_user::{PageRequest, parse_page};
 use crate::model::{FetchedBatch, RawUser, Rejected, Run, StagedUser};
 use crate::observe::{self, Stage};
 use crate::supervisor::Drain;
@@ -27,6 +31,8 @@ pub struct FetcherArgs {
     pub directory: Directory<FetcherMsg>,
     /// Fetches started by every fetcher of the process: drives `test_faults`.
     pub fetches: Arc<AtomicU64>,
+    /// `ingest.max_users_per_minute`, shared by every fetcher.
+    pub budget: Arc<RequestBudget>,
 }
 
 pub enum FetcherMsg {
@@ -43,6 +49,7 @@ impl From<Drain> for FetcherMsg {
 
 pub struct FetcherState {
     fetches: Arc<AtomicU64>,
+    budget: Arc<RequestBudget>,
     config: Config,
     client: reqwest::Client,
     stager: ActorRef<StagerMsg>,
@@ -61,6 +68,7 @@ pub enum FetchError {
     Transport(String),
     #[error("response larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// Not a page, or not the page asked for.
     #[error("{reason}")]
     Unparseable { reason: String, body: Vec<u8> },
 }
@@ -94,6 +102,7 @@ impl Actor for Fetcher {
         args.directory.register(myself);
         Ok(FetcherState {
             fetches: args.fetches,
+            budget: args.budget,
             config: args.config,
             client,
             stager,
@@ -138,12 +147,15 @@ impl Fetcher {
             otel.kind = "client",
             tributary.stage = "fetch",
             run.id = run.run_id,
+            tributary.source.seed = %run.request.seed,
+            tributary.source.page = run.request.page,
             http.request.method = "GET",
             url.full = %state.config.source_url,
             tributary.users = tracing::field::Empty,
             tributary.rejected = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
+        let run_id = run.run_id;
         let batch = fetch_run(state, run).instrument(span.clone()).await;
         match &batch {
             FetchedBatch::Fetched {
@@ -160,10 +172,7 @@ impl Fetcher {
         drop(span);
         let n = state.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         if n == state.config.test_faults.panic_on_fetch {
-            panic!(
-                "injected fault: fetch {n} (run {}) panics before staging",
-                run.run_id
-            );
+            panic!("injected fault: fetch {n} (run {run_id}) panics before staging");
         }
         metrics::histogram!("tributary_fetch_seconds").record(started.elapsed().as_secs_f64());
         state.stager.send_message(StagerMsg::Stage(batch, trace))?;
@@ -186,6 +195,7 @@ pub fn http_client(fetch: &FetchConfig) -> reqwest::Result<reqwest::Client> {
 }
 
 async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
+    let request = &run.request;
     let fetch = &state.config.fetch;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(fetch.backoff_initial_ms))
@@ -193,8 +203,12 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
         .with_max_times(fetch.max_attempts.saturating_sub(1))
         .with_jitter();
     let attempt = || async {
-        let body = get_page(&state.client, &state.config, fetch, run).await?;
-        let page = parse_page(&body).map_err(|reason| FetchError::Unparseable { reason, body })?;
+        state.budget.acquire(request.results).await;
+        let body = get_page(&state.client, &state.config.source_url, fetch, request).await?;
+        let page = match parse_page(&body).and_then(|page| request.check(&page).map(|()| page)) {
+            Ok(page) => page,
+            Err(reason) => return Err(FetchError::Unparseable { reason, body }),
+        };
         Ok::<_, FetchError>(page)
     };
     let result = attempt
@@ -211,6 +225,8 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
             metrics::counter!("tributary_fetch_retries_total").increment(1);
             tracing::warn!(
                 run_id = run.run_id,
+                seed = %request.seed,
+                page = request.page,
                 error = error as &dyn std::error::Error,
                 retry_in_ms = delay.as_millis() as u64,
                 "fetch failed, retrying"
@@ -257,16 +273,16 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
 
 async fn get_page(
     client: &reqwest::Client,
-    config: &Config,
+    source_url: &str,
     fetch: &FetchConfig,
-    run: Run,
+    request: &PageRequest,
 ) -> Result<Vec<u8>, FetchError> {
     let mut response = client
-        .get(&config.source_url)
+        .get(source_url)
         .query(&[
-            ("results", run.users.to_string()),
-            ("seed", config.seed.clone()),
-            ("page", run.page().to_string()),
+            ("results", request.results.to_string()),
+            ("seed", request.seed.clone()),
+            ("page", request.page.to_string()),
         ])
         .send()
         .await
@@ -331,11 +347,12 @@ mod tests {
             ..Config::default()
         };
         let client = http_client(&config.fetch).expect("TLS client builds");
-        let run = Run {
-            run_id: 0,
-            users: 1,
+        let request = PageRequest {
+            seed: "s".into(),
+            page: 1,
+            results: 1,
         };
-        let error = get_page(&client, &config, &config.fetch, run)
+        let error = get_page(&client, &config.source_url, &config.fetch, &request)
             .await
             .unwrap_err();
         assert!(matches!(error, FetchError::Transport(_)), "{error}");

@@ -9,8 +9,10 @@
 //! Built downstream first: a restart of any child restarts those after it, so each
 //! actor finds its downstream's current incarnation when it starts.
 
+pub mod budget;
 pub mod config;
 pub mod fetcher;
+pub mod ledger;
 pub mod scheduler;
 pub mod stager;
 
@@ -34,22 +36,25 @@ pub fn supervisor_spec(
         (0..config.fetchers).map(|_| Directory::default()).collect();
 
     let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let budget = std::sync::Arc::new(budget::RequestBudget::new(config.max_users_per_minute));
     let mut children = Vec::new();
-    let (pg, dir) = (postgres.clone(), stager_directory.clone());
+    let (pg, cfg, dir) = (postgres.clone(), config.clone(), stager_directory.clone());
     children.push(
         ChildSpec::new("stager", "stager", Stager, move || StagerArgs {
             postgres: pg.clone(),
+            ingest: cfg.clone(),
             directory: dir.clone(),
         })
         .with_ping::<StagerMsg>()
         .with_drain::<StagerMsg>(),
     );
     for (index, directory) in fetcher_directories.iter().enumerate() {
-        let (cfg, stager, directory, fetches) = (
+        let (cfg, stager, directory, fetches, budget) = (
             config.clone(),
             stager_directory.clone(),
             directory.clone(),
             fetches.clone(),
+            budget.clone(),
         );
         children.push(
             ChildSpec::new(format!("fetcher-{index}"), "fetcher", Fetcher, move || {
@@ -58,6 +63,7 @@ pub fn supervisor_spec(
                     stager: stager.clone(),
                     directory: directory.clone(),
                     fetches: fetches.clone(),
+                    budget: budget.clone(),
                 }
             })
             .with_drain::<FetcherMsg>(),

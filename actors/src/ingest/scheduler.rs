@@ -3,17 +3,19 @@
 //!
 //! The ledger makes it restart-safe: runs recorded but not yet staged are re-dispatched
 //! by the next incarnation (none is skipped), and a slot already in the ledger is never
-//! recorded twice (none is repeated).
+//! recorded twice (none is repeated). A run whose fetch failed waits in `retrying` and
+//! is dispatched again when its backoff has passed ([`super::ledger`]).
 
 use super::config::{CatchUp, Config};
 use super::fetcher::FetcherMsg;
+use super::ledger;
 use crate::directory::Directory;
 use crate::model::Run;
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::{Service, StoreError};
 use crate::supervisor::{Drain, Ping};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +52,9 @@ pub struct SchedulerState {
     pool: deadpool_postgres::Pool,
     fetchers: Vec<ActorRef<FetcherMsg>>,
     next_fetcher: usize,
-    /// Runs this incarnation dispatched that were still pending at the last tick.
-    dispatched: BTreeSet<i64>,
+    /// Runs this incarnation dispatched that were still pending at the last tick, with
+    /// the ledger's count of their finished fetch rounds at dispatch.
+    dispatched: BTreeMap<i64, i32>,
     /// Shutting down: ticks do nothing.
     draining: bool,
 }
@@ -79,7 +82,7 @@ impl Actor for Scheduler {
             pool,
             fetchers,
             next_fetcher: 0,
-            dispatched: BTreeSet::new(),
+            dispatched: BTreeMap::new(),
             draining: false,
         })
     }
@@ -148,63 +151,38 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
         .get()
         .await
         .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
-    let pending: Vec<Run> = client
-        .query(
-            "SELECT run_id, requested_users FROM runs WHERE status = 'pending' ORDER BY run_id",
-            &[],
-        )
-        .await
-        .map_err(|e| query_error("read pending runs", e))?
-        .iter()
-        .map(|row| Run {
-            run_id: row.get(0),
-            users: row.get::<_, i32>(1).unsigned_abs(),
-        })
-        .collect();
-    let pending_ids: BTreeSet<i64> = pending.iter().map(|r| r.run_id).collect();
-    state.dispatched.retain(|id| pending_ids.contains(id));
-    // Pending runs this incarnation never dispatched: left by a previous one.
-    let orphans: Vec<Run> = pending
-        .iter()
-        .filter(|r| !state.dispatched.contains(&r.run_id))
-        .copied()
-        .collect();
-    for run in orphans {
-        dispatch(state, run)?;
+    let requeued = ledger::requeue_due_retries(&client).await?;
+    if requeued > 0 {
+        metrics::counter!("tributary_run_retries_total").increment(requeued);
+    }
+    let pending = ledger::pending(&client, &state.config).await?;
+    // Forget dispatches that ended (the run left `pending`); re-dispatch a pending run
+    // whose finished-rounds count moved since its dispatch: it failed and was queued
+    // again (by its retry backoff or by an operator) in between two ticks.
+    let current: BTreeMap<i64, i32> = pending.iter().map(|p| (p.run.run_id, p.attempts)).collect();
+    state
+        .dispatched
+        .retain(|id, attempts| current.get(id) == Some(attempts));
+    for waiting in pending {
+        if !state.dispatched.contains_key(&waiting.run.run_id) {
+            dispatch(state, waiting.run, waiting.attempts)?;
+        }
     }
 
     let config = state.config.clone();
-    let in_flight = pending.len() as u64;
-    let mut room = u64::from(config.max_in_flight_runs).saturating_sub(in_flight);
-    let row = client
-        .query_one("SELECT max(run_id), count(*) FROM runs", &[])
-        .await
-        .map_err(|e| query_error("read the runs ledger", e))?;
-    let (last, total): (Option<i64>, i64) = (row.get(0), row.get(1));
+    let mut room =
+        u64::from(config.max_in_flight_runs).saturating_sub(ledger::in_flight(&client).await?);
+    let (last, total) = ledger::last_and_total(&client).await?;
     if config.max_runs > 0 {
-        room = room.min(config.max_runs.saturating_sub(total as u64));
+        room = room.min(config.max_runs.saturating_sub(total));
     }
     if room == 0 {
         return Ok(());
     }
     let now = config.slot_at(chrono::Utc::now());
-    let users = config.users_per_run as i32;
     for slot in due_slots(config.catch_up, last, now, room) {
-        let inserted = client
-            .execute(
-                "INSERT INTO runs (run_id, scheduled_for, requested_users) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&slot, &config.slot_start(slot), &users],
-            )
-            .await
-            .map_err(|e| query_error("record run", e))?;
-        if inserted == 1 {
-            dispatch(
-                state,
-                Run {
-                    run_id: slot,
-                    users: users.unsigned_abs(),
-                },
-            )?;
+        if let Some(run) = ledger::record(&client, &config, slot).await? {
+            dispatch(state, run, 0)?;
         }
     }
     Ok(())
@@ -214,13 +192,19 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
 ///
 /// # Errors
 /// The fetcher is gone: the scheduler fails, and its restart re-dispatches pending runs.
-fn dispatch(state: &mut SchedulerState, run: Run) -> Result<(), ActorProcessingErr> {
+fn dispatch(state: &mut SchedulerState, run: Run, attempts: i32) -> Result<(), ActorProcessingErr> {
     let fetcher = &state.fetchers[state.next_fetcher % state.fetchers.len()];
     state.next_fetcher += 1;
+    let run_id = run.run_id;
+    tracing::debug!(
+        run_id,
+        seed = %run.request.seed,
+        page = run.request.page,
+        "run dispatched"
+    );
     fetcher.send_message(FetcherMsg::Fetch(run))?;
-    state.dispatched.insert(run.run_id);
+    state.dispatched.insert(run_id, attempts);
     metrics::counter!("tributary_runs_scheduled_total").increment(1);
-    tracing::debug!(run_id = run.run_id, "run dispatched");
     Ok(())
 }
 

@@ -1,7 +1,15 @@
 //! The stager: the single writer of `staged_users`. One PostgreSQL transaction per run
 //! inserts its users (ON CONFLICT DO NOTHING on source_uuid), its rejected records, marks
 //! the run staged and notifies the producer; a replayed run therefore stages nothing twice.
+//!
+//! Users the source returns that an earlier run already staged are repeats: the real API
+//! answers a page it does not serve with page 1, so a pipeline that maps runs to pages
+//! wrongly would stage nothing new, forever, and look healthy. A repeat is a warning, a
+//! counter and a column of the run. A failed fetch round goes to the ledger, which
+//! schedules the run's retry or gives it up ([`super::ledger::mark_failed`]).
 
+use super::config::Config;
+use super::ledger::{self, FailedRun};
 use crate::directory::Directory;
 use crate::model::{FetchedBatch, Rejected, StagedUser};
 use crate::observe::{self, Stage};
@@ -18,6 +26,8 @@ pub struct Stager;
 
 pub struct StagerArgs {
     pub postgres: postgres::Config,
+    /// The retry policy of failed runs (`ingest.retry_*`, `give_up_after_ms`).
+    pub ingest: Config,
     pub directory: Directory<StagerMsg>,
 }
 
@@ -43,6 +53,7 @@ impl From<Ping> for StagerMsg {
 
 pub struct StagerState {
     pool: deadpool_postgres::Pool,
+    ingest: Config,
     channel: String,
     schema: String,
 }
@@ -62,6 +73,7 @@ impl Actor for Stager {
         args.directory.register(myself);
         Ok(StagerState {
             pool,
+            ingest: args.ingest,
             channel: args.postgres.staged_channel(),
             schema: args.postgres.schema.clone(),
         })
@@ -111,17 +123,62 @@ impl Stager {
                 let trace_parent = crate::trace::traceparent(&span);
                 // A failure here fails the actor: its supervisor restarts the ingest
                 // chain and the scheduler re-dispatches the run, still pending.
+                let request = batch.run().request.clone();
                 let staged = stage(state, batch, trace_parent.as_deref())
                     .instrument(span)
                     .await?;
                 observe::record(Stage::Staged, staged.users);
                 observe::record(Stage::Quarantined, staged.quarantined);
-                tracing::info!(
-                    run_id,
-                    users = staged.users,
-                    quarantined = staged.quarantined,
-                    "run staged"
-                );
+                match staged.failed {
+                    None => {
+                        metrics::counter!("tributary_runs_total", "status" => "staged")
+                            .increment(1);
+                        tracing::info!(
+                            run_id,
+                            users = staged.users,
+                            quarantined = staged.quarantined,
+                            "run staged"
+                        );
+                    }
+                    Some(FailedRun::Retrying { retries, after }) => {
+                        metrics::counter!("tributary_runs_total", "status" => "retrying")
+                            .increment(1);
+                        tracing::warn!(
+                            run_id,
+                            seed = %request.seed,
+                            page = request.page,
+                            retries,
+                            retry_in_ms = after.as_millis() as u64,
+                            reason = staged.reason.as_deref().unwrap_or_default(),
+                            "run failed: fetched again after its backoff"
+                        );
+                    }
+                    Some(FailedRun::GaveUp { retries }) => {
+                        metrics::counter!("tributary_runs_total", "status" => "failed")
+                            .increment(1);
+                        tracing::error!(
+                            run_id,
+                            seed = %request.seed,
+                            page = request.page,
+                            retries,
+                            reason = staged.reason.as_deref().unwrap_or_default(),
+                            "run gave up after ingest.give_up_after_ms: response quarantined; \
+                             re-queue it with `tributary runs retry {run_id}`"
+                        );
+                    }
+                }
+                if staged.repeated > 0 {
+                    observe::record_repeat(run_id, &request.seed, request.page, staged.repeated);
+                    tracing::warn!(
+                        run_id,
+                        seed = %request.seed,
+                        page = request.page,
+                        repeated = staged.repeated,
+                        staged = staged.users,
+                        "source repeated users an earlier run already staged: \
+                         is it serving this page at all (ingest.max_page, ingest.seed)?"
+                    );
+                }
             }
             StagerMsg::Ping(reply) | StagerMsg::Drain(Drain { reply, .. }) => {
                 let _ = reply.send(());
@@ -134,6 +191,11 @@ impl Stager {
 struct Staged {
     users: u64,
     quarantined: u64,
+    /// Valid users of the page that an earlier run had already staged.
+    repeated: u64,
+    /// Set when the fetch round failed: what the ledger made of the run.
+    failed: Option<FailedRun>,
+    reason: Option<String>,
 }
 
 async fn stage(
@@ -161,46 +223,45 @@ async fn stage(
         } => {
             let inserted = insert_users(&tx, run.run_id, &users).await?;
             let quarantined = insert_rejected(&tx, run.run_id, &rejected).await?;
-            tx.execute(
-                "UPDATE runs SET status = 'staged', attempts = attempts + 1, last_error = NULL, \
-                 staged_users = (SELECT count(*) FROM staged_users WHERE run_id = $1), \
-                 quarantined = (SELECT count(*) FROM quarantine WHERE run_id = $1), updated_at = now(), \
-                 trace_parent = $2 WHERE run_id = $1",
-                &[&run.run_id, &trace_parent],
-            )
-            .await
-            .map_err(|e| query_error("mark run staged", e))?;
+            let repeated = (users.len() as u64).saturating_sub(inserted);
+            ledger::mark_staged(&tx, run.run_id, repeated, trace_parent).await?;
             (
                 run.run_id,
                 Staged {
                     users: inserted,
                     quarantined,
+                    repeated,
+                    failed: None,
+                    reason: None,
                 },
             )
         }
         FetchedBatch::Failed { run, reason, raw } => {
-            let quarantined = insert_rejected(
-                &tx,
-                run.run_id,
-                &[Rejected {
-                    reason: reason.clone(),
-                    raw,
-                }],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE runs SET status = 'failed', attempts = attempts + 1, last_error = $2, updated_at = now() \
-                 WHERE run_id = $1",
-                &[&run.run_id, &reason],
-            )
-            .await
-            .map_err(|e| query_error("mark run failed", e))?;
-            tracing::warn!(run_id = run.run_id, reason = %reason, "run failed: response quarantined");
+            let outcome = ledger::mark_failed(&tx, &state.ingest, run.run_id, &reason).await?;
+            // A run that gives up keeps its last response: the body of a retrying run
+            // is the same failure again and again (its reason is in last_error).
+            let quarantined = match outcome {
+                FailedRun::GaveUp { .. } => {
+                    insert_rejected(
+                        &tx,
+                        run.run_id,
+                        &[Rejected {
+                            reason: reason.clone(),
+                            raw,
+                        }],
+                    )
+                    .await?
+                }
+                FailedRun::Retrying { .. } => 0,
+            };
             (
                 run.run_id,
                 Staged {
                     users: 0,
                     quarantined,
+                    repeated: 0,
+                    failed: Some(outcome),
+                    reason: Some(reason),
                 },
             )
         }

@@ -1,22 +1,16 @@
 //! Messages' payloads that cross ingest actors.
 
-use super::raw_user::Rejected;
+use super::raw_user::{PageRequest, Rejected};
 use std::fmt;
 
 /// One scheduled run: a schedule slot and what to fetch for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    /// The schedule slot; also the source page, so a refetch returns the same users.
+    /// The schedule slot.
     pub run_id: i64,
-    /// Users requested from the source.
-    pub users: u32,
-}
-
-impl Run {
-    /// The source page for this run: pages start at 1, slots at 0.
-    pub fn page(&self) -> u64 {
-        self.run_id.unsigned_abs() + 1
-    }
+    /// The page it fetches, recorded in the runs ledger: a refetch asks for the same
+    /// (seed, page) and so gets the same users.
+    pub request: PageRequest,
 }
 
 /// A validated user ready for staging.
@@ -36,8 +30,9 @@ pub enum FetchedBatch {
         users: Vec<StagedUser>,
         rejected: Vec<Rejected>,
     },
-    /// The page could not be fetched or parsed after every retry: the last response body
-    /// goes to quarantine and the run is marked failed.
+    /// Every attempt of the fetch round failed (transport, status, unparseable, or not
+    /// the page asked for): the run waits for its retry, or gives up with its last
+    /// response body quarantined (see `ingest::ledger`).
     Failed {
         run: Run,
         reason: String,
@@ -46,9 +41,9 @@ pub enum FetchedBatch {
 }
 
 impl FetchedBatch {
-    pub fn run(&self) -> Run {
+    pub fn run(&self) -> &Run {
         match self {
-            FetchedBatch::Fetched { run, .. } | FetchedBatch::Failed { run, .. } => *run,
+            FetchedBatch::Fetched { run, .. } | FetchedBatch::Failed { run, .. } => run,
         }
     }
 }

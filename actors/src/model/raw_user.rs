@@ -8,6 +8,58 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
+/// Highest page randomuser.me serves for a seed; it answers any other page with page 1.
+pub const MAX_PAGE: u32 = 10_000;
+/// Most users randomuser.me serves per request; it answers any other count with one user.
+pub const MAX_RESULTS: u32 = 5_000;
+
+/// What one fetch asks the source for. The real API answers a request it cannot serve
+/// (a page past 10,000, too many results) with something else rather than an error, so
+/// every response is checked against its request before anything is staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub seed: String,
+    pub page: u32,
+    pub results: u32,
+}
+
+impl PageRequest {
+    /// # Errors
+    /// Why `page` is not the answer to this request: its `info` names another seed,
+    /// page or count, or it holds another number of records.
+    pub fn check(&self, page: &SourcePage) -> Result<(), String> {
+        let info = &page.info;
+        let mut wrong = Vec::new();
+        if info.seed != self.seed {
+            wrong.push(format!("info.seed {:?} (asked {:?})", info.seed, self.seed));
+        }
+        if info.page != self.page {
+            wrong.push(format!("info.page {} (asked {})", info.page, self.page));
+        }
+        if info.results != self.results {
+            wrong.push(format!(
+                "info.results {} (asked {})",
+                info.results, self.results
+            ));
+        }
+        if page.results.len() != self.results as usize {
+            wrong.push(format!(
+                "{} records (asked {})",
+                page.results.len(),
+                self.results
+            ));
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "response does not match its request: {}",
+                wrong.join(", ")
+            ))
+        }
+    }
+}
+
 /// One response page: raw records plus the `info` block.
 #[derive(Debug, Deserialize)]
 pub struct SourcePage {
@@ -348,6 +400,28 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .starts_with("dob.date")
         );
+    }
+
+    #[test]
+    fn a_response_must_answer_its_request() {
+        let body = format!(
+            r#"{{"results": [{SAMPLE}], "info": {{"seed": "s", "results": 1, "page": 1, "version": "1.4"}}}}"#
+        );
+        let page = parse_page(body.as_bytes()).unwrap();
+        let asked = |seed: &str, page: u32, results: u32| PageRequest {
+            seed: seed.into(),
+            page,
+            results,
+        };
+        assert_eq!(asked("s", 1, 1).check(&page), Ok(()));
+        // What the real API does with a page past 10,000: it answers page 1.
+        let err = asked("s", 10_001, 1).check(&page).unwrap_err();
+        assert!(err.contains("info.page 1 (asked 10001)"), "{err}");
+        let err = asked("t", 1, 1).check(&page).unwrap_err();
+        assert!(err.contains("info.seed"), "{err}");
+        let err = asked("s", 1, 2).check(&page).unwrap_err();
+        assert!(err.contains("info.results 1 (asked 2)"), "{err}");
+        assert!(err.contains("1 records (asked 2)"), "{err}");
     }
 
     #[test]
