@@ -106,7 +106,7 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
     let observed = Observed::new(instance_name());
     let sampler = observed.spawn_sampler();
     let runs_watcher = match store::postgres::pool(&config.postgres) {
-        Ok(pool) => observed.spawn_runs_watcher(pool),
+        Ok(pool) => observed.spawn_runs_watcher(pool, config.ingest.clone()),
         Err(error) => {
             eprintln!("error: {}", crate::error_chain(&error));
             return exit::for_store_error(&error);

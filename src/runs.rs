@@ -105,7 +105,7 @@ pub async fn retry(config: &Config, selection: RetrySelection) -> i32 {
         }
     };
     for run_id in &queued {
-        println!("run {run_id} queued: the scheduler fetches it at its next tick");
+        println!("run {run_id} queued: fetched as soon as ingest.max_in_flight_runs leaves room");
     }
     match selection {
         RetrySelection::AllFailed => {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tributary_actors::ingest::ledger::{self, RunStatus, RunsSummary};
-use tributary_actors::observe::{self, PartitionStatus, Partitions, Repeats, Stage};
+use tributary_actors::observe::{self, PartitionStatus, Partitions, Stage};
 use tributary_actors::supervisor::{KindStats, RestartStats, TreeNode};
 
 /// Seconds of per-second samples kept for throughput and the dashboard's chart.
@@ -52,14 +52,18 @@ impl Observed {
     /// Summarises the runs ledger every two seconds until the task is aborted, and
     /// exports it as the `tributary_runs{status}` gauges. Every instance does it (the
     /// ledger is shared), so a follower's dashboard shows failing runs too.
-    pub fn spawn_runs_watcher(&self, pool: deadpool_postgres::Pool) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_runs_watcher(
+        &self,
+        pool: deadpool_postgres::Pool,
+        ingest: tributary_actors::ingest::Config,
+    ) -> tokio::task::JoinHandle<()> {
         let runs = self.runs.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RUNS_REFRESH);
             loop {
                 tick.tick().await;
                 let summary = match pool.get().await {
-                    Ok(client) => ledger::summary(&client).await.ok(),
+                    Ok(client) => ledger::summary(&client, &ingest).await.ok(),
                     Err(_) => None,
                 };
                 if let Some(summary) = &summary {
@@ -67,7 +71,6 @@ impl Observed {
                         (RunStatus::Pending, summary.pending),
                         (RunStatus::Retrying, summary.retrying),
                         (RunStatus::Failed, summary.failed),
-                        (RunStatus::Staged, summary.staged),
                     ] {
                         metrics::gauge!("tributary_runs", "status" => status.as_str())
                             .set(n as f64);
@@ -148,7 +151,6 @@ impl Observed {
             throughput,
             history,
             runs: self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            source: observe::repeats(),
         }
     }
 }
@@ -198,14 +200,11 @@ pub struct Status {
     pub throughput: BTreeMap<String, f64>,
     /// Per-second rates over the last two minutes, oldest first.
     pub history: Vec<HistoryPoint>,
-    /// The runs ledger: runs per status and the failed and retrying ones. `None` while
-    /// PostgreSQL cannot be read.
+    /// The runs ledger (shared by every instance): unfinished runs per status, the
+    /// recent hour's staged and repeated runs, the failed and retrying ones. `None`
+    /// while PostgreSQL cannot be read.
     #[serde(default)]
     pub runs: Option<RunsSummary>,
-    /// Users the source served again that earlier runs had already staged, since this
-    /// process started (only the leader fetches).
-    #[serde(default)]
-    pub source: Repeats,
 }
 
 /// The tree as serialized (and parsed back by `tributary status`).
@@ -356,10 +355,16 @@ fn render_runs(out: &mut String, status: &Status) {
         out.push_str("  (the runs ledger cannot be read)\n");
         return;
     };
+    let recent = &runs.recent;
     let _ = writeln!(
         out,
-        "  pending {}  retrying {}  failed {}  staged {}  repeated {}",
-        runs.pending, runs.retrying, runs.failed, runs.staged, runs.repeated
+        "  pending {}  retrying {}  failed {}  |  last {} min: staged {}, repeated {}",
+        runs.pending,
+        runs.retrying,
+        runs.failed,
+        recent.window_s / 60,
+        recent.staged,
+        recent.repeated
     );
     if runs.failed > 0 {
         out.push_str(
@@ -383,22 +388,17 @@ fn render_runs(out: &mut String, status: &Status) {
             run.last_error.as_deref().unwrap_or("-")
         );
     }
-    let repeats = &status.source;
-    if repeats.runs > 0 {
-        let last = repeats
-            .last
-            .as_ref()
-            .map(|r| {
-                format!(
-                    ", last: run {} seed {} page {} ({} users)",
-                    r.run_id, r.seed, r.page, r.users
-                )
-            })
-            .unwrap_or_default();
+    if let Some(last) = &recent.last_repeat {
         let _ = writeln!(
             out,
-            "  WARNING: the source repeated {} already staged users in {} run(s){last}",
-            repeats.users, repeats.runs
+            "  WARNING: the source served already staged users again in {} run(s) of the last \
+             {} min; last: run {} seed {} page {} ({} users)",
+            recent.repeated,
+            recent.window_s / 60,
+            last.run_id,
+            last.seed.as_deref().unwrap_or("-"),
+            last.page.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            last.repeated_users
         );
     }
 }

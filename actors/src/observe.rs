@@ -6,7 +6,7 @@
 //! process-wide atomics, because a Prometheus recorder cannot be read back and the status
 //! API computes throughput from them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,52 +84,6 @@ pub fn totals() -> BTreeMap<Stage, u64> {
         .iter()
         .map(|&s| (s, TOTALS[s as usize].load(Ordering::Relaxed)))
         .collect()
-}
-
-/// The source served users that earlier runs had already staged: the last such run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repeat {
-    pub run_id: i64,
-    pub seed: String,
-    pub page: u32,
-    pub users: u64,
-    pub at_ms: i64,
-}
-
-/// Repeats seen by this process: runs, users, and the latest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repeats {
-    pub runs: u64,
-    pub users: u64,
-    pub last: Option<Repeat>,
-}
-
-static REPEATS: Mutex<Repeats> = Mutex::new(Repeats {
-    runs: 0,
-    users: 0,
-    last: None,
-});
-
-/// Counts a run whose source returned `users` users that were already staged:
-/// `tributary_source_repeats_total` (runs) and `tributary_source_repeated_users_total`.
-pub fn record_repeat(run_id: i64, seed: &str, page: u32, users: u64) {
-    metrics::counter!("tributary_source_repeats_total").increment(1);
-    metrics::counter!("tributary_source_repeated_users_total").increment(users);
-    let mut repeats = REPEATS.lock().unwrap_or_else(|p| p.into_inner());
-    repeats.runs += 1;
-    repeats.users += users;
-    repeats.last = Some(Repeat {
-        run_id,
-        seed: seed.to_owned(),
-        page,
-        users,
-        at_ms: chrono::Utc::now().timestamp_millis(),
-    });
-}
-
-/// Repeats since the process started.
-pub fn repeats() -> Repeats {
-    REPEATS.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// One partition as this instance sees it.
@@ -228,16 +182,6 @@ mod tests {
         record(Stage::Transformed, 0);
         record(Stage::Transformed, 4);
         assert!(totals()[&Stage::Transformed] >= before + 7);
-    }
-
-    #[test]
-    fn repeats_keep_the_latest_run() {
-        record_repeat(7, "s", 3, 10);
-        record_repeat(9, "s-1", 1, 5);
-        let repeats = repeats();
-        assert!(repeats.runs >= 2 && repeats.users >= 15);
-        let last = repeats.last.unwrap();
-        assert_eq!((last.run_id, last.seed.as_str(), last.page), (9, "s-1", 1));
     }
 
     #[test]

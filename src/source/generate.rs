@@ -382,10 +382,21 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What the real API draws a page's users from: the seed, followed by the page number
+/// unless it is page 1. So (`s-1`, 23) and (`s-12`, 3) give the same users there, and
+/// here: a pipeline that maps runs onto such pairs repeats itself against either.
+pub fn drawn_from(seed: &str, page: u32) -> String {
+    if page == 1 {
+        seed.to_owned()
+    } else {
+        format!("{seed}{page}")
+    }
+}
+
 /// The user at `index` of `page` for `seed`, of one of `nationalities` (any of the 21
 /// when empty).
 pub fn user(seed: &str, page: u32, index: u32, nationalities: &[&'static Nationality]) -> User {
-    let mut rng = Rng::new(&[seed.as_bytes(), &page.to_be_bytes(), &index.to_be_bytes()]);
+    let mut rng = Rng::new(&[drawn_from(seed, page).as_bytes(), &index.to_be_bytes()]);
     let nat: &Nationality = match nationalities {
         [] => rng.pick(data::nationalities()),
         some => rng.pick::<&Nationality>(some),
@@ -668,6 +679,13 @@ mod tests {
         assert_ne!(user("abc", 3, 7, &[]), user("abc", 3, 8, &[]));
         assert_ne!(user("abc", 3, 7, &[]), user("abc", 4, 7, &[]));
         assert_ne!(user("abc", 3, 7, &[]), user("abd", 3, 7, &[]));
+    }
+
+    #[test]
+    fn users_are_drawn_from_seed_and_page_as_the_real_api_draws_them() {
+        assert_eq!(user("s-1", 23, 0, &[]), user("s-12", 3, 0, &[]));
+        assert_ne!(user("s", 1, 4, &[]), user("s1", 1, 4, &[]));
+        assert_ne!(user("s", 2, 4, &[]), user("s", 1, 4, &[]));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tributary_actors::model::raw_user::MAX_RESULTS;
+use tributary_actors::model::raw_user::{MAX_RESULTS, NAT_SEED_LENGTH, api_length};
 
 struct State {
     faults: Faults,
@@ -105,7 +105,27 @@ async fn api(state: web::Data<State>, query: web::Query<Query>) -> HttpResponse 
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("{:016x}", draw.next_u64()));
-    let nationalities = wanted_nationalities(query.nat.as_deref());
+    let mut nationalities = wanted_nationalities(query.nat.as_deref());
+    // randomuser.me reads an 18-character seed as 16 characters and a nationality (two
+    // hex digits: its index among the 21), which wins over `nat`; `info.seed` then gets
+    // that index appended once more. An index past the 21 breaks the real API.
+    let mut info_seed = seed.clone();
+    let mut seed = seed;
+    if api_length(&seed) == NAT_SEED_LENGTH {
+        let units: Vec<u16> = seed.encode_utf16().collect();
+        let (head, code) = units.split_at(16);
+        let nat = u8::from_str_radix(&String::from_utf16_lossy(code), 16)
+            .ok()
+            .and_then(|index| Some((index, data::nationalities().get(usize::from(index))?)));
+        let Some((index, nat)) = nat else {
+            return HttpResponse::InternalServerError().json(json!({
+                "error": "Uh oh, something has gone wrong. Please tweet us @randomapi about the issue. Thank you."
+            }));
+        };
+        info_seed = format!("{seed}{index:02x}");
+        seed = String::from_utf16_lossy(head);
+        nationalities = vec![nat];
+    }
     // Drawn only when the fault is on, so other faults' sequences stay as they were.
     let users_page = if faults.repeat_rate > 0.0 && draw.unit() < faults.repeat_rate {
         1
@@ -149,7 +169,7 @@ async fn api(state: web::Data<State>, query: web::Query<Query>) -> HttpResponse 
     let body = serde_json::to_string(&Page {
         results: records,
         info: Info {
-            seed: &seed,
+            seed: &info_seed,
             results,
             page,
             version: API_VERSION,
@@ -313,6 +333,36 @@ mod tests {
         let (_, _, page_four) =
             get_with(Faults::default(), 3, "/api/?seed=s&page=4&results=4").await;
         assert_eq!(page_one, page_four);
+    }
+
+    /// The real API's reading of an 18-character seed: 16 characters and a nationality.
+    #[actix_web::test]
+    async fn an_eighteen_character_seed_names_a_nationality() {
+        // 0x0c is IR, the 13th of the API's 21.
+        let (status, _, body) =
+            get(Faults::default(), "/api/?seed=abcdefghijklmnop0c&results=5").await;
+        assert_eq!(status, 200);
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["info"]["seed"], "abcdefghijklmnop0c0c");
+        assert!(
+            value["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| u["nat"] == "IR")
+        );
+        let (_, _, plain) = get(
+            Faults::default(),
+            "/api/?seed=abcdefghijklmnop&results=5&nat=ir",
+        )
+        .await;
+        let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(
+            value["results"], plain["results"],
+            "drawn from the first 16 characters"
+        );
+        let (status, _, _) = get(Faults::default(), "/api/?seed=abcdefghijklmnopzz").await;
+        assert_eq!(status, 500, "no nationality there: the real API fails");
     }
 
     #[actix_web::test]

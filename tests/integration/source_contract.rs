@@ -367,7 +367,7 @@ async fn runs_retry_failed_requeues_and_stages_runs_that_gave_up() {
 #[test]
 fn users_per_run_past_the_apis_limit_exits_2_naming_the_key() {
     let out = cli(
-        &["config", "check"],
+        &["run"],
         &[("TRIBUTARY__INGEST__USERS_PER_RUN".into(), "5001".into())],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -398,11 +398,19 @@ async fn a_source_that_repeats_itself_is_visible() {
     assert!(repeated.iter().all(|r| (r.4, r.5) == (0, 100)), "{runs:?}");
 
     let admin = tributary.admin_url().await;
-    let s = status(&admin).await.expect("status");
-    assert_eq!(s["source"]["runs"], expected_repeats, "{s}");
-    assert_eq!(s["source"]["users"], 100 * expected_repeats, "{s}");
-    let last = &s["source"]["last"];
-    assert!(last["seed"].is_string() && last["page"].is_u64(), "{s}");
+    let s = eventually(Duration::from_secs(30), || async {
+        let s = status(&admin).await.map_err(|e| e.to_string())?;
+        if s["runs"]["recent"]["repeated"] == expected_repeats {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await
+    .expect("the status counts the repeated runs");
+    let last = &s["runs"]["recent"]["last_repeat"];
+    assert!(last["seed"].is_string() && last["page"].is_i64(), "{s}");
+    assert_eq!(last["repeated_users"], 100, "{s}");
     let metrics = get_text(&format!("{admin}/metrics"))
         .await
         .expect("metrics");
@@ -431,4 +439,108 @@ async fn a_source_that_repeats_itself_is_visible() {
             "{w}"
         );
     }
+}
+
+/// The ledger against the real PostgreSQL: one outcome per dispatch (a stale copy of a
+/// dispatch changes nothing), and re-queued runs fetched `max_in_flight_runs` at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_records_one_outcome_per_dispatch_and_requeues_within_room() {
+    use tributary_actors::ingest::ledger::{self, FailedRun, RetrySelection};
+    let config = prepare("it_src_l").await;
+    let ingest = tributary_actors::ingest::Config {
+        give_up_after_ms: 1,
+        ..config.ingest.clone()
+    };
+    let mut client = pg(&config).await;
+    let mut runs = Vec::new();
+    for slot in 100..106 {
+        runs.push(
+            ledger::record(&client, &ingest, slot)
+                .await
+                .unwrap()
+                .expect("new slot"),
+        );
+    }
+    assert!(
+        ledger::record(&client, &ingest, 100)
+            .await
+            .unwrap()
+            .is_none(),
+        "recorded once"
+    );
+
+    // A failed round of the first dispatch counts; a second copy of it changes nothing.
+    let run = runs[0].clone();
+    let tx = client.transaction().await.unwrap();
+    let first = ledger::mark_failed(&tx, &ingest, &run, "boom", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Some(FailedRun::Retrying { retries: 1, .. })),
+        "{first:?}"
+    );
+    tx.commit().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(
+        ledger::mark_failed(&tx, &ingest, &run, "boom", None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !ledger::claim(&tx, &run).await.unwrap(),
+        "stale copy of the dispatch"
+    );
+    drop(tx);
+
+    // Back to pending, the run is a new dispatch (one finished round more).
+    tokio::time::sleep(Duration::from_millis(ingest.retry_initial_ms.min(100))).await;
+    client
+        .execute(
+            "UPDATE runs SET next_attempt_at = now() WHERE run_id = 100",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger::requeue_due_retries(&client, 10).await.unwrap(), 1);
+    let pending = ledger::pending(&client, &ingest).await.unwrap();
+    let again = pending.iter().find(|r| r.run_id == 100).unwrap().clone();
+    assert_eq!(again.attempts, 1);
+    let tx = client.transaction().await.unwrap();
+    assert!(ledger::claim(&tx, &again).await.unwrap());
+    let gave_up = ledger::mark_failed(&tx, &ingest, &again, "boom", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(gave_up, Some(FailedRun::GaveUp { .. })),
+        "{gave_up:?}"
+    );
+    tx.commit().await.unwrap();
+
+    // Every run fails and gives up; re-queued all at once, they come back two at a time.
+    for run in &runs[1..] {
+        let tx = client.transaction().await.unwrap();
+        ledger::mark_failed(&tx, &ingest, run, "boom", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    client
+        .execute(
+            "UPDATE runs SET status = 'failed' WHERE status = 'retrying'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let queued = ledger::retry(&client, &RetrySelection::AllFailed)
+        .await
+        .unwrap();
+    assert_eq!(queued, (100..106).collect::<Vec<_>>());
+    assert_eq!(ledger::requeue_due_retries(&client, 2).await.unwrap(), 2);
+    assert_eq!(
+        ledger::requeue_due_retries(&client, 2).await.unwrap(),
+        0,
+        "no room"
+    );
+    assert_eq!(ledger::pending(&client, &ingest).await.unwrap().len(), 2);
 }

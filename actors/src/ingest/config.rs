@@ -1,6 +1,6 @@
 //! `[ingest]`: schedule, source and fetch settings of the ingest subtree.
 
-use crate::model::raw_user::{MAX_PAGE, MAX_RESULTS};
+use crate::model::raw_user::{MAX_PAGE, MAX_RESULTS, NAT_SEED_LENGTH, api_length};
 use crate::supervisor::{RestartPolicy, Strategy};
 use crate::validate::Findings;
 use serde::Deserialize;
@@ -14,9 +14,10 @@ pub struct Config {
     #[serde(default = "default_source_url")]
     pub source_url: String,
     /// The source's `seed`. A run maps to one (seed, page) the real API serves: pages
-    /// 1..=`max_page` of this seed, then of `<seed>-1`, `<seed>-2`, … (see
+    /// 1..=`max_page` of this seed, then of `<seed>-1-`, `<seed>-2-`, … (see
     /// [`Config::source_page`]), so a refetch returns the same users and no two runs
-    /// share a page.
+    /// share users. Not 18 characters long: randomuser.me reads such a seed as 16
+    /// characters and a nationality.
     #[serde(default = "default_seed")]
     pub seed: String,
     /// Highest page the source serves for one seed. randomuser.me serves pages 1 to
@@ -220,6 +221,16 @@ impl Config {
             );
         }
         f.non_empty("seed", &self.seed);
+        if api_length(&self.seed) == NAT_SEED_LENGTH {
+            f.invalid(
+                "seed",
+                format!(
+                    "{:?} is {NAT_SEED_LENGTH} characters long: randomuser.me reads such a \
+                     seed as a 16-character seed plus a nationality code; make it shorter or longer",
+                    self.seed
+                ),
+            );
+        }
         f.range("interval_ms", self.interval_ms, 10, 86_400_000);
         f.range("max_page", self.max_page, 1, MAX_PAGE);
         f.range("users_per_run", self.users_per_run, 1, MAX_RESULTS);
@@ -269,8 +280,13 @@ impl Config {
     }
 
     /// The (seed, page) run `run_id` fetches: pages 1..=`max_page` of `seed`, then of
-    /// `<seed>-1`, `<seed>-2`, … . A bijection from run ids onto pages the real API
-    /// serves, so a refetch returns the same users and no two runs share a page.
+    /// `<seed>-1-`, `<seed>-2-`, … .
+    ///
+    /// randomuser.me draws a page's users from the text `seed + page` (the seed alone
+    /// for page 1), so pairs like (`s-1`, 23) and (`s-12`, 3) would serve the same users;
+    /// the trailing `-` makes every derived seed end where its page begins, and no
+    /// text is drawn from twice. A derived seed of 18 characters (which the API reads as
+    /// 16 characters and a nationality) gets a second `-`.
     pub fn source_page(&self, run_id: i64) -> (String, u32) {
         let max_page = i64::from(self.max_page.max(1));
         let run_id = run_id.max(0);
@@ -278,7 +294,12 @@ impl Config {
         let seed = if generation == 0 {
             self.seed.clone()
         } else {
-            format!("{}-{generation}", self.seed)
+            let derived = format!("{}-{generation}-", self.seed);
+            if api_length(&derived) == NAT_SEED_LENGTH {
+                derived + "-"
+            } else {
+                derived
+            }
         };
         (seed, u32::try_from(page).unwrap_or(1))
     }
@@ -350,10 +371,10 @@ mod tests {
             ("s", 1),
             ("s", 2),
             ("s", 3),
-            ("s-1", 1),
-            ("s-1", 2),
-            ("s-1", 3),
-            ("s-2", 1),
+            ("s-1-", 1),
+            ("s-1-", 2),
+            ("s-1-", 3),
+            ("s-2-", 1),
         ];
         assert_eq!(
             pages,
@@ -364,7 +385,56 @@ mod tests {
         // The default epoch and interval put today's runs near slot 29 million: still
         // a page the real API serves.
         let (seed, page) = Config::default().source_page(28_900_123);
-        assert_eq!((seed.as_str(), page), ("tributary-2890", 124));
+        assert_eq!((seed.as_str(), page), ("tributary-2890-", 124));
+    }
+
+    /// What randomuser.me draws users from for (seed, page): no two runs may share it.
+    fn drawn_from(seed: &str, page: u32) -> String {
+        if page == 1 {
+            seed.to_owned()
+        } else {
+            format!("{seed}{page}")
+        }
+    }
+
+    #[test]
+    fn no_two_runs_draw_the_same_users_from_the_real_api() {
+        for (seed, max_page) in [
+            ("s", 10_000),
+            ("s", 3),
+            ("tributary", 10),
+            ("abcdefghijklmn", 7),
+        ] {
+            let config = Config {
+                seed: seed.into(),
+                max_page,
+                ..Config::default()
+            };
+            let mut drawn = std::collections::HashSet::new();
+            for run_id in 0..100_000 {
+                let (seed, page) = config.source_page(run_id);
+                assert!((1..=max_page).contains(&page));
+                assert_ne!(api_length(&seed), NAT_SEED_LENGTH, "{seed}");
+                assert!(
+                    drawn.insert(drawn_from(&seed, page)),
+                    "run {run_id}: {seed} {page}"
+                );
+            }
+        }
+        // The plain `<seed>-<n>` scheme would have collided: ("s-1", 23) = ("s-12", 3).
+        assert_eq!(drawn_from("s-1", 23), drawn_from("s-12", 3));
+    }
+
+    #[test]
+    fn an_eighteen_character_seed_is_refused() {
+        let mut f = Findings::default();
+        Config {
+            seed: "abcdefghijklmnopqr".into(),
+            ..Config::default()
+        }
+        .validate(&mut f);
+        assert_eq!(f.found.len(), 1, "{:?}", f.found);
+        assert_eq!(f.found[0].key, "seed");
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl FetchError {
         !matches!(self, FetchError::Status { status, .. } if (400..500).contains(status) && *status != 429)
     }
 
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     fn body(self) -> Vec<u8> {
         match self {
             FetchError::Status { body, .. } | FetchError::Unparseable { body, .. } => body,
@@ -265,6 +272,7 @@ async fn fetch_run(state: &FetcherState, run: Run) -> FetchedBatch {
             FetchedBatch::Failed {
                 run,
                 reason,
+                retry_after: error.retry_after(),
                 raw: error.body(),
             }
         }

@@ -113,35 +113,32 @@ fn run_row(row: &tokio_postgres::Row) -> RunRow {
     }
 }
 
-/// A pending run with the ledger's count of finished fetch rounds: the scheduler
-/// dispatches it again when that count moved since its last dispatch (the run failed
-/// and was queued again in between).
-#[derive(Debug, Clone)]
-pub struct PendingRun {
-    pub run: Run,
-    pub attempts: i32,
-}
-
-/// Retrying runs whose wait is over become pending again; returns how many.
+/// Retrying runs whose wait is over become pending again, oldest first, as long as
+/// fewer than `max_pending` runs are pending (dispatched): a thousand runs re-queued at
+/// once are fetched `max_in_flight_runs` at a time. Returns how many.
 pub async fn requeue_due_retries(
     client: &impl deadpool_postgres::GenericClient,
+    max_pending: u32,
 ) -> Result<u64, StoreError> {
     client
         .execute(
-            "UPDATE runs SET status = 'pending', updated_at = now() \
-             WHERE status = 'retrying' AND next_attempt_at <= now()",
-            &[],
+            "UPDATE runs SET status = 'pending', updated_at = now() WHERE run_id IN ( \
+               SELECT run_id FROM runs WHERE status = 'retrying' AND next_attempt_at <= now() \
+               ORDER BY next_attempt_at, run_id \
+               LIMIT greatest(0, $1::bigint - (SELECT count(*) FROM runs WHERE status = 'pending')))",
+            &[&i64::from(max_pending)],
         )
         .await
         .map_err(|e| query_error("queue due retries", e))
 }
 
-/// The pending runs, oldest first, with their pages (a run recorded before runs had a
-/// page gets the one `config` maps it to).
+/// The pending runs, oldest first, with their pages. A run recorded before runs had a
+/// page gets the one `config` maps it to, written back so that the ledger's unique
+/// (seed, page) index covers it too.
 pub async fn pending(
     client: &impl deadpool_postgres::GenericClient,
     config: &Config,
-) -> Result<Vec<PendingRun>, StoreError> {
+) -> Result<Vec<Run>, StoreError> {
     let rows = client
         .query(
             "SELECT run_id, requested_users, seed, page, attempts FROM runs \
@@ -150,30 +147,55 @@ pub async fn pending(
         )
         .await
         .map_err(|e| query_error("read pending runs", e))?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let run_id: i64 = row.get(0);
-            let (seed, page) = match (
-                row.get::<_, Option<String>>(2),
-                row.get::<_, Option<i32>>(3),
-            ) {
-                (Some(seed), Some(page)) => (seed, page.unsigned_abs()),
-                _ => config.source_page(run_id),
-            };
-            PendingRun {
-                run: Run {
-                    run_id,
-                    request: PageRequest {
-                        seed,
-                        page,
-                        results: row.get::<_, i32>(1).unsigned_abs(),
-                    },
-                },
-                attempts: row.get(4),
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let run_id: i64 = row.get(0);
+        let (seed, page) = match (
+            row.get::<_, Option<String>>(2),
+            row.get::<_, Option<i32>>(3),
+        ) {
+            (Some(seed), Some(page)) => (seed, page.unsigned_abs()),
+            _ => {
+                let (seed, page) = config.source_page(run_id);
+                client
+                    .execute(
+                        "UPDATE runs SET seed = $2, page = $3 WHERE run_id = $1 AND seed IS NULL",
+                        &[&run_id, &seed, &(page as i32)],
+                    )
+                    .await
+                    .map_err(|e| page_taken(run_id, &seed, page, e))?;
+                (seed, page)
             }
-        })
-        .collect())
+        };
+        runs.push(Run {
+            run_id,
+            attempts: row.get(4),
+            request: PageRequest {
+                seed,
+                page,
+                results: row.get::<_, i32>(1).unsigned_abs(),
+            },
+        });
+    }
+    Ok(runs)
+}
+
+/// The error of a (seed, page) that another run already fetched.
+fn page_taken(run_id: i64, seed: &str, page: u32, error: tokio_postgres::Error) -> StoreError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+        StoreError::request(
+            Service::Postgres,
+            format!(
+                "run {run_id} maps to seed {seed:?} page {page}, which an earlier run already \
+                 fetched: ingest.seed or ingest.max_page changed under an existing runs ledger; \
+                 restore them, or start a new schema"
+            ),
+            false,
+            error,
+        )
+    } else {
+        query_error("record run", error)
+    }
 }
 
 /// Runs that hold a place among `max_in_flight_runs`: pending and retrying.
@@ -226,24 +248,10 @@ pub async fn record(
             ],
         )
         .await
-        .map_err(|e| {
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                StoreError::request(
-                    Service::Postgres,
-                    format!(
-                        "run {slot} maps to seed {seed:?} page {page}, which an earlier run \
-                         already fetched: ingest.seed or ingest.max_page changed under an \
-                         existing runs ledger; restore them, or start a new schema"
-                    ),
-                    false,
-                    e,
-                )
-            } else {
-                query_error("record run", e)
-            }
-        })?;
+        .map_err(|e| page_taken(slot, &seed, page, e))?;
     Ok((inserted == 1).then_some(Run {
         run_id: slot,
+        attempts: 0,
         request: PageRequest {
             seed,
             page,
@@ -252,7 +260,24 @@ pub async fn record(
     }))
 }
 
-/// Marks a fetched run staged, inside the staging transaction.
+/// Locks the run's row for this staging transaction if the result of `run`'s dispatch
+/// is still the one the ledger waits for (pending, with the same finished-rounds
+/// count); `false` for a stale copy, whose transaction must change nothing.
+pub async fn claim(
+    tx: &impl deadpool_postgres::GenericClient,
+    run: &Run,
+) -> Result<bool, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM runs WHERE run_id = $1 AND status = 'pending' AND attempts = $2 FOR UPDATE",
+            &[&run.run_id, &run.attempts],
+        )
+        .await
+        .map_err(|e| query_error("claim run", e))?;
+    Ok(row.is_some())
+}
+
+/// Marks a fetched run staged, inside the staging transaction (after [`claim`]).
 pub async fn mark_staged(
     tx: &impl deadpool_postgres::GenericClient,
     run_id: i64,
@@ -283,30 +308,37 @@ pub enum FailedRun {
 }
 
 /// Records a failed fetch round inside the staging transaction: the run retries after
-/// its backoff, or gives up once it has failed for longer than `give_up_after_ms`.
+/// its backoff (and at least `retry_after`, the source's last `Retry-After`), or gives up
+/// once it has failed for longer than `give_up_after_ms`. `None` for a stale copy of a
+/// dispatch (see [`claim`]), which changes nothing.
 pub async fn mark_failed(
     tx: &impl deadpool_postgres::GenericClient,
     config: &Config,
-    run_id: i64,
+    run: &Run,
     reason: &str,
-) -> Result<FailedRun, StoreError> {
-    let row = tx
-        .query_one(
+    retry_after: Option<Duration>,
+) -> Result<Option<FailedRun>, StoreError> {
+    let Some(row) = tx
+        .query_opt(
             "SELECT retries, \
              (extract(epoch FROM now() - coalesce(first_failed_at, now())) * 1000)::float8 \
-             FROM runs WHERE run_id = $1 FOR UPDATE",
-            &[&run_id],
+             FROM runs WHERE run_id = $1 AND status = 'pending' AND attempts = $2 FOR UPDATE",
+            &[&run.run_id, &run.attempts],
         )
         .await
-        .map_err(|e| query_error("read failing run", e))?;
+        .map_err(|e| query_error("read failing run", e))?
+    else {
+        return Ok(None);
+    };
     let retries = row.get::<_, i32>(0).saturating_add(1);
     let failing_ms: f64 = row.get(1);
     let outcome = if config.give_up_after_ms > 0 && failing_ms >= config.give_up_after_ms as f64 {
         FailedRun::GaveUp { retries }
     } else {
+        let backoff = config.retry_delay(retries.unsigned_abs(), jitter());
         FailedRun::Retrying {
             retries,
-            after: config.retry_delay(retries.unsigned_abs(), jitter()),
+            after: backoff.max(retry_after.unwrap_or_default()),
         }
     };
     let (status, after_ms) = match outcome {
@@ -314,15 +346,16 @@ pub async fn mark_failed(
         FailedRun::GaveUp { .. } => ("failed", 0.0),
     };
     tx.execute(
-        "UPDATE runs SET status = $2, attempts = attempts + 1, retries = $3, last_error = $4, \
+        "UPDATE runs SET status = $2::text, attempts = attempts + 1, retries = $3, last_error = $4, \
          first_failed_at = coalesce(first_failed_at, now()), \
-         next_attempt_at = CASE WHEN $2 = 'retrying' THEN now() + $5 * interval '1 millisecond' END, \
+         next_attempt_at = CASE WHEN $2::text = 'retrying' \
+                           THEN now() + $5::float8 * interval '1 millisecond' END, \
          updated_at = now() WHERE run_id = $1",
-        &[&run_id, &status, &retries, &reason, &after_ms],
+        &[&run.run_id, &status, &retries, &reason, &after_ms],
     )
     .await
     .map_err(|e| query_error("mark run failed", e))?;
-    Ok(outcome)
+    Ok(Some(outcome))
 }
 
 /// A number in [0, 1) that differs between calls: the retry jitter. Taken from a v4
@@ -340,8 +373,9 @@ pub enum RetrySelection {
     AllFailed,
 }
 
-/// Queues failed (or retrying) runs again at once, their failure history reset; the
-/// scheduler dispatches them at its next tick. Returns the runs queued; a staged or
+/// Queues failed (or retrying) runs for a fetch as soon as there is room, their
+/// failure history reset: they become retrying runs due now, which the scheduler
+/// dispatches `max_in_flight_runs` at a time. Returns the runs queued; a staged or
 /// pending run is left alone.
 pub async fn retry(
     client: &impl deadpool_postgres::GenericClient,
@@ -360,8 +394,8 @@ pub async fn retry(
     let rows = client
         .query(
             &format!(
-                "UPDATE runs SET status = 'pending', retries = 0, first_failed_at = NULL, \
-                 next_attempt_at = NULL, updated_at = now() WHERE {filter} RETURNING run_id"
+                "UPDATE runs SET status = 'retrying', retries = 0, first_failed_at = NULL, \
+                 next_attempt_at = now(), updated_at = now() WHERE {filter} RETURNING run_id"
             ),
             &[&ids],
         )
@@ -392,29 +426,44 @@ pub async fn list(
     Ok(rows.iter().map(run_row).collect())
 }
 
-/// The ledger at a glance, for the status API and the dashboard.
+/// The ledger at a glance, for the status API and the dashboard. Every count is cheap
+/// whatever the ledger's size: unfinished runs through the partial status index, the
+/// recent window through the primary key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunsSummary {
     pub pending: u64,
     pub retrying: u64,
     pub failed: u64,
-    pub staged: u64,
-    /// Runs whose source returned users an earlier run had already staged.
-    pub repeated: u64,
+    /// Runs of the last [`RECENT`] of schedule slots.
+    pub recent: RecentRuns,
     /// The failed and retrying runs, most recently updated first (at most
     /// [`ATTENTION_LIMIT`]).
     pub attention: Vec<RunRow>,
 }
 
+/// Runs scheduled within the recent window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentRuns {
+    pub window_s: u64,
+    pub staged: u64,
+    /// Runs whose source returned users an earlier run had already staged.
+    pub repeated: u64,
+    /// The latest of them.
+    pub last_repeat: Option<RunRow>,
+}
+
+/// The window of [`RecentRuns`].
+pub const RECENT: Duration = Duration::from_secs(3_600);
 /// Failed and retrying runs listed in a summary.
 pub const ATTENTION_LIMIT: i64 = 10;
 
 pub async fn summary(
     client: &impl deadpool_postgres::GenericClient,
+    config: &Config,
 ) -> Result<RunsSummary, StoreError> {
     let counts = client
         .query(
-            "SELECT status, count(*), count(*) FILTER (WHERE repeated_users > 0) FROM runs GROUP BY status",
+            "SELECT status, count(*) FROM runs WHERE status <> 'staged' GROUP BY status",
             &[],
         )
         .await
@@ -422,15 +471,40 @@ pub async fn summary(
     let mut summary = RunsSummary::default();
     for row in &counts {
         let n = row.get::<_, i64>(1).unsigned_abs();
-        summary.repeated += row.get::<_, i64>(2).unsigned_abs();
         match RunStatus::parse(row.get(0)) {
             Some(RunStatus::Pending) => summary.pending = n,
             Some(RunStatus::Retrying) => summary.retrying = n,
             Some(RunStatus::Failed) => summary.failed = n,
-            Some(RunStatus::Staged) => summary.staged = n,
-            None => {}
+            Some(RunStatus::Staged) | None => {}
         }
     }
+    let since = chrono::Utc::now()
+        - chrono::Duration::from_std(RECENT).unwrap_or_else(|_| chrono::Duration::hours(1));
+    let first = config.slot_at(since);
+    let recent = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'staged'), count(*) FILTER (WHERE repeated_users > 0) \
+             FROM runs WHERE run_id >= $1",
+            &[&first],
+        )
+        .await
+        .map_err(|e| query_error("count recent runs", e))?;
+    let last_repeat = client
+        .query_opt(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM runs WHERE run_id >= $1 AND repeated_users > 0 \
+                 ORDER BY run_id DESC LIMIT 1"
+            ),
+            &[&first],
+        )
+        .await
+        .map_err(|e| query_error("read the last repeat", e))?;
+    summary.recent = RecentRuns {
+        window_s: RECENT.as_secs(),
+        staged: recent.get::<_, i64>(0).unsigned_abs(),
+        repeated: recent.get::<_, i64>(1).unsigned_abs(),
+        last_repeat: last_repeat.as_ref().map(run_row),
+    };
     let rows = client
         .query(
             &format!(

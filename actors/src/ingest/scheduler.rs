@@ -151,7 +151,7 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
         .get()
         .await
         .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
-    let requeued = ledger::requeue_due_retries(&client).await?;
+    let requeued = ledger::requeue_due_retries(&client, state.config.max_in_flight_runs).await?;
     if requeued > 0 {
         metrics::counter!("tributary_run_retries_total").increment(requeued);
     }
@@ -159,13 +159,13 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
     // Forget dispatches that ended (the run left `pending`); re-dispatch a pending run
     // whose finished-rounds count moved since its dispatch: it failed and was queued
     // again (by its retry backoff or by an operator) in between two ticks.
-    let current: BTreeMap<i64, i32> = pending.iter().map(|p| (p.run.run_id, p.attempts)).collect();
+    let current: BTreeMap<i64, i32> = pending.iter().map(|r| (r.run_id, r.attempts)).collect();
     state
         .dispatched
         .retain(|id, attempts| current.get(id) == Some(attempts));
-    for waiting in pending {
-        if !state.dispatched.contains_key(&waiting.run.run_id) {
-            dispatch(state, waiting.run, waiting.attempts)?;
+    for run in pending {
+        if !state.dispatched.contains_key(&run.run_id) {
+            dispatch(state, run)?;
         }
     }
 
@@ -182,7 +182,7 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
     let now = config.slot_at(chrono::Utc::now());
     for slot in due_slots(config.catch_up, last, now, room) {
         if let Some(run) = ledger::record(&client, &config, slot).await? {
-            dispatch(state, run, 0)?;
+            dispatch(state, run)?;
         }
     }
     Ok(())
@@ -192,10 +192,10 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
 ///
 /// # Errors
 /// The fetcher is gone: the scheduler fails, and its restart re-dispatches pending runs.
-fn dispatch(state: &mut SchedulerState, run: Run, attempts: i32) -> Result<(), ActorProcessingErr> {
+fn dispatch(state: &mut SchedulerState, run: Run) -> Result<(), ActorProcessingErr> {
     let fetcher = &state.fetchers[state.next_fetcher % state.fetchers.len()];
     state.next_fetcher += 1;
-    let run_id = run.run_id;
+    let (run_id, attempts) = (run.run_id, run.attempts);
     tracing::debug!(
         run_id,
         seed = %run.request.seed,

@@ -124,9 +124,16 @@ impl Stager {
                 // A failure here fails the actor: its supervisor restarts the ingest
                 // chain and the scheduler re-dispatches the run, still pending.
                 let request = batch.run().request.clone();
-                let staged = stage(state, batch, trace_parent.as_deref())
+                let Some(staged) = stage(state, batch, trace_parent.as_deref())
                     .instrument(span)
-                    .await?;
+                    .await?
+                else {
+                    tracing::info!(
+                        run_id,
+                        "stale fetch result dropped: the run is no longer waiting for it"
+                    );
+                    return Ok(());
+                };
                 observe::record(Stage::Staged, staged.users);
                 observe::record(Stage::Quarantined, staged.quarantined);
                 match staged.failed {
@@ -168,7 +175,9 @@ impl Stager {
                     }
                 }
                 if staged.repeated > 0 {
-                    observe::record_repeat(run_id, &request.seed, request.page, staged.repeated);
+                    metrics::counter!("tributary_source_repeats_total").increment(1);
+                    metrics::counter!("tributary_source_repeated_users_total")
+                        .increment(staged.repeated);
                     tracing::warn!(
                         run_id,
                         seed = %request.seed,
@@ -198,11 +207,13 @@ struct Staged {
     reason: Option<String>,
 }
 
+/// Stages one fetch result in one transaction; `None` when it was a stale copy of a
+/// dispatch (the run is no longer waiting for it), which changes nothing.
 async fn stage(
     state: &StagerState,
     batch: FetchedBatch,
     trace_parent: Option<&str>,
-) -> Result<Staged, StoreError> {
+) -> Result<Option<Staged>, StoreError> {
     let mut client = state.pool.get().await.map_err(|e| {
         StoreError::request(
             crate::store::Service::Postgres,
@@ -221,6 +232,9 @@ async fn stage(
             users,
             rejected,
         } => {
+            if !ledger::claim(&tx, &run).await? {
+                return Ok(None);
+            }
             let inserted = insert_users(&tx, run.run_id, &users).await?;
             let quarantined = insert_rejected(&tx, run.run_id, &rejected).await?;
             let repeated = (users.len() as u64).saturating_sub(inserted);
@@ -236,8 +250,17 @@ async fn stage(
                 },
             )
         }
-        FetchedBatch::Failed { run, reason, raw } => {
-            let outcome = ledger::mark_failed(&tx, &state.ingest, run.run_id, &reason).await?;
+        FetchedBatch::Failed {
+            run,
+            reason,
+            raw,
+            retry_after,
+        } => {
+            let Some(outcome) =
+                ledger::mark_failed(&tx, &state.ingest, &run, &reason, retry_after).await?
+            else {
+                return Ok(None);
+            };
             // A run that gives up keeps its last response: the body of a retrying run
             // is the same failure again and again (its reason is in last_error).
             let quarantined = match outcome {
@@ -276,7 +299,7 @@ async fn stage(
     tx.commit()
         .await
         .map_err(|e| query_error("commit staged run", e))?;
-    Ok(staged)
+    Ok(Some(staged))
 }
 
 async fn insert_users(

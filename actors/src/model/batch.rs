@@ -8,6 +8,11 @@ use std::fmt;
 pub struct Run {
     /// The schedule slot.
     pub run_id: i64,
+    /// The ledger's count of the run's finished fetch rounds when it was dispatched: a
+    /// fencing token. The stager records a result only while the run is still pending
+    /// with this count, so a second copy of a dispatch (a restarted scheduler
+    /// re-dispatches what fetchers may still hold) changes nothing.
+    pub attempts: i32,
     /// The page it fetches, recorded in the runs ledger: a refetch asks for the same
     /// (seed, page) and so gets the same users.
     pub request: PageRequest,
@@ -37,6 +42,8 @@ pub enum FetchedBatch {
         run: Run,
         reason: String,
         raw: Vec<u8>,
+        /// The source's last `Retry-After`: the run's next fetch waits at least this.
+        retry_after: Option<std::time::Duration>,
     },
 }
 
@@ -62,11 +69,17 @@ impl fmt::Debug for FetchedBatch {
                 .field("users", &users.len())
                 .field("rejected", &rejected.len())
                 .finish(),
-            FetchedBatch::Failed { run, reason, raw } => f
+            FetchedBatch::Failed {
+                run,
+                reason,
+                raw,
+                retry_after,
+            } => f
                 .debug_struct("Failed")
                 .field("run_id", &run.run_id)
                 .field("reason", reason)
                 .field("raw_bytes", &raw.len())
+                .field("retry_after", retry_after)
                 .finish(),
         }
     }

@@ -13,6 +13,15 @@ pub const MAX_PAGE: u32 = 10_000;
 /// Most users randomuser.me serves per request; it answers any other count with one user.
 pub const MAX_RESULTS: u32 = 5_000;
 
+/// randomuser.me reads a seed of exactly this many characters as a 16-character seed
+/// followed by a nationality code (two hex digits).
+pub const NAT_SEED_LENGTH: usize = 18;
+
+/// A text's length as randomuser.me (JavaScript) counts it: in UTF-16 code units.
+pub fn api_length(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
 /// What one fetch asks the source for. The real API answers a request it cannot serve
 /// (a page past 10,000, too many results) with something else rather than an error, so
 /// every response is checked against its request before anything is staged.
