@@ -298,6 +298,7 @@ pub async fn start_tree(
         &observed.instance,
         &stats,
         &observed.partitions,
+        &observed.consumption,
     );
     supervisor::spawn_root(SupervisorArgs {
         name: "root".into(),

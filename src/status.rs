@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tributary_actors::ingest::ledger::{self, RunStatus, RunsSummary};
-use tributary_actors::observe::{self, PartitionStatus, Partitions, Stage};
+use tributary_actors::observe::{
+    self, Consumption, ConsumptionStatus, PartitionStatus, Partitions, Stage,
+};
 use tributary_actors::supervisor::{KindStats, RestartStats, TreeNode};
 
 /// Seconds of per-second samples kept for throughput and the dashboard's chart.
@@ -19,6 +21,8 @@ const THROUGHPUT_WINDOW: usize = 10;
 pub struct Observed {
     pub tree: RestartStats,
     pub partitions: Partitions,
+    /// The consumption monitor's readings: lag of every partition, stalls.
+    pub consumption: Consumption,
     pub instance: String,
     started: Instant,
     samples: Arc<Mutex<VecDeque<Sample>>>,
@@ -42,6 +46,7 @@ impl Observed {
         Self {
             tree: RestartStats::default(),
             partitions: Partitions::default(),
+            consumption: Consumption::default(),
             instance,
             started: Instant::now(),
             samples: Arc::default(),
@@ -127,6 +132,7 @@ impl Observed {
             })
             .collect();
         let partitions = self.partitions.snapshot();
+        let consumption = self.consumption.snapshot();
         let tree = self.tree.tree("root");
         Status {
             instance: self.instance.clone(),
@@ -142,7 +148,7 @@ impl Observed {
                 .into_iter()
                 .map(|(kind, stats)| (kind.to_owned(), KindRestarts::from(stats)))
                 .collect(),
-            lag: partitions.iter().filter_map(|p| p.lag).sum(),
+            lag: consumption.lag,
             partitions: partitions.into_iter().map(Into::into).collect(),
             records: totals
                 .iter()
@@ -151,6 +157,7 @@ impl Observed {
             throughput,
             history,
             runs: self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            consumption,
         }
     }
 }
@@ -191,7 +198,8 @@ pub struct Status {
     pub tree: Option<TreeNodeView>,
     /// Restarts, failures and the last error per actor kind.
     pub restarts: BTreeMap<String, KindRestarts>,
-    /// Records not yet in Cassandra over this instance's partitions.
+    /// Records in Kafka not yet in Cassandra, over every partition of the topic (held
+    /// here or not): a group that consumes nothing shows growing lag.
     pub lag: i64,
     pub partitions: Vec<PartitionStatusView>,
     /// Records through each stage since start.
@@ -205,6 +213,10 @@ pub struct Status {
     /// while PostgreSQL cannot be read.
     #[serde(default)]
     pub runs: Option<RunsSummary>,
+    /// Whether this instance consumes: every partition's committed offset, end and lag,
+    /// the group handler's state, and why records wait unconsumed, if they do.
+    #[serde(default)]
+    pub consumption: ConsumptionStatus,
 }
 
 /// The tree as serialized (and parsed back by `tributary status`).
@@ -280,6 +292,7 @@ pub fn render(status: &Status) -> String {
         Some(tree) => render_tree(&mut out, tree, 0),
         None => out.push_str("  (not running)\n"),
     }
+    render_consumption(&mut out, &status.consumption);
     out.push_str("\nPARTITIONS\n");
     let _ = writeln!(
         out,
@@ -346,6 +359,61 @@ pub fn render(status: &Status) -> String {
         );
     }
     out
+}
+
+fn render_consumption(out: &mut String, c: &ConsumptionStatus) {
+    use std::fmt::Write as _;
+    out.push_str("\nCONSUMPTION\n");
+    match &c.not_consuming {
+        Some(n) => {
+            let _ = writeln!(out, "  NOT CONSUMING: {}", n.reason);
+        }
+        None if c.checked_at_ms.is_some() => out.push_str("  consuming (or idle)\n"),
+        None => out.push_str("  not checked yet\n"),
+    }
+    if let Some(error) = &c.error {
+        let _ = writeln!(out, "  last check failed: {error}");
+    }
+    if let Some(g) = &c.group {
+        let _ = writeln!(
+            out,
+            "  group {}/{}, {} partition(s) assigned here, {} rebalance(s){}",
+            g.state,
+            g.join_state,
+            c.assigned,
+            g.rebalances,
+            if g.reason.is_empty() {
+                String::new()
+            } else {
+                format!(", last: {}", g.reason)
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  stalls {}  consumer rebuilds {}  topic lag {}",
+        c.stalls, c.rebuilds, c.lag
+    );
+    let _ = writeln!(
+        out,
+        "  {:>9} {:>12} {:>12} {:>8} {:>8} {:>8}  owner",
+        "partition", "committed", "end", "lag", "idle s", "here"
+    );
+    for p in &c.topic {
+        let _ = writeln!(
+            out,
+            "  {:>9} {:>12} {:>12} {:>8} {:>8} {:>8}  {}{}",
+            p.partition,
+            p.committed_offset
+                .map_or_else(|| "-".to_owned(), |o| o.to_string()),
+            p.end_offset,
+            p.lag,
+            p.idle_ms / 1_000,
+            if p.assigned { "yes" } else { "no" },
+            p.owner.as_deref().unwrap_or("-"),
+            if p.stalled { "  STALLED" } else { "" }
+        );
+    }
 }
 
 fn render_runs(out: &mut String, status: &Status) {

@@ -6,7 +6,7 @@
 //! process-wide atomics, because a Prometheus recorder cannot be read back and the status
 //! API computes throughput from them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,9 +96,8 @@ pub struct PartitionStatus {
     pub committed_offset: Option<i64>,
     /// Kafka's last stable offset (read_committed end of the partition).
     pub end_offset: Option<i64>,
-    /// Records in Kafka not yet committed to Cassandra: behind the fetch position, in
-    /// librdkafka's prefetch queue, and routed to the pipeline but not committed.
-    /// Transaction markers can make it over-count by one per open transaction.
+    /// Records in Kafka not yet committed to Cassandra (the consumption monitor's
+    /// reading, [`TopicPartition::lag`]).
     pub lag: Option<i64>,
     /// Records routed to the pipeline and not yet committed.
     pub in_flight_records: u64,
@@ -126,10 +125,6 @@ impl Partitions {
         });
         f(entry);
         let p = partition.to_string();
-        if let Some(lag) = entry.lag {
-            metrics::gauge!("tributary_consumer_lag_records", "partition" => p.clone())
-                .set(lag as f64);
-        }
         if let Some(offset) = entry.committed_offset {
             metrics::gauge!("tributary_committed_offset", "partition" => p.clone())
                 .set(offset as f64);
@@ -140,12 +135,19 @@ impl Partitions {
             .set(entry.in_flight_batches as f64);
     }
 
+    /// Changes one partition's entry if this instance holds it.
+    pub fn update_if_present(&self, partition: i32, f: impl FnOnce(&mut PartitionStatus)) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get_mut(&partition) {
+            f(entry);
+        }
+    }
+
     /// The partition left this instance: its gauges drop to zero, its entry goes.
     pub fn remove(&self, partition: i32) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.remove(&partition).is_some() {
             let p = partition.to_string();
-            metrics::gauge!("tributary_consumer_lag_records", "partition" => p.clone()).set(0.0);
             metrics::gauge!("tributary_in_flight_records", "partition" => p.clone()).set(0.0);
             metrics::gauge!("tributary_in_flight_batches", "partition" => p).set(0.0);
         }
@@ -168,6 +170,81 @@ impl Partitions {
             .keys()
             .copied()
             .collect()
+    }
+}
+
+/// One partition of the raw topic, whoever holds it: what Cassandra has committed
+/// against what Kafka holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub partition: i32,
+    /// The last offset committed in Cassandra (`partition_state`); `None`: never.
+    pub committed_offset: Option<i64>,
+    /// The instance that committed it.
+    pub owner: Option<String>,
+    /// Kafka's last stable offset (what a read_committed consumer can reach).
+    pub end_offset: i64,
+    /// Committed records in Kafka past Cassandra's committed offset (transaction
+    /// markers and aborted records excluded).
+    pub lag: i64,
+    /// How long Cassandra's committed offset has not moved.
+    pub idle_ms: u64,
+    /// Records wait and nothing committed for `process.stall_after_ms`.
+    pub stalled: bool,
+    /// This instance holds it.
+    pub assigned: bool,
+}
+
+/// The consumer group as librdkafka's group handler sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub state: String,
+    pub join_state: String,
+    pub assignment: i32,
+    pub rebalances: i64,
+    pub reason: String,
+}
+
+/// Whether this instance consumes: the consumption monitor's last reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumptionStatus {
+    /// When the monitor last read Kafka and Cassandra (ms since the Unix epoch).
+    pub checked_at_ms: Option<i64>,
+    /// Why the last reading failed (a store unreachable): the figures are older.
+    pub error: Option<String>,
+    /// Every partition of the topic.
+    pub topic: Vec<TopicPartition>,
+    /// Records waiting over the whole topic.
+    pub lag: i64,
+    /// Partitions this instance holds.
+    pub assigned: usize,
+    pub group: Option<GroupState>,
+    /// Records wait and this instance is not consuming them: why, and since when.
+    pub not_consuming: Option<NotConsuming>,
+    /// Times this instance entered the not-consuming condition.
+    pub stalls: u64,
+    /// Consumers the watchdog rebuilt.
+    pub rebuilds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotConsuming {
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+/// Shared between the consumption monitor (writes), the poll thread (group state)
+/// and the status API, readiness and dashboard (read).
+#[derive(Clone, Default, Debug)]
+pub struct Consumption(Arc<Mutex<ConsumptionStatus>>);
+
+impl Consumption {
+    pub fn update(&self, f: impl FnOnce(&mut ConsumptionStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn snapshot(&self) -> ConsumptionStatus {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

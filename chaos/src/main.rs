@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
     about = "Kill real services mid-run and verify exactly-once"
 )]
 struct Cli {
-    /// `ci` (every fault kind, `make chaos-ci`) or `full` (the whole catalogue).
+    /// `ci` (every fault kind and the required long holds, `make chaos-ci`), `short`
+    /// (every fault with its seeded 2–5 s hold), `long` (every store and source fault
+    /// held 30 s and 3 minutes) or `full` (short and long).
     #[arg(long, value_enum, default_value_t = Suite::Ci)]
     suite: Suite,
     /// Run only these scenarios (comma-separated names), overriding --suite.
@@ -68,7 +70,20 @@ struct Cli {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Suite {
     Ci,
+    Short,
+    Long,
     Full,
+}
+
+impl Suite {
+    fn includes(self, scenario: &scenario::Scenario) -> bool {
+        match self {
+            Suite::Ci => scenario.ci,
+            Suite::Short => !scenario.long(),
+            Suite::Long => scenario.long(),
+            Suite::Full => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,21 +96,21 @@ enum BackendArg {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list {
-        for s in scenario::CATALOGUE {
+        for s in scenario::catalogue() {
             println!(
-                "{:<40} {}{:?}",
+                "{:<40} {}{:?} {:?}",
                 s.name,
                 if s.ci { "[ci] " } else { "" },
-                s.fault
+                s.fault,
+                s.hold
             );
         }
         return ExitCode::SUCCESS;
     }
     let scenarios: Vec<scenario::Scenario> = if cli.scenarios.is_empty() {
-        scenario::CATALOGUE
-            .iter()
-            .copied()
-            .filter(|s| matches!(cli.suite, Suite::Full) || s.ci)
+        scenario::catalogue()
+            .into_iter()
+            .filter(|s| cli.suite.includes(s))
             .collect()
     } else {
         match cli
@@ -150,7 +165,7 @@ async fn main() -> ExitCode {
     for scenario in &scenarios {
         for &seed in &cli.seeds {
             let t = Instant::now();
-            let outcome = runner::run(&settings, *scenario, seed).await;
+            let outcome = runner::run(&settings, scenario, seed).await;
             println!(
                 "chaos: {:<36} seed {seed}: {} ({:.0}s){}",
                 scenario.name,

@@ -42,6 +42,8 @@ pub struct Outcome {
     pub drain_s: Option<f64>,
     /// Actor failures logged by the tributary processes (each followed by a restart).
     pub restarts: usize,
+    /// Kafka clients that lost every broker and got their bootstrap servers back.
+    pub rebootstraps: usize,
     pub passed: bool,
     /// Why it failed, if it did.
     pub error: Option<String>,
@@ -115,16 +117,25 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn restarts(&self) -> usize {
+    /// Log lines of every instance started so far that contain `needle`.
+    fn count_in_logs(&self, needle: &str) -> usize {
         self.logs
             .iter()
             .map(|log| {
                 std::fs::read_to_string(log)
                     .unwrap_or_default()
-                    .matches("\"message\":\"child failed\"")
+                    .matches(needle)
                     .count()
             })
             .sum()
+    }
+
+    fn restarts(&self) -> usize {
+        self.count_in_logs("\"message\":\"child failed\"")
+    }
+
+    fn rebootstraps(&self) -> usize {
+        self.count_in_logs("\"message\":\"kafka client lost every broker")
     }
 }
 
@@ -160,9 +171,9 @@ async fn wait_for<T>(deadline: Duration, mut check: impl AsyncFnMut() -> Option<
 }
 
 /// Runs one scenario with one seed.
-pub async fn run(settings: &Settings, scenario: Scenario, seed: u64) -> Outcome {
+pub async fn run(settings: &Settings, scenario: &Scenario, seed: u64) -> Outcome {
     let mut outcome = Outcome {
-        scenario: scenario.name.into(),
+        scenario: scenario.name.clone(),
         seed,
         expected: settings.users,
         delivered: 0,
@@ -173,6 +184,7 @@ pub async fn run(settings: &Settings, scenario: Scenario, seed: u64) -> Outcome 
         recovery_s: None,
         drain_s: None,
         restarts: 0,
+        rebootstraps: 0,
         passed: false,
         error: None,
     };
@@ -185,11 +197,11 @@ pub async fn run(settings: &Settings, scenario: Scenario, seed: u64) -> Outcome 
 
 async fn run_inner(
     settings: &Settings,
-    scenario: Scenario,
+    scenario: &Scenario,
     seed: u64,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let schedule = Schedule::new(seed, scenario.name);
+    let schedule = Schedule::new(seed, &scenario.name, scenario.hold);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!(
         "chaos_{}_{seed}_{}",
@@ -202,8 +214,16 @@ async fn run_inner(
         .await
         .context("schema apply")?;
 
-    // The embedded source, in this process.
-    let (source, address) = tributary::source::server::spawn_on_loopback(&config.source)?;
+    // The embedded source, in this process, at an address it can come back to.
+    let address = tributary::source::server::stable_loopback_address()?;
+    let mut source = Source {
+        config: config.source.clone(),
+        address,
+        running: Some(tributary::source::server::spawn_at(
+            &config.source,
+            address,
+        )?),
+    };
 
     let runs = settings.users.div_ceil(u64::from(settings.users_per_run));
     let toxiproxy = Toxiproxy::new(&settings.toxiproxy_api);
@@ -261,6 +281,10 @@ async fn run_inner(
     }
     let env: Vec<(String, String)> = [
         ("TRIBUTARY__PROCESS__SESSION_TIMEOUT_MS", "6000".into()),
+        // The consumer watchdog off: a scenario must recover through the mechanisms
+        // that fix the fault (re-bootstraps, rejoins, restarts), never through the
+        // last resort hiding that they did not.
+        ("TRIBUTARY__PROCESS__STALL_RESTART_MS", "86400000".into()),
         (
             "TRIBUTARY__INGEST__SOURCE_URL",
             format!("http://{address}/api/"),
@@ -307,6 +331,7 @@ async fn run_inner(
         &settings.backend,
         &toxiproxy,
         &proxy,
+        &mut source,
         scenario.fault,
         schedule,
     )
@@ -325,6 +350,7 @@ async fn run_inner(
     .await;
     outcome.recovery_s = first_progress;
     outcome.restarts = run.restarts();
+    outcome.rebootstraps = run.rebootstraps();
     if drained.is_none() {
         let alive = run
             .instances
@@ -338,6 +364,12 @@ async fn run_inner(
         );
     }
     outcome.drain_s = Some(healed.elapsed().as_secs_f64());
+    if scenario.outlived()
+        && let Some(first) = run.instances.first_mut()
+        && !matches!(first.child.try_wait(), Ok(None))
+    {
+        bail!("the tributary process did not live through the fault: it must recover by itself");
+    }
 
     let report = tributary::verify::verify(&config).await.context("verify")?;
     outcome.delivered = report.in_cassandra;
@@ -352,11 +384,20 @@ async fn run_inner(
     for instance in &mut run.instances {
         instance.kill();
     }
-    source.stop(true).await;
+    if let Some(running) = source.running.take() {
+        running.stop(true).await;
+    }
     if matches!(scenario.fault, Fault::Link(..)) {
         toxiproxy.delete(&proxy).await;
     }
     Ok(())
+}
+
+/// The embedded source of a scenario, at a fixed address.
+struct Source {
+    config: tributary::source::Config,
+    address: std::net::SocketAddr,
+    running: Option<tributary::source::server::ServerHandle>,
 }
 
 /// Injects the fault, holds it for the scheduled time, and heals.
@@ -365,6 +406,7 @@ async fn inject(
     backend: &Backend,
     toxiproxy: &Toxiproxy,
     proxy: &str,
+    source: &mut Source,
     fault: Fault,
     schedule: Schedule,
 ) -> anyhow::Result<()> {
@@ -417,6 +459,16 @@ async fn inject(
                 bail!("arming a {kind} panic: {}", response.status());
             }
             tokio::time::sleep(hold).await;
+        }
+        Fault::SourceOutage => {
+            if let Some(running) = source.running.take() {
+                running.stop(false).await;
+            }
+            tokio::time::sleep(hold).await;
+            source.running = Some(tributary::source::server::spawn_at(
+                &source.config,
+                source.address,
+            )?);
         }
         Fault::KillSecondInstanceDuringRebalance => {
             run.start_instance()?;

@@ -20,6 +20,33 @@ pub enum Fault {
     Panic(&'static str),
     /// Start a second instance (a rebalance begins) and SIGKILL it mid-rebalance.
     KillSecondInstanceDuringRebalance,
+    /// The embedded source stops answering (its port closed), then comes back on the
+    /// same address.
+    SourceOutage,
+}
+
+impl Fault {
+    /// Faults of the stores and the source that tributary must ride out on its own:
+    /// every one comes with long holds too, and the tributary process must survive it.
+    fn outlived(self) -> bool {
+        matches!(
+            self,
+            Fault::Kill(Service::Kafka | Service::Cassandra | Service::Postgres)
+                | Fault::Pause(_)
+                | Fault::Link(..)
+                | Fault::SourceOutage
+        )
+    }
+}
+
+/// How long a fault holds before the heal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// 2–5 s, drawn from the seed.
+    Seeded,
+    /// Exactly this long: past the client timeouts (30 s) or the supervision windows
+    /// (3 minutes).
+    Fixed(u64),
 }
 
 /// A network link between tributary and a store, routed through Toxiproxy.
@@ -30,21 +57,85 @@ pub enum Link {
     Cassandra,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scenario {
-    pub name: &'static str,
+    pub name: String,
     pub fault: Fault,
+    pub hold: Hold,
     /// Part of `make chaos-ci`.
     pub ci: bool,
 }
 
-const fn s(name: &'static str, fault: Fault, ci: bool) -> Scenario {
-    Scenario { name, fault, ci }
+impl Scenario {
+    /// The tributary process must live through it (no process restart).
+    pub fn outlived(&self) -> bool {
+        self.fault.outlived()
+    }
+
+    /// A long-hold variant.
+    pub fn long(&self) -> bool {
+        matches!(self.hold, Hold::Fixed(_))
+    }
 }
 
-/// Every scenario. `make chaos-ci` runs those marked `ci` (every fault kind at least
-/// once); `make chaos` runs all of them.
-pub const CATALOGUE: &[Scenario] = &[
+struct Base {
+    name: &'static str,
+    fault: Fault,
+    ci: bool,
+}
+
+const fn s(name: &'static str, fault: Fault, ci: bool) -> Base {
+    Base { name, fault, ci }
+}
+
+/// The long holds every outlived fault also runs with: past every client timeout
+/// (consumer session, transaction, request: 30 s) and past the supervision windows
+/// (3 minutes).
+pub const LONG_HOLDS: [(&str, u64); 2] = [("30s", 30_000), ("3m", 180_000)];
+
+/// Long-hold variants that `make chaos-ci` runs.
+const CI_LONG: &[&str] = &[
+    "pause-kafka-30s",
+    "kill-kafka-30s",
+    "pause-cassandra-30s",
+    "source-outage-60s",
+];
+
+/// Every scenario: the short catalogue (seeded 2–5 s holds), then each outlived fault
+/// with the [`LONG_HOLDS`] (and the source with a 60 s outage). `make chaos-ci` runs
+/// those marked `ci` (every fault kind at least once, and the long holds of
+/// [`CI_LONG`]); `make chaos` runs all of them.
+pub fn catalogue() -> Vec<Scenario> {
+    let mut all: Vec<Scenario> = BASE
+        .iter()
+        .map(|b| Scenario {
+            name: b.name.to_owned(),
+            fault: b.fault,
+            hold: Hold::Seeded,
+            ci: b.ci,
+        })
+        .collect();
+    let mut long = Vec::new();
+    for base in BASE.iter().filter(|b| b.fault.outlived()) {
+        let mut holds: Vec<(&str, u64)> = LONG_HOLDS.to_vec();
+        if base.fault == Fault::SourceOutage {
+            holds.insert(1, ("60s", 60_000));
+        }
+        for (suffix, ms) in holds {
+            let name = format!("{}-{suffix}", base.name);
+            long.push(Scenario {
+                ci: CI_LONG.contains(&name.as_str()),
+                name,
+                fault: base.fault,
+                hold: Hold::Fixed(ms),
+            });
+        }
+    }
+    all.extend(long);
+    all
+}
+
+const BASE: &[Base] = &[
     s("kill-tributary", Fault::KillTributary, true),
     s("kill-tributary-5x", Fault::RepeatedKills(5), true),
     s("kill-kafka", Fault::Kill(Service::Kafka), true),
@@ -53,6 +144,8 @@ pub const CATALOGUE: &[Scenario] = &[
     s("kill-jaeger", Fault::Kill(Service::Jaeger), false),
     s("pause-kafka", Fault::Pause(Service::Kafka), true),
     s("pause-cassandra", Fault::Pause(Service::Cassandra), true),
+    s("pause-postgres", Fault::Pause(Service::Postgres), false),
+    s("source-outage", Fault::SourceOutage, false),
     s(
         "postgres-latency",
         Fault::Link(Link::Postgres, Toxic::Latency),
@@ -128,7 +221,7 @@ pub const CATALOGUE: &[Scenario] = &[
 ];
 
 pub fn by_name(name: &str) -> Option<Scenario> {
-    CATALOGUE.iter().copied().find(|s| s.name == name)
+    catalogue().into_iter().find(|s| s.name == name)
 }
 
 /// Seeded choices of one run: when the fault fires and how long it holds.
@@ -142,7 +235,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// The same seed and scenario always give the same schedule.
-    pub fn new(seed: u64, scenario: &str) -> Schedule {
+    pub fn new(seed: u64, scenario: &str, hold: Hold) -> Schedule {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
         for b in scenario.bytes() {
             h ^= u64::from(b);
@@ -155,9 +248,14 @@ impl Schedule {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             ((z ^ (z >> 31)) >> 11) as f64 / (1_u64 << 53) as f64
         };
+        let at_fraction = 0.2 + 0.4 * next();
+        let seeded_hold = 2_000 + (3_000.0 * next()) as u64;
         Schedule {
-            at_fraction: 0.2 + 0.4 * next(),
-            hold_ms: 2_000 + (3_000.0 * next()) as u64,
+            at_fraction,
+            hold_ms: match hold {
+                Hold::Seeded => seeded_hold,
+                Hold::Fixed(ms) => ms,
+            },
         }
     }
 }
@@ -168,21 +266,85 @@ mod tests {
 
     #[test]
     fn schedules_replay_by_seed() {
+        let seeded = Hold::Seeded;
         assert_eq!(
-            Schedule::new(1, "kill-kafka"),
-            Schedule::new(1, "kill-kafka")
+            Schedule::new(1, "kill-kafka", seeded),
+            Schedule::new(1, "kill-kafka", seeded)
         );
         assert_ne!(
-            Schedule::new(1, "kill-kafka"),
-            Schedule::new(2, "kill-kafka")
+            Schedule::new(1, "kill-kafka", seeded),
+            Schedule::new(2, "kill-kafka", seeded)
         );
-        let s = Schedule::new(7, "pause-cassandra");
+        let s = Schedule::new(7, "pause-cassandra", seeded);
         assert!((0.2..0.6).contains(&s.at_fraction) && (2_000..5_000).contains(&s.hold_ms));
+        assert_eq!(
+            Schedule::new(7, "pause-kafka-3m", Hold::Fixed(180_000)).hold_ms,
+            180_000
+        );
+    }
+
+    #[test]
+    fn every_store_and_source_fault_has_long_holds_and_ci_runs_the_required_ones() {
+        // Kill and pause of the three stores, the four toxics on the three links, the
+        // source outage: 19 faults, each held 30 s and 3 minutes, and the source 60 s.
+        let long: Vec<Scenario> = catalogue().into_iter().filter(Scenario::long).collect();
+        assert_eq!(long.len(), 19 * 2 + 1);
+        for (name, fault, ms) in [
+            ("kill-kafka-3m", Fault::Kill(Service::Kafka), 180_000),
+            (
+                "pause-postgres-30s",
+                Fault::Pause(Service::Postgres),
+                30_000,
+            ),
+            (
+                "cassandra-timeout-3m",
+                Fault::Link(Link::Cassandra, Toxic::Timeout),
+                180_000,
+            ),
+            (
+                "kafka-bandwidth-30s",
+                Fault::Link(Link::Kafka, Toxic::Bandwidth),
+                30_000,
+            ),
+            ("source-outage-60s", Fault::SourceOutage, 60_000),
+        ] {
+            let found = by_name(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(
+                (found.fault, found.hold),
+                (fault, Hold::Fixed(ms)),
+                "{name}"
+            );
+        }
+        assert!(
+            by_name("kill-tributary-30s").is_none(),
+            "tributary's own faults stay short"
+        );
+        let ci_long: Vec<String> = long
+            .iter()
+            .filter(|s| s.ci)
+            .map(|s| s.name.clone())
+            .collect();
+        assert_eq!(
+            ci_long,
+            [
+                "kill-kafka-30s",
+                "pause-kafka-30s",
+                "pause-cassandra-30s",
+                "source-outage-60s"
+            ]
+        );
+        let all = catalogue();
+        let names: std::collections::HashSet<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "unique names");
     }
 
     #[test]
     fn the_ci_suite_covers_every_fault_kind() {
-        let ci: Vec<Fault> = CATALOGUE.iter().filter(|s| s.ci).map(|s| s.fault).collect();
+        let ci: Vec<Fault> = catalogue()
+            .iter()
+            .filter(|s| s.ci)
+            .map(|s| s.fault)
+            .collect();
         assert!(ci.len() >= 10);
         assert!(ci.iter().any(|f| matches!(f, Fault::Kill(_))));
         assert!(ci.iter().any(|f| matches!(f, Fault::Pause(_))));

@@ -1,4 +1,5 @@
-//! `/readyz`: every store answers and every supervised actor is running.
+//! `/readyz`: every store answers, every supervised actor is running, and records that
+//! wait are being consumed.
 
 use crate::config::Config;
 use crate::status::Observed;
@@ -59,11 +60,13 @@ impl Readiness {
         let (postgres, kafka, cassandra) =
             tokio::join!(self.postgres(), self.kafka(), self.cassandra());
         let actors = actors(observed);
+        let consuming = consuming(observed);
         let checks: BTreeMap<&'static str, String> = [
             ("postgres", postgres),
             ("kafka", kafka),
             ("cassandra", cassandra),
             ("actors", actors),
+            ("consuming", consuming),
         ]
         .into_iter()
         .map(|(name, result)| (name, result.err().unwrap_or_else(|| "ok".to_owned())))
@@ -124,6 +127,29 @@ async fn bounded(check: impl Future<Output = Result<(), String>>) -> Result<(), 
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+}
+
+/// A consumption reading older than this says nothing about now.
+const STALE_READING_MS: i64 = 60_000;
+
+/// Records wait and this instance consumes none of them (the consumption monitor), or
+/// the monitor has not been able to tell for a minute.
+fn consuming(observed: &Observed) -> Result<(), String> {
+    let c = observed.consumption.snapshot();
+    if let Some(n) = c.not_consuming {
+        return Err(format!("not consuming: {}", n.reason));
+    }
+    let age_ms = c
+        .checked_at_ms
+        .map(|at| chrono::Utc::now().timestamp_millis() - at);
+    match (age_ms, c.error) {
+        (Some(age), error) if age > STALE_READING_MS => Err(format!(
+            "no consumption reading for {} s{}",
+            age / 1_000,
+            error.map(|e| format!(": {e}")).unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn actors(observed: &Observed) -> Result<(), String> {

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tributary_actors::model::raw_user::{MAX_RESULTS, NAT_SEED_LENGTH, api_length};
 
+/// Stops a running source (`stop(graceful)`).
+pub use actix_web::dev::ServerHandle;
+
 struct State {
     faults: Faults,
     max_page: u32,
@@ -223,6 +226,53 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok((server, address))
+}
+
+/// A free loopback address below the kernel's ephemeral port range, for a source that
+/// is stopped and started again at the same address (an outage, in tests and the chaos
+/// suite): no outgoing connection can take its port meanwhile, as one can take a port
+/// that binding port 0 picked. Each call in a process gets another port.
+///
+/// # Errors
+/// No port between 20000 and the ephemeral range is free.
+pub fn stable_loopback_address() -> std::io::Result<std::net::SocketAddr> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let (low, span) = (20_000, ephemeral_low.saturating_sub(20_000).max(1));
+    let base = std::process::id().wrapping_mul(97);
+    (0..span)
+        .map(|_| low + base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span)
+        .find_map(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", u16::try_from(port).ok()?))
+                .ok()?
+                .local_addr()
+                .ok()
+        })
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                "no free loopback port below the ephemeral range",
+            )
+        })
+}
+
+/// Serves on `address` (again) in the background of the current Tokio runtime; the
+/// handle stops it.
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn spawn_at(
+    config: &Config,
+    address: std::net::SocketAddr,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let listener = std::net::TcpListener::bind(address)?;
+    let (server, _) = serve(config, listener)?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
 }
 
 /// Serves on a free loopback port in the background of the current Tokio runtime (the

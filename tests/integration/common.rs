@@ -180,27 +180,9 @@ pub struct SourceAt {
 }
 
 impl SourceAt {
-    /// A free loopback port for a source that is not started yet, below the kernel's
-    /// ephemeral range: no outgoing connection (nor any port-0 bind) can take it while
-    /// the source is down.
+    /// A free loopback port (below the ephemeral range) for a source not started yet.
     pub fn reserve(config: tributary::source::Config) -> SourceAt {
-        // Each call takes the next candidate, so tests reserving at once never share one.
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|range| range.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32_768);
-        let (low, span) = (20_000, ephemeral_low.saturating_sub(20_000).max(1));
-        let base = std::process::id() * 97;
-        let address = (0..span)
-            .map(|_| low + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % span)
-            .find_map(|port| {
-                let port = u16::try_from(port).ok()?;
-                std::net::TcpListener::bind(("127.0.0.1", port))
-                    .ok()?
-                    .local_addr()
-                    .ok()
-            })
+        let address = tributary::source::server::stable_loopback_address()
             .expect("a free port below the ephemeral range");
         SourceAt { address, config }
     }
@@ -211,11 +193,6 @@ impl SourceAt {
 
     /// Serves on the reserved address (again), in the background of this runtime.
     pub fn start(&self) -> actix_web::dev::ServerHandle {
-        let listener = std::net::TcpListener::bind(self.address).expect("the source's port");
-        let (server, _) =
-            tributary::source::server::serve(&self.config, listener).expect("source starts");
-        let handle = server.handle();
-        tokio::spawn(server);
-        handle
+        tributary::source::server::spawn_at(&self.config, self.address).expect("source starts")
     }
 }

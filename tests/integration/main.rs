@@ -7,6 +7,7 @@
 mod cli;
 mod common;
 mod compose;
+mod consumption;
 mod ingest;
 mod observe;
 mod process;

@@ -41,6 +41,21 @@ pub struct Config {
     /// Kafka `session.timeout.ms`: how fast a dead instance's partitions move.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// How often the consumption monitor compares Cassandra's committed offsets with
+    /// the topic's end offsets (every partition, held here or not).
+    #[serde(default = "default_lag_interval_ms")]
+    pub lag_interval_ms: u64,
+    /// A partition whose records wait while its committed offset has not moved for
+    /// this long is stalled. An instance holding a stalled partition, or holding none
+    /// while a partition is stalled, is not consuming: `/readyz` answers 503 with the
+    /// reason, and `tributary_stalls_total` counts it.
+    #[serde(default = "default_stall_after_ms")]
+    pub stall_after_ms: u64,
+    /// The watchdog of last resort: an instance not consuming for this long while
+    /// records wait (and Kafka answers) gets a new consumer, a fresh member of the
+    /// group (`tributary_consumer_rebuilds_total`); at most once per this interval.
+    #[serde(default = "default_stall_restart_ms")]
+    pub stall_restart_ms: u64,
     /// Restart policy of the process supervisor (the coordinator).
     #[serde(default = "default_process_supervision")]
     pub supervision: RestartPolicy,
@@ -60,6 +75,10 @@ pub struct TestFaults {
     /// offset commit; 0 turns it off.
     #[serde(default)]
     pub fail_writer_before_commit_every: u64,
+    /// This long after the process started, its consumer leaves the group and does not
+    /// rejoin, once: a consumer that stopped consuming, for the watchdog's test. 0 off.
+    #[serde(default)]
+    pub leave_group_after_ms: u64,
 }
 
 fn default_group_id() -> String {
@@ -86,6 +105,15 @@ fn default_drain_timeout_ms() -> u64 {
 fn default_session_timeout_ms() -> u64 {
     10_000
 }
+fn default_lag_interval_ms() -> u64 {
+    2_000
+}
+fn default_stall_after_ms() -> u64 {
+    30_000
+}
+fn default_stall_restart_ms() -> u64 {
+    120_000
+}
 fn default_process_supervision() -> RestartPolicy {
     RestartPolicy::new(Strategy::OneForOne)
 }
@@ -104,6 +132,9 @@ impl Default for Config {
             rows_per_request: default_rows_per_request(),
             drain_timeout_ms: default_drain_timeout_ms(),
             session_timeout_ms: default_session_timeout_ms(),
+            lag_interval_ms: default_lag_interval_ms(),
+            stall_after_ms: default_stall_after_ms(),
+            stall_restart_ms: default_stall_restart_ms(),
             supervision: default_process_supervision(),
             partition_supervision: default_partition_supervision(),
             test_faults: TestFaults::default(),
@@ -130,6 +161,19 @@ impl Config {
             self.session_timeout_ms,
             1_000,
             600_000,
+        );
+        f.range("lag_interval_ms", self.lag_interval_ms, 100, 600_000);
+        f.range(
+            "stall_after_ms",
+            self.stall_after_ms,
+            self.lag_interval_ms,
+            86_400_000,
+        );
+        f.range(
+            "stall_restart_ms",
+            self.stall_restart_ms,
+            self.stall_after_ms,
+            86_400_000,
         );
         f.section("supervision", |f| self.supervision.validate(f));
         f.section("partition_supervision", |f| {

@@ -15,12 +15,14 @@
 use super::config::Config;
 use super::partition::{self, PartitionConsumerMsg, PartitionContext};
 use super::poll::{Doorbell, GroupConsumer, RebalanceContext, Route, Routes, poll_loop};
-use crate::observe::Partitions;
+use crate::directory::Directory;
+use crate::observe::{Consumption, Partitions};
+use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{cassandra, kafka};
 use crate::supervisor::{Drain, Ping, RestartStats, Supervisor, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +49,10 @@ pub struct CoordinatorArgs {
     pub batches: Arc<AtomicU64>,
     /// This instance's partitions, for the status API and gauges.
     pub partitions: Partitions,
+    /// The consumption monitor's board (the group handler's state goes there).
+    pub consumption: Consumption,
+    /// Where this coordinator registers itself, for the monitor's watchdog.
+    pub directory: Directory<CoordinatorMsg>,
 }
 
 pub enum CoordinatorMsg {
@@ -77,6 +83,15 @@ pub enum CoordinatorMsg {
     /// Graceful shutdown: stop routing, hand over partial batches and wait until every
     /// routed record is committed in Cassandra.
     Drain(Drain),
+    /// Every second: give the bootstrap servers back to a Kafka client that lost every
+    /// broker ([`crate::store::rebootstrap`]).
+    KeepClients,
+    /// From the monitor's watchdog: this instance has not consumed for
+    /// `process.stall_restart_ms` while records wait. The coordinator fails, and its
+    /// supervisor starts a new one with a new consumer: a fresh member of the group.
+    Rebuild {
+        reason: String,
+    },
 }
 
 impl From<Drain> for CoordinatorMsg {
@@ -95,8 +110,14 @@ struct Pipeline {
     supervisor: ActorRef<SupervisorMsg>,
 }
 
+/// The producer that writes poison records to the DLQ.
+pub type DlqProducer = FutureProducer<KeptContext>;
+
 pub struct CoordinatorState {
     config: Config,
+    bootstrap_servers: String,
+    /// Whether the DLQ producer still knows a broker.
+    dlq_brokers: Arc<BrokerLoss>,
     topic: String,
     consumer: Arc<GroupConsumer>,
     routes: Routes,
@@ -120,12 +141,15 @@ impl Actor for Coordinator {
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
         let topic = args.kafka.topics.raw.name.clone();
-        let dlq: FutureProducer = args
+        let dlq_context = KeptContext::default();
+        let dlq_brokers = dlq_context.loss.clone();
+        let dlq: DlqProducer = args
             .kafka
             .client_config("dlq")?
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .create()?;
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(dlq_context)?;
         let routes: Routes = Arc::default();
         let context = RebalanceContext {
             coordinator: myself.clone(),
@@ -134,6 +158,10 @@ impl Actor for Coordinator {
             drain_timeout: args.config.drain_timeout(),
             partitions: args.partitions.clone(),
             assigned: AtomicBool::new(false),
+            group_state: std::sync::Mutex::default(),
+            brokers: BrokerLoss::default(),
+            consumption: args.consumption.clone(),
+            retired: AtomicBool::new(false),
         };
         let mut consumer: GroupConsumer = args
             .kafka
@@ -197,8 +225,11 @@ impl Actor for Coordinator {
             batches: args.batches.clone(),
             partitions: args.partitions.clone(),
         };
+        args.directory.register(myself.clone());
         tracing::info!(group = %args.config.group_id, %topic, "coordinator joined the consumer group");
         Ok(CoordinatorState {
+            bootstrap_servers: args.kafka.bootstrap_servers.clone(),
+            dlq_brokers,
             config: args.config,
             topic,
             consumer,
@@ -212,22 +243,21 @@ impl Actor for Coordinator {
         })
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<CoordinatorMsg>,
+        _: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(Duration::from_secs(1), || CoordinatorMsg::KeepClients);
+        Ok(())
+    }
+
     async fn post_stop(
         &self,
         _: ActorRef<CoordinatorMsg>,
         state: &mut CoordinatorState,
     ) -> Result<(), ActorProcessingErr> {
-        let partitions: Vec<i32> = state.pipelines.keys().copied().collect();
-        stop_pipelines(state, &partitions).await;
-        state.stop.store(true, Ordering::SeqCst);
-        if let Some(poller) = state.poller.take() {
-            let consumer = state.consumer.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = poller.join();
-                consumer.unsubscribe();
-            })
-            .await;
-        }
+        retire(state).await;
         Ok(())
     }
 
@@ -239,9 +269,15 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         // Log lines of this message carry the actor kind (and partition).
         let span = tracing::info_span!("actor", actor = "coordinator");
-        self.on_message(myself, message, state)
+        let result = self
+            .on_message(myself, message, state)
             .instrument(span)
-            .await
+            .await;
+        if result.is_err() {
+            // ractor skips post_stop after a failed handler: clean up here.
+            retire(state).await;
+        }
+        result
     }
 
     async fn handle_supervisor_evt(
@@ -258,6 +294,7 @@ impl Actor for Coordinator {
         {
             // A partition pipeline exceeded its restart intensity: let the process
             // supervisor restart the coordinator, which rejoins the group.
+            retire(state).await;
             return Err(format!("a partition pipeline gave up: {error}").into());
         }
         Ok(())
@@ -349,6 +386,23 @@ impl Coordinator {
             CoordinatorMsg::Ping(reply) => {
                 let _ = reply.send(());
             }
+            CoordinatorMsg::Rebuild { reason } => {
+                return Err(format!("watchdog: rebuilding the consumer: {reason}").into());
+            }
+            CoordinatorMsg::KeepClients => {
+                leave_group_once(state);
+                let consumer = &state.consumer;
+                consumer.context().brokers.repair(
+                    consumer.client(),
+                    &state.bootstrap_servers,
+                    "consumer",
+                );
+                state.dlq_brokers.repair(
+                    state.context.dlq.client(),
+                    &state.bootstrap_servers,
+                    "dlq",
+                );
+            }
             CoordinatorMsg::Drain(Drain { reply, within }) => {
                 state
                     .routes
@@ -363,6 +417,72 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// The end of a coordinator, however it ends (stopped, failed, or asked for a rebuild):
+/// its pipelines stop, its poll thread ends, its consumer leaves the group and stops
+/// reporting (a retired consumer's statistics must not overwrite its successor's).
+/// Idempotent. The consumer itself is closed when the state drops ([`Drop`]).
+async fn retire(state: &mut CoordinatorState) {
+    let partitions: Vec<i32> = state.pipelines.keys().copied().collect();
+    stop_pipelines(state, &partitions).await;
+    state
+        .consumer
+        .context()
+        .retired
+        .store(true, Ordering::SeqCst);
+    state.stop.store(true, Ordering::SeqCst);
+    if let Some(poller) = state.poller.take() {
+        let consumer = state.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = poller.join();
+            consumer.unsubscribe();
+        })
+        .await;
+    }
+}
+
+impl Drop for CoordinatorState {
+    /// Closing a consumer waits until its group is left, which a consumer without a
+    /// coordinator may never manage: the last reference is dropped on a thread of its
+    /// own, so neither the actor's runtime nor the next coordinator ever waits for it.
+    /// (Also the path of a coordinator that panicked: its poll thread is told to stop.)
+    fn drop(&mut self) {
+        self.consumer
+            .context()
+            .retired
+            .store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+        let consumer = self.consumer.clone();
+        let _ = std::thread::Builder::new()
+            .name("tributary-consumer-close".into())
+            .spawn(move || {
+                // The state's own reference and the poll thread's go first.
+                while Arc::strong_count(&consumer) > 1 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(consumer);
+            });
+    }
+}
+
+/// `process.test_faults.leave_group_after_ms`: once per process, that long after the
+/// first coordinator started, the consumer unsubscribes and does not come back (only a
+/// new coordinator subscribes again): a consumer that stopped consuming.
+fn leave_group_once(state: &CoordinatorState) {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    static LEFT: AtomicBool = AtomicBool::new(false);
+    let after = state.config.test_faults.leave_group_after_ms;
+    let started = *STARTED.get_or_init(Instant::now);
+    if after == 0
+        || started.elapsed() < Duration::from_millis(after)
+        || LEFT.swap(true, Ordering::SeqCst)
+    {
+        return;
+    }
+    tracing::warn!("injected fault: the consumer leaves its group and stops consuming");
+    let consumer = state.consumer.clone();
+    tokio::task::spawn_blocking(move || consumer.unsubscribe());
 }
 
 /// Hands over partial batches and waits until what was routed is committed.

@@ -2,17 +2,20 @@
 //!
 //! ```text
 //! process (one_for_one)
-//! └── coordinator                 consumer-group membership, routing, rebalances
+//! ├── coordinator                 consumer-group membership, routing, rebalances
 //!     └── partition p (one_for_all), one per assigned partition:
 //!         writer(p) ← transformer(p) ← consumer(p)     (built downstream first)
+//! └── monitor                     lag of every partition, stalls, the watchdog
 //! ```
 //!
 //! [`poll`] is the thread that reads Kafka for the coordinator (a queue per partition,
 //! backpressure without pausing); [`rows`] is how the writer's rows reach
-//! `created_users` (requests grouped by replica set).
+//! `created_users` (requests grouped by replica set); [`monitor`] tells whether the
+//! group consumes what waits (lag over every partition, stalls, the watchdog).
 
 pub mod config;
 pub mod coordinator;
+pub mod monitor;
 pub mod partition;
 pub mod poll;
 pub mod rows;
@@ -21,9 +24,11 @@ pub mod writer;
 
 pub use config::Config;
 
+use crate::directory::Directory;
 use crate::store::{cassandra, kafka};
 use crate::supervisor::{ChildSpec, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg};
 use coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
+use monitor::{Monitor, MonitorArgs, MonitorMsg};
 
 /// The process supervisor with its coordinator.
 pub fn supervisor_spec(
@@ -33,6 +38,7 @@ pub fn supervisor_spec(
     owner: &str,
     stats: &RestartStats,
     partitions: &crate::observe::Partitions,
+    consumption: &crate::observe::Consumption,
 ) -> ChildSpec {
     let (cfg, kafka, cassandra, owner, child_stats) = (
         config.clone(),
@@ -41,27 +47,43 @@ pub fn supervisor_spec(
         owner.to_owned(),
         stats.clone(),
     );
-    let partitions = partitions.clone();
+    let (partitions, board) = (partitions.clone(), consumption.clone());
+    let directory: Directory<CoordinatorMsg> = Directory::default();
     let batches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (coordinator_kafka, coordinator_cassandra, coordinator_directory) =
+        (kafka.clone(), cassandra.clone(), directory.clone());
+    let (coordinator_config, coordinator_partitions) = (cfg.clone(), partitions.clone());
     let coordinator = ChildSpec::new("coordinator", "coordinator", Coordinator, move || {
         CoordinatorArgs {
-            config: cfg.clone(),
-            kafka: kafka.clone(),
-            cassandra: cassandra.clone(),
+            config: coordinator_config.clone(),
+            kafka: coordinator_kafka.clone(),
+            cassandra: coordinator_cassandra.clone(),
             owner: owner.clone(),
             stats: child_stats.clone(),
             batches: batches.clone(),
-            partitions: partitions.clone(),
+            partitions: coordinator_partitions.clone(),
+            consumption: board.clone(),
+            directory: coordinator_directory.clone(),
         }
     })
     .with_ping::<CoordinatorMsg>()
     .with_drain::<CoordinatorMsg>();
+    let board = consumption.clone();
+    let monitor = ChildSpec::new("monitor", "monitor", Monitor, move || MonitorArgs {
+        config: cfg.clone(),
+        kafka: kafka.clone(),
+        cassandra: cassandra.clone(),
+        partitions: partitions.clone(),
+        consumption: board.clone(),
+        coordinator: directory.clone(),
+    })
+    .with_ping::<MonitorMsg>();
     let (policy, stats) = (config.supervision.clone(), stats.clone());
     ChildSpec::new("process", "supervisor", Supervisor, move || {
         SupervisorArgs {
             name: "process".into(),
             policy: policy.clone(),
-            children: vec![coordinator.clone()],
+            children: vec![coordinator.clone(), monitor.clone()],
             stats: stats.clone(),
         }
     })

@@ -11,7 +11,6 @@ use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +21,7 @@ pub struct PartitionContext {
     pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
-    pub dlq: Arc<FutureProducer>,
+    pub dlq: Arc<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
     pub owner: String,
     pub batch_size: usize,

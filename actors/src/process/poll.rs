@@ -13,7 +13,8 @@
 
 use super::coordinator::CoordinatorMsg;
 use super::partition::PartitionConsumerMsg;
-use crate::observe::Partitions;
+use crate::observe::{Consumption, GroupState, Partitions};
+use crate::store::rebootstrap::BrokerLoss;
 use ractor::ActorRef;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -72,13 +73,51 @@ pub struct RebalanceContext {
     /// Set after an assignment: the poll thread splits the new partitions' queues (an
     /// assignment deactivates every earlier partition queue).
     pub(super) assigned: AtomicBool,
+    /// The group handler's (state, join state) at the last statistics: changes are logged.
+    pub(super) group_state: Mutex<(String, String)>,
+    /// Whether the consumer still knows a broker (see [`crate::store::rebootstrap`]).
+    pub(super) brokers: BrokerLoss,
+    /// Where the group handler's state goes, for the consumption monitor.
+    pub(super) consumption: Consumption,
+    /// Its coordinator ended: the consumer is closing and reports nothing any more.
+    pub(super) retired: AtomicBool,
 }
 
 impl ClientContext for RebalanceContext {
-    /// librdkafka's statistics (every second, served by the poll thread): the lag of each
-    /// routed partition is what Kafka holds past the fetch position, plus what sits in
-    /// the prefetch queue, plus what was routed and is not yet committed in Cassandra.
+    /// librdkafka's statistics (every second, served by the poll thread): the group
+    /// handler's state for the consumption monitor, whether the client still knows a
+    /// broker, and each routed partition's end, in-flight records and backpressure.
+    /// (Lag is the consumption monitor's: Cassandra against the end of every partition.)
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if self.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        self.brokers.observe(&statistics);
+        if let Some(group) = &statistics.cgrp {
+            let mut last = self.group_state.lock().unwrap_or_else(|p| p.into_inner());
+            if (last.0.as_str(), last.1.as_str())
+                != (group.state.as_str(), group.join_state.as_str())
+            {
+                tracing::info!(
+                    state = %group.state,
+                    join_state = %group.join_state,
+                    assignment = group.assignment_size,
+                    rebalances = group.rebalance_cnt,
+                    reason = %group.rebalance_reason,
+                    "consumer group state changed"
+                );
+                *last = (group.state.clone(), group.join_state.clone());
+            }
+            self.consumption.update(|c| {
+                c.group = Some(GroupState {
+                    state: group.state.clone(),
+                    join_state: group.join_state.clone(),
+                    assignment: group.assignment_size,
+                    rebalances: group.rebalance_cnt,
+                    reason: group.rebalance_reason.clone(),
+                });
+            });
+        }
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -89,17 +128,8 @@ impl ClientContext for RebalanceContext {
             };
             let in_flight = route.buffered.load(Ordering::SeqCst) as u64;
             let end = (stats.ls_offset >= 0).then_some(stats.ls_offset);
-            let fetch_position = if stats.next_offset >= 0 {
-                stats.next_offset
-            } else {
-                route.next_offset
-            };
-            let lag = end.map(|end| {
-                (end - fetch_position).max(0) + stats.fetchq_cnt.max(0) + in_flight as i64
-            });
             self.partitions.update(partition, |p| {
                 p.end_offset = end;
-                p.lag = lag;
                 p.in_flight_records = in_flight;
                 p.backpressured = route.backpressured;
             });

@@ -17,7 +17,7 @@ use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -27,7 +27,7 @@ pub struct Transformer;
 
 pub struct TransformerArgs {
     pub writer: crate::directory::Directory<WriterMsg>,
-    pub dlq: Arc<FutureProducer>,
+    pub dlq: Arc<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
     pub directory: crate::directory::Directory<TransformerMsg>,
 }
@@ -40,7 +40,7 @@ pub enum TransformerMsg {
 
 pub struct TransformerState {
     writer: ActorRef<WriterMsg>,
-    dlq: Arc<FutureProducer>,
+    dlq: Arc<crate::process::coordinator::DlqProducer>,
     dlq_topic: String,
 }
 

@@ -15,6 +15,7 @@ use super::config::Config;
 use crate::observe::{self, Stage};
 use crate::store::kafka::{self, TopicSpec};
 use crate::store::postgres::{self, query_error};
+use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{Service, StoreError};
 use crate::supervisor::{Drain, Ping};
 use futures::StreamExt;
@@ -22,7 +23,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -78,10 +79,13 @@ pub struct Checkpoint {
     pub last_outbox_id: i64,
 }
 
-type KafkaProducer = ThreadedProducer<DefaultProducerContext>;
+type KafkaProducer = ThreadedProducer<KeptContext>;
 
 pub struct ProducerState {
     config: Config,
+    bootstrap_servers: String,
+    /// Whether the producer still knows a broker ([`crate::store::rebootstrap`]).
+    brokers: Arc<BrokerLoss>,
     raw: TopicSpec,
     checkpoints: TopicSpec,
     producer: Arc<KafkaProducer>,
@@ -122,6 +126,8 @@ impl Actor for Producer {
         let pool = postgres::pool(&args.postgres)?;
         postgres::check(&pool, &args.postgres).await?;
         let timeout = args.config.transaction_timeout();
+        let context = KeptContext::default();
+        let brokers = context.loss.clone();
         let producer: KafkaProducer = args
             .kafka
             .client_config("producer")?
@@ -132,7 +138,8 @@ impl Actor for Producer {
                 args.config.transaction_timeout_ms.to_string(),
             )
             .set("linger.ms", "5")
-            .create()?;
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(context)?;
         let producer = Arc::new(producer);
         let init = producer.clone();
         // Fences the previous incarnation (this process's or a dead leader's) and aborts
@@ -149,6 +156,8 @@ impl Actor for Producer {
         tracing::info!(transactional_id = %args.config.transactional_id, last_outbox_id, "producer ready: resuming after the committed checkpoint");
         let (listen_client, listener) = listen(&args.postgres, myself.clone()).await?;
         Ok(ProducerState {
+            bootstrap_servers: args.kafka.bootstrap_servers.clone(),
+            brokers,
             raw: args.kafka.topics.raw.clone(),
             checkpoints: args.kafka.topics.checkpoints.clone(),
             config: args.config,
@@ -296,6 +305,11 @@ async fn publish(
         faults.fail_before_commit_every > 0 && n.is_multiple_of(faults.fail_before_commit_every);
     let fail_after_commit =
         faults.fail_after_commit_every > 0 && n.is_multiple_of(faults.fail_after_commit_every);
+    let (brokers, bootstrap) = (state.brokers.clone(), state.bootstrap_servers.clone());
+    let keep = move |producer: &KafkaProducer| {
+        brokers.repair(producer.client(), &bootstrap, "producer");
+    };
+    keep(&state.producer);
     let result = tokio::task::spawn_blocking(move || {
         let attempt = || -> Result<TxnOutcome, KafkaError> {
             producer.begin_transaction()?;
@@ -351,7 +365,10 @@ async fn publish(
                 return Ok(TxnOutcome::LeftOpen);
             }
             await_deliveries(&producer, timeout);
-            retrying(|| producer.commit_transaction(timeout))?;
+            retrying(|| {
+                keep(&producer);
+                producer.commit_transaction(timeout)
+            })?;
             Ok(TxnOutcome::Committed)
         };
         match attempt() {
@@ -364,7 +381,11 @@ async fn publish(
                 );
                 // An abort that fails leaves the transaction in a state only a new
                 // producer resolves (its init_transactions aborts what is open): fail.
-                retrying(|| producer.abort_transaction(timeout)).map(|()| TxnOutcome::Aborted)
+                retrying(|| {
+                    keep(&producer);
+                    producer.abort_transaction(timeout)
+                })
+                .map(|()| TxnOutcome::Aborted)
             }
         }
     })
@@ -473,13 +494,21 @@ fn await_deliveries(producer: &KafkaProducer, timeout: Duration) {
     }
 }
 
+/// Resumptions of a timed-out transaction call before the producer gives up on it.
+/// Past a freeze of the broker, librdkafka can stay stuck in an abort it never finishes
+/// (seen after a 30 s SIGSTOP: the abort timed out again and again for minutes); a new
+/// producer resolves it at once (its init_transactions fences this one and completes or
+/// aborts what is open), so the actor fails and is restarted instead of waiting on.
+const RESUMPTIONS: u32 = 2;
+
 /// Calls a transaction API again while librdkafka says the error is retriable (a
-/// timed-out commit must be resumed by calling commit again, not aborted), up to a bound.
+/// timed-out commit must be resumed by calling commit again, not aborted), up to
+/// [`RESUMPTIONS`] times.
 fn retrying(call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
     let mut attempts = 0;
     loop {
         match call() {
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 30 => {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < RESUMPTIONS => {
                 attempts += 1;
                 tracing::warn!(
                     error = &e as &dyn std::error::Error,

@@ -4,6 +4,7 @@
 pub mod cassandra;
 pub mod kafka;
 pub mod postgres;
+pub mod rebootstrap;
 
 use std::fmt;
 
