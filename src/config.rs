@@ -18,7 +18,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
 use tributary_actors::store::{cassandra, kafka, postgres};
-use tributary_actors::{ingest, process, publish};
+use tributary_actors::{ingest, process, publish, upkeep};
 
 use crate::run::SupervisionConfig;
 use tributary_actors::validate::{Findings, Invalid};
@@ -74,6 +74,12 @@ pub struct Config {
     /// Supervisors above ingest and publish (`[supervision]`).
     #[serde(default)]
     pub supervision: SupervisionConfig,
+    /// What PostgreSQL keeps, and for how long (`[retention]`).
+    #[serde(default)]
+    pub retention: upkeep::Retention,
+    /// The reconciler (`[reconcile]`).
+    #[serde(default)]
+    pub reconcile: upkeep::Reconcile,
 }
 
 /// Where configuration comes from; see the module documentation for the order.
@@ -253,6 +259,8 @@ impl Config {
         f.section("process", |f| self.process.validate(f));
         f.section("admin", |f| self.admin.validate(f));
         f.section("supervision", |f| self.supervision.validate(f));
+        f.section("retention", |f| self.retention.validate(f));
+        f.section("reconcile", |f| self.reconcile.validate(f));
         if f.found.is_empty() {
             Ok(())
         } else {

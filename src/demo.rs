@@ -58,10 +58,16 @@ impl Probe {
 /// A store cannot be read.
 pub async fn progress(config: &Config, probe: &Probe) -> Result<Progress, StoreError> {
     let client = &probe.postgres;
+    // Retention prunes finished runs and published outbox rows: the run count comes from
+    // the ordinals (they only grow) less the unfinished runs (never pruned), and the
+    // users ever staged from the cumulative aggregates.
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE status IN ('staged', 'failed')), count(*), \
-             (SELECT count(*) FROM staged_users), (SELECT coalesce(max(id), 0) FROM staged_users) FROM runs",
+            "SELECT greatest(coalesce(max(ordinal), 0), count(*)) \
+             - count(*) FILTER (WHERE status NOT IN ('staged', 'failed')), \
+             greatest(coalesce(max(ordinal), 0), count(*)), \
+             (SELECT coalesce(sum(users), 0)::bigint FROM staged_aggregates WHERE bucket LIKE 'gender:%'), \
+             (SELECT coalesce(max(id), 0) FROM staged_users) FROM runs",
             &[],
         )
         .await
@@ -102,6 +108,7 @@ async fn written_to_cassandra(
         session,
         &config.cassandra.keyspace,
         &config.kafka.topics.raw.name,
+        config.kafka.topics.raw.partitions,
     )
     .await?;
     Ok(aggregates
@@ -207,5 +214,5 @@ pub async fn demo(config: &Config, users: u64) -> i32 {
         return exit::FAILURE;
     }
     println!("demo: drained in {:.1}s\n", started.elapsed().as_secs_f64());
-    verify::print(&config, false).await
+    verify::print(&config, verify::Window::Retained, false).await
 }

@@ -59,6 +59,12 @@ enum Command {
     },
     /// Compare PostgreSQL, Kafka (and Cassandra) by user id; exit 0 only when all match.
     Verify {
+        /// Only the runs scheduled within this long (90s, 30m, 12h, 7d).
+        #[arg(long, value_parser = tributary::verify::parse_since, conflicts_with = "runs")]
+        since: Option<std::time::Duration>,
+        /// Only the runs with ids FROM..TO (inclusive), as `tributary runs` lists them.
+        #[arg(long, value_parser = tributary::verify::parse_runs, value_name = "FROM..TO")]
+        runs: Option<(i64, i64)>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -213,7 +219,15 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Source { bind } => serve_source(&config, bind).await,
         Command::Run { test_faults } => tributary::run::run(&config, test_faults).await,
         Command::Demo { users } => tributary::demo::demo(&config, users).await,
-        Command::Verify { json } => tributary::verify::print(&config, json).await,
+        Command::Verify { since, runs, json } => {
+            use tributary::verify::Window;
+            let window = match (since, runs) {
+                (Some(since), _) => Window::Since(since),
+                (None, Some((from, to))) => Window::Runs(from, to),
+                (None, None) => Window::Retained,
+            };
+            tributary::verify::print(&config, window, json).await
+        }
         Command::Status { url, json } => tributary::status::print(&config, url, json).await,
         Command::Runs(args) => runs(&config, args).await,
     };

@@ -5,6 +5,7 @@
 //! ├── process (one_for_one)     every instance: coordinator → partition pipelines
 //! └── leader                    holds the PostgreSQL advisory lock, then starts:
 //!     └── leader duties (one_for_one)        [supervision.leader]
+//!         ├── upkeep (one_for_one)           pruner, reconciler
 //!         ├── publish (one_for_one)          producer
 //!         └── ingest (rest_for_one)          stager, fetchers, scheduler
 //! ```
@@ -29,7 +30,7 @@ use tributary_actors::supervisor::{
     self, ChildSpec, Drain, RestartPolicy, Strategy, SupervisorArgs, SupervisorMsg, TreeOutcome,
 };
 use tributary_actors::validate::Findings;
-use tributary_actors::{ingest, process, publish};
+use tributary_actors::{ingest, process, publish, upkeep};
 
 use crate::config::Config;
 use crate::exit;
@@ -106,7 +107,9 @@ pub async fn run(config: &Config, test_faults: bool) -> i32 {
     let observed = Observed::new(instance_name());
     let sampler = observed.spawn_sampler();
     let runs_watcher = match store::postgres::pool(&config.postgres) {
-        Ok(pool) => observed.spawn_runs_watcher(pool, config.ingest.clone()),
+        Ok(pool) => {
+            observed.spawn_runs_watcher(pool, config.ingest.clone(), config.reconcile.after_ms)
+        }
         Err(error) => {
             eprintln!("error: {}", crate::error_chain(&error));
             return exit::for_store_error(&error);
@@ -268,8 +271,30 @@ pub async fn start_tree(
     observed: &Observed,
 ) -> Result<(ActorRef<SupervisorMsg>, oneshot::Receiver<TreeOutcome>), SpawnErr> {
     let stats = observed.tree.clone();
+    // The writers keep the digests of the newest `run_digests_kept` runs: fewer than the
+    // runs scheduled within the reconcile deadline, and a slow run's digest could be gone
+    // before its verdict (it would be reported missing).
+    let kept_ms = config.ingest.interval_ms as u128 * config.process.run_digests_kept as u128;
+    if config.reconcile.enabled && kept_ms < u128::from(config.reconcile.deadline_ms) {
+        tracing::warn!(
+            kept_ms = kept_ms as u64,
+            deadline_ms = config.reconcile.deadline_ms,
+            "process.run_digests_kept × ingest.interval_ms is shorter than reconcile.deadline_ms: \
+             raise process.run_digests_kept"
+        );
+    }
     // Downstream first, like every supervisor's children: drains run in reverse.
+    let upkeep = upkeep::UpkeepArgs {
+        retention: config.retention.clone(),
+        reconcile: config.reconcile.clone(),
+        postgres: config.postgres.clone(),
+        kafka: config.kafka.clone(),
+        cassandra: config.cassandra.clone(),
+        transactional_id: config.publish.transactional_id.clone(),
+        group_id: config.process.group_id.clone(),
+    };
     let duties = vec![
+        upkeep::supervisor_spec(&upkeep, &stats),
         publish::supervisor_spec(&config.publish, &config.kafka, &config.postgres, &stats),
         ingest::supervisor_spec(&config.ingest, &config.postgres, &stats),
     ];

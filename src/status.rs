@@ -10,6 +10,7 @@ use tributary_actors::observe::{
     self, Consumption, ConsumptionStatus, PartitionStatus, Partitions, Stage,
 };
 use tributary_actors::supervisor::{KindStats, RestartStats, TreeNode};
+use tributary_actors::upkeep::summary::{self, Reconciliation};
 
 /// Seconds of per-second samples kept for throughput and the dashboard's chart.
 const HISTORY_SECONDS: usize = 120;
@@ -29,6 +30,8 @@ pub struct Observed {
     /// The runs ledger at the last look (every [`RUNS_REFRESH`]); `None` before the
     /// first, or while PostgreSQL does not answer.
     runs: Arc<Mutex<Option<RunsSummary>>>,
+    /// The reconciler's findings at the last look, refreshed with `runs`.
+    reconciliation: Arc<Mutex<Option<Reconciliation>>>,
 }
 
 /// How often the runs ledger is summarised for the status API.
@@ -51,26 +54,36 @@ impl Observed {
             started: Instant::now(),
             samples: Arc::default(),
             runs: Arc::default(),
+            reconciliation: Arc::default(),
         }
     }
 
-    /// Summarises the runs ledger every two seconds until the task is aborted, and
-    /// exports it as the `tributary_runs{status}` gauges. Every instance does it (the
-    /// ledger is shared), so a follower's dashboard shows failing runs too.
+    /// Summarises the runs ledger and the reconciler's verdicts every two seconds until
+    /// the task is aborted, and exports the `tributary_runs{status}` gauges. Every
+    /// instance does it (the ledger is shared), so a follower's dashboard shows failing
+    /// runs and failed reconciliations too.
     pub fn spawn_runs_watcher(
         &self,
         pool: deadpool_postgres::Pool,
         ingest: tributary_actors::ingest::Config,
+        reconcile_after_ms: u64,
     ) -> tokio::task::JoinHandle<()> {
         let runs = self.runs.clone();
+        let reconciliation = self.reconciliation.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RUNS_REFRESH);
             loop {
                 tick.tick().await;
-                let summary = match pool.get().await {
-                    Ok(client) => ledger::summary(&client, &ingest).await.ok(),
-                    Err(_) => None,
+                let (summary, reconciled) = match pool.get().await {
+                    Ok(client) => (
+                        ledger::summary(&client, &ingest).await.ok(),
+                        summary::reconciliation(&client, reconcile_after_ms)
+                            .await
+                            .ok(),
+                    ),
+                    Err(_) => (None, None),
                 };
+                *reconciliation.lock().unwrap_or_else(|p| p.into_inner()) = reconciled;
                 if let Some(summary) = &summary {
                     for (status, n) in [
                         (RunStatus::Pending, summary.pending),
@@ -157,6 +170,11 @@ impl Observed {
             throughput,
             history,
             runs: self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            reconciliation: self
+                .reconciliation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             consumption,
         }
     }
@@ -213,6 +231,11 @@ pub struct Status {
     /// while PostgreSQL cannot be read.
     #[serde(default)]
     pub runs: Option<RunsSummary>,
+    /// The reconciler's verdicts (shared by every instance): runs still unreconciled,
+    /// failed runs by kind, the last aggregate check. `None` while PostgreSQL cannot be
+    /// read.
+    #[serde(default)]
+    pub reconciliation: Option<Reconciliation>,
     /// Whether this instance consumes: every partition's committed offset, end and lag,
     /// the group handler's state, and why records wait unconsumed, if they do.
     #[serde(default)]
@@ -339,6 +362,7 @@ pub fn render(status: &Status) -> String {
         );
     }
     render_runs(&mut out, status);
+    render_reconciliation(&mut out, status);
     out.push_str("\nRESTARTS\n");
     let _ = writeln!(
         out,
@@ -467,6 +491,47 @@ fn render_runs(out: &mut String, status: &Status) {
             last.seed.as_deref().unwrap_or("-"),
             last.page.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             last.repeated_users
+        );
+    }
+}
+
+fn render_reconciliation(out: &mut String, status: &Status) {
+    use std::fmt::Write as _;
+    out.push_str("\nRECONCILIATION\n");
+    let Some(r) = &status.reconciliation else {
+        out.push_str("  (the runs ledger cannot be read)\n");
+        return;
+    };
+    let failed = |kind: &str| r.failed_runs.get(kind).copied().unwrap_or(0);
+    let aggregates = match &r.aggregates {
+        None => "not checked yet".to_owned(),
+        Some(a) if a.ok => format!("equal at {}", a.checked_at.format("%H:%M:%S")),
+        Some(a) => format!(
+            "DIFFER at {}: {}",
+            a.checked_at.format("%H:%M:%S"),
+            a.detail.as_deref().unwrap_or("-")
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "  unreconciled {}  |  failed runs: missing {}, duplicated {}, unexpected {}  |  aggregates {aggregates}",
+        r.unreconciled,
+        failed("missing"),
+        failed("duplicated"),
+        failed("unexpected"),
+    );
+    for run in &r.failures {
+        let _ = writeln!(
+            out,
+            "  ALERT: run {} (seed {} page {}, {} users) {} at {}: `tributary verify --runs {}..{}` names them",
+            run.run_id,
+            run.seed.as_deref().unwrap_or("-"),
+            run.page.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            run.staged_users,
+            run.result,
+            run.reconciled_at.format("%Y-%m-%d %H:%M:%S"),
+            run.run_id,
+            run.run_id
         );
     }
 }

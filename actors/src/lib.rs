@@ -25,6 +25,8 @@
 //!   - [`store::cassandra`]: scylla driver sessions.
 //! - [`supervisor`]: one_for_one / one_for_all / rest_for_one supervision for ractor,
 //!   restart intensity and escalation, jittered backoff, liveness pings, restart counts.
+//! - [`upkeep`]: retention (outbox, runs, quarantine) and the reconciler that checks
+//!   every run end to end by its digest (leader only).
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
 pub mod directory;
@@ -39,6 +41,7 @@ pub mod secret;
 pub mod store;
 pub mod supervisor;
 pub mod trace;
+pub mod upkeep;
 pub mod validate;
 
 pub use secret::Secret;

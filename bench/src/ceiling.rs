@@ -121,6 +121,7 @@ pub fn rows(seed: &str, users: u64, topic: &str) -> anyhow::Result<Vec<CreatedUs
             offset: i64::try_from(n)?,
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
             staged_at_ms: None,
+            run_id: Some(i64::try_from(page)?),
         };
         rows.push(CreatedUser::from_raw(&raw, provenance).map_err(anyhow::Error::msg)?);
     }

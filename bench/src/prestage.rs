@@ -55,6 +55,8 @@ pub async fn stage_run(
         &[&ids, &run_id, &payloads],
     )
     .await?;
+    // As the stager does: the run's digest and the cumulative aggregates.
+    tx.execute("SELECT seal_run($1)", &[&run_id]).await?;
     tx.execute(
         "SELECT pg_notify($1, $2)",
         &[&config.postgres.staged_channel(), &run_id.to_string()],

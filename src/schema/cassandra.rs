@@ -19,6 +19,17 @@ pub const TABLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Columns added after their table was first released: added to tables that predate
+/// them (a new table has them from its CQL file).
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("created_users", "run_id", "bigint")];
+
+/// Indexes as (table, name, CQL file), created after the tables.
+pub const INDEXES: &[(&str, &str, &str)] = &[(
+    "created_users",
+    "created_users_run_id",
+    include_str!("../../config/cassandra/created_users_run_id.cql"),
+)];
+
 fn request_error(what: String, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     // Schema statements fail transiently only through timeouts or unavailable replicas;
     // the caller (a person or a start-up script) simply reruns apply, which is idempotent.
@@ -75,7 +86,73 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
             .map_err(|e| request_error(format!("cannot create {object}"), e))?;
         outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
     }
+    for (table, column, kind) in ADDED_COLUMNS {
+        let object = format!("column {keyspace}.{table}.{column}");
+        if column_exists(&session, keyspace, table, column).await? {
+            continue;
+        }
+        session
+            .query_unpaged(
+                format!("ALTER TABLE {keyspace}.{table} ADD {column} {kind}"),
+                (),
+            )
+            .await
+            .map_err(|e| request_error(format!("cannot add {object}"), e))?;
+        outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
+    }
+    for (table, index, template) in INDEXES {
+        let object = format!("index {keyspace}.{index}");
+        if index_exists(&session, keyspace, table, index).await? {
+            outcomes.push(Outcome::new(Service::Cassandra, object, Action::Unchanged));
+            continue;
+        }
+        session
+            .query_unpaged(template.replace("{keyspace}", keyspace), ())
+            .await
+            .map_err(|e| request_error(format!("cannot create {object}"), e))?;
+        outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
+    }
     Ok(outcomes)
+}
+
+async fn column_exists(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, StoreError> {
+    let result = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (keyspace, table, column),
+        )
+        .await
+        .map_err(|e| request_error("cannot read system_schema.columns".into(), e))?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| request_error("unexpected system_schema.columns result".into(), e))?;
+    Ok(rows.rows_num() > 0)
+}
+
+async fn index_exists(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    index: &str,
+) -> Result<bool, StoreError> {
+    let result = session
+        .query_unpaged(
+            "SELECT index_name FROM system_schema.indexes \
+             WHERE keyspace_name = ? AND table_name = ? AND index_name = ?",
+            (keyspace, table, index),
+        )
+        .await
+        .map_err(|e| request_error("cannot read system_schema.indexes".into(), e))?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| request_error("unexpected system_schema.indexes result".into(), e))?;
+    Ok(rows.rows_num() > 0)
 }
 
 async fn keyspace_replication(

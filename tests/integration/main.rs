@@ -14,3 +14,4 @@ mod process;
 mod source_contract;
 mod stores;
 mod telemetry;
+mod upkeep;

@@ -84,6 +84,7 @@ async fn end_to_end_twenty_thousand_users_with_exact_aggregates() {
         &session,
         &config.cassandra.keyspace,
         &config.kafka.topics.raw.name,
+        config.kafka.topics.raw.partitions,
     )
     .await
     .expect("aggregates");

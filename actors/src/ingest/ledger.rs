@@ -210,12 +210,16 @@ pub async fn in_flight(client: &impl deadpool_postgres::GenericClient) -> Result
     Ok(row.get::<_, i64>(0).unsigned_abs())
 }
 
-/// The highest run id recorded and the number of runs in the ledger.
+/// The highest run id recorded and the number of runs ever recorded (retention prunes
+/// old runs; their ordinals stay counted).
 pub async fn last_and_total(
     client: &impl deadpool_postgres::GenericClient,
 ) -> Result<(Option<i64>, u64), StoreError> {
     let row = client
-        .query_one("SELECT max(run_id), count(*) FROM runs", &[])
+        .query_one(
+            "SELECT max(run_id), greatest(coalesce(max(ordinal), 0), count(*)) FROM runs",
+            &[],
+        )
         .await
         .map_err(|e| query_error("read the runs ledger", e))?;
     Ok((row.get(0), row.get::<_, i64>(1).unsigned_abs()))
@@ -237,8 +241,9 @@ pub async fn record(
     let users = config.users_per_run as i32;
     let inserted = client
         .execute(
-            "INSERT INTO runs (run_id, scheduled_for, requested_users, seed, page) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO NOTHING",
+            "INSERT INTO runs (run_id, scheduled_for, requested_users, seed, page, ordinal) \
+             VALUES ($1, $2, $3, $4, $5, (SELECT coalesce(max(ordinal), 0) + 1 FROM runs)) \
+             ON CONFLICT (run_id) DO NOTHING",
             &[
                 &slot,
                 &config.slot_start(slot),
@@ -288,13 +293,16 @@ pub async fn mark_staged(
     tx.execute(
         "UPDATE runs SET status = 'staged', attempts = attempts + 1, last_error = NULL, \
          next_attempt_at = NULL, repeated_users = $3, \
-         staged_users = (SELECT count(*) FROM staged_users WHERE run_id = $1), \
          quarantined = (SELECT count(*) FROM quarantine WHERE run_id = $1), updated_at = now(), \
          trace_parent = $2 WHERE run_id = $1",
         &[&run_id, &trace_parent, &repeated],
     )
     .await
     .map_err(|e| query_error("mark run staged", e))?;
+    // Its count and digest, and its users added to the cumulative aggregates.
+    tx.execute("SELECT seal_run($1)", &[&run_id])
+        .await
+        .map_err(|e| query_error("seal run", e))?;
     Ok(())
 }
 

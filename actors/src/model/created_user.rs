@@ -15,6 +15,9 @@ pub struct Provenance {
     /// When the record was staged in PostgreSQL (`tributary-staged-at` header), in
     /// milliseconds: the start of its end-to-end latency.
     pub staged_at_ms: Option<i64>,
+    /// The run it was fetched in (`tributary-run-id` header): the row's `run_id`, by
+    /// which verification and the reconciler count a run's rows.
+    pub run_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +111,7 @@ mod tests {
             offset: 42,
             timestamp_ms: 1_700_000_000_123,
             staged_at_ms: None,
+            run_id: Some(7),
         };
         let user = CreatedUser::from_raw(&raw, provenance).unwrap();
         assert_eq!(user.id.to_string(), "7a0eed16-9430-4d68-901f-c0d4c1c3bf00");

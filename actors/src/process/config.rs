@@ -35,6 +35,12 @@ pub struct Config {
     /// `batch_size_fail_threshold` (50 KiB): raise those before raising this.
     #[serde(default = "default_rows_per_request")]
     pub rows_per_request: usize,
+    /// Runs whose digest (users and XOR of their ids) each partition's writer keeps in
+    /// `partition_state`, committed with its offset, for the reconciler: the newest this
+    /// many, older ones deleted in the same commit. It must cover the runs scheduled
+    /// within `reconcile.deadline_ms` (checked at start).
+    #[serde(default = "default_run_digests_kept")]
+    pub run_digests_kept: usize,
     /// How long a revoked partition may take to finish its in-flight batches.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
@@ -96,6 +102,9 @@ fn default_max_buffered_records() -> usize {
 fn default_write_concurrency() -> usize {
     64
 }
+fn default_run_digests_kept() -> usize {
+    2_000
+}
 fn default_rows_per_request() -> usize {
     4
 }
@@ -130,6 +139,7 @@ impl Default for Config {
             max_buffered_records: default_max_buffered_records(),
             write_concurrency: default_write_concurrency(),
             rows_per_request: default_rows_per_request(),
+            run_digests_kept: default_run_digests_kept(),
             drain_timeout_ms: default_drain_timeout_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             lag_interval_ms: default_lag_interval_ms(),
@@ -155,6 +165,7 @@ impl Config {
         );
         f.range("write_concurrency", self.write_concurrency, 1, 4_096);
         f.range("rows_per_request", self.rows_per_request, 1, 64);
+        f.range("run_digests_kept", self.run_digests_kept, 10, 100_000);
         f.range("drain_timeout_ms", self.drain_timeout_ms, 100, 600_000);
         f.range(
             "session_timeout_ms",

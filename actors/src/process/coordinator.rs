@@ -219,6 +219,7 @@ impl Actor for Coordinator {
             batch_linger: Duration::from_millis(args.config.batch_linger_ms),
             write_concurrency: args.config.write_concurrency,
             rows_per_request: args.config.rows_per_request,
+            run_digests_kept: args.config.run_digests_kept,
             policy: args.config.partition_supervision.clone(),
             stats: args.stats.clone(),
             fail_before_commit_every: args.config.test_faults.fail_writer_before_commit_every,

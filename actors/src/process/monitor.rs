@@ -25,7 +25,6 @@ use crate::supervisor::Ping;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -505,8 +504,8 @@ fn end_offsets(
         .collect()
 }
 
-/// Whether a committed record follows `from` in `partition` (read_committed skips
-/// transaction markers and aborted records); `false` when only those are left.
+/// Whether a committed record follows `from` in `partition` (see
+/// [`crate::upkeep::readback::records_after`]).
 async fn probe(state: &MonitorState, partition: i32, from: i64) -> Result<bool, StoreError> {
     let (consumer, topic, timeout) = (
         state.kafka.clone(),
@@ -514,26 +513,7 @@ async fn probe(state: &MonitorState, partition: i32, from: i64) -> Result<bool, 
         PROBE_TIMEOUT.min(state.request_timeout),
     );
     tokio::task::spawn_blocking(move || {
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&topic, partition, Offset::Offset(from))?;
-        consumer.assign(&list)?;
-        let deadline = Instant::now() + timeout;
-        let found = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Err(KafkaError::MessageConsumption(
-                    rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
-                ));
-            }
-            match consumer.poll(left) {
-                Some(Ok(_)) => break Ok(true),
-                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(false),
-                Some(Err(error)) => break Err(error),
-                None => {}
-            }
-        };
-        let _ = consumer.unassign();
-        found
+        crate::upkeep::readback::records_after(&consumer, &topic, partition, from, timeout)
     })
     .await
     .map_err(|e| StoreError::request(Service::Kafka, "probe task", false, e))?

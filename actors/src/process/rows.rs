@@ -28,8 +28,8 @@ const TABLE: &str = "created_users";
 pub fn insert_cql(keyspace: &str) -> String {
     format!(
         "INSERT INTO {keyspace}.{TABLE} (id, first_name, last_name, gender, address, country, post_code, email, \
-         username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+         username, dob, registered_date, phone, picture, source_topic, source_partition, source_offset, ingested_at, \
+         run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
     )
 }
 
@@ -54,6 +54,7 @@ pub struct UserRow<'a> {
     source_partition: i32,
     source_offset: i64,
     ingested_at: CqlTimestamp,
+    run_id: Option<i64>,
     write_timestamp: i64,
 }
 
@@ -77,6 +78,7 @@ impl<'a> UserRow<'a> {
             source_partition: user.provenance.partition,
             source_offset: user.provenance.offset,
             ingested_at: CqlTimestamp(user.ingested_at().timestamp_millis()),
+            run_id: user.provenance.run_id,
             write_timestamp: user.write_timestamp_micros(),
         }
     }
@@ -234,6 +236,7 @@ mod tests {
                 offset,
                 timestamp_ms: 0,
                 staged_at_ms: None,
+                run_id: None,
             },
         }
     }

@@ -86,6 +86,7 @@ pub fn transform(message: &OwnedMessage) -> Result<CreatedUser, Poison> {
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
         staged_at_ms: crate::store::kafka::header(message, STAGED_AT_HEADER)
             .and_then(|v| v.parse().ok()),
+        run_id: crate::store::kafka::run_id(message),
     };
     CreatedUser::from_raw(&raw, provenance).map_err(poison)
 }

@@ -9,6 +9,7 @@
 use super::coordinator::CoordinatorMsg;
 use super::rows::Upserts;
 use crate::model::CreatedUser;
+use crate::model::digest::{Digest, RunBucket, run_buckets};
 use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -38,6 +39,8 @@ pub struct WriterArgs {
     pub write_concurrency: usize,
     /// Rows per upsert request (see [`super::rows`]).
     pub rows_per_request: usize,
+    /// Newest runs whose digest the partition keeps (`process.run_digests_kept`).
+    pub run_digests_kept: usize,
     pub coordinator: ActorRef<CoordinatorMsg>,
     /// Records routed to this partition and not yet committed (the poll thread stops
     /// reading the partition at a bound); the writer subtracts what it commits.
@@ -100,10 +103,14 @@ pub struct WriterState {
     upserts: Upserts,
     commit: PreparedStatement,
     set_bucket: PreparedStatement,
+    delete_bucket: PreparedStatement,
     epoch: i64,
     committed_offset: i64,
     /// Absolute counts per bucket (e.g. `country:France`) as committed.
     aggregates: BTreeMap<String, i64>,
+    /// The digest of each recent run's users written from this partition, as committed
+    /// (the reconciler's Cassandra side of a run).
+    runs: BTreeMap<i64, Digest>,
     fenced: bool,
 }
 
@@ -144,9 +151,17 @@ impl Actor for Writer {
             "UPDATE {ks}.partition_state SET user_count = ? WHERE topic = ? AND partition = ? AND bucket = ?"
         ))
         .await?;
+        let delete_bucket = prepare(format!(
+            "DELETE FROM {ks}.partition_state WHERE topic = ? AND partition = ? AND bucket = ?"
+        ))
+        .await?;
 
         let epoch = claim(&args, &session).await?;
-        let (committed_offset, aggregates) = load(&args, &session).await?;
+        let Committed {
+            offset: committed_offset,
+            aggregates,
+            runs,
+        } = load(&args, &session).await?;
         *args.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
         tracing::info!(
             partition = args.partition,
@@ -165,9 +180,11 @@ impl Actor for Writer {
             upserts,
             commit,
             set_bucket,
+            delete_bucket,
             epoch,
             committed_offset,
             aggregates,
+            runs,
             fenced: false,
         })
     }
@@ -242,13 +259,34 @@ impl Writer {
         }
         let mut aggregates = state.aggregates.clone();
         let mut touched = std::collections::BTreeSet::new();
+        let mut runs = state.runs.clone();
+        let mut runs_touched = std::collections::BTreeSet::new();
         for user in &batch.users {
             for bucket in user.buckets() {
                 *aggregates.entry(bucket.clone()).or_insert(0) += 1;
                 touched.insert(bucket);
             }
+            if let Some(run) = user.provenance.run_id {
+                runs.entry(run).or_default().add(user.id);
+                runs_touched.insert(run);
+            }
         }
-        let committed = commit(state, batch.last_offset, &aggregates, &touched).await;
+        // Bounded: the oldest runs' digests go in the same commit.
+        let mut runs_dropped = Vec::new();
+        while runs.len() > state.args.run_digests_kept {
+            if let Some((run, _)) = runs.pop_first() {
+                runs_touched.remove(&run);
+                runs_dropped.push(run);
+            }
+        }
+        let changes = Changes {
+            aggregates: &aggregates,
+            touched: &touched,
+            runs: &runs,
+            runs_touched: &runs_touched,
+            runs_dropped: &runs_dropped,
+        };
+        let committed = commit(state, batch.last_offset, changes).await;
         if !matches!(committed, Ok(true)) {
             crate::trace::mark_failed(&spans);
         }
@@ -256,6 +294,7 @@ impl Writer {
         if committed? {
             state.committed_offset = batch.last_offset;
             state.aggregates = aggregates;
+            state.runs = runs;
             state.args.settle(batch.records, |p| {
                 p.committed_offset = Some(batch.last_offset);
                 p.written += batch.users.len() as u64;
@@ -295,12 +334,22 @@ impl Writer {
     }
 }
 
-/// Commits offset and aggregates in one conditional batch; false when fenced.
+/// What a commit writes besides the offset: the aggregate buckets and run digests it
+/// changed (absolute values), and the run digests it drops.
+struct Changes<'a> {
+    aggregates: &'a BTreeMap<String, i64>,
+    touched: &'a std::collections::BTreeSet<String>,
+    runs: &'a BTreeMap<i64, Digest>,
+    runs_touched: &'a std::collections::BTreeSet<i64>,
+    runs_dropped: &'a [i64],
+}
+
+/// Commits the offset, aggregates and run digests in one conditional batch; false when
+/// fenced.
 async fn commit(
     state: &WriterState,
     offset: i64,
-    aggregates: &BTreeMap<String, i64>,
-    touched: &std::collections::BTreeSet<String>,
+    changes: Changes<'_>,
 ) -> Result<bool, StoreError> {
     let (topic, partition) = (&state.args.topic, state.args.partition);
     let mut batch = Batch::new(BatchType::Logged);
@@ -314,14 +363,37 @@ async fn commit(
         CqlValue::Int(partition),
         CqlValue::BigInt(state.epoch),
     ]];
-    for bucket in touched {
+    let mut set = |bucket: String, value: i64| {
         batch.append_statement(state.set_bucket.clone());
         values.push(vec![
-            CqlValue::BigInt(aggregates.get(bucket).copied().unwrap_or(0)),
+            CqlValue::BigInt(value),
             CqlValue::Text(topic.clone()),
             CqlValue::Int(partition),
-            CqlValue::Text(bucket.clone()),
+            CqlValue::Text(bucket),
         ]);
+    };
+    for bucket in changes.touched {
+        set(
+            bucket.clone(),
+            changes.aggregates.get(bucket).copied().unwrap_or(0),
+        );
+    }
+    for run in changes.runs_touched {
+        let digest = changes.runs.get(run).copied().unwrap_or_default();
+        let (users, xor) = run_buckets(*run);
+        set(users, digest.count as i64);
+        set(xor, digest.xor);
+    }
+    for run in changes.runs_dropped {
+        let (users, xor) = run_buckets(*run);
+        for bucket in [users, xor] {
+            batch.append_statement(state.delete_bucket.clone());
+            values.push(vec![
+                CqlValue::Text(topic.clone()),
+                CqlValue::Int(partition),
+                CqlValue::Text(bucket),
+            ]);
+        }
     }
     let result = state
         .session
@@ -399,12 +471,16 @@ async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> 
     ))
 }
 
-/// The committed offset and the aggregates, read with SERIAL consistency so every
-/// committed LWT is visible.
-async fn load(
-    args: &WriterArgs,
-    session: &Session,
-) -> Result<(i64, BTreeMap<String, i64>), StoreError> {
+/// A partition's state as committed.
+struct Committed {
+    offset: i64,
+    aggregates: BTreeMap<String, i64>,
+    runs: BTreeMap<i64, Digest>,
+}
+
+/// The committed offset, aggregates and run digests, read with SERIAL consistency so
+/// every committed LWT is visible.
+async fn load(args: &WriterArgs, session: &Session) -> Result<Committed, StoreError> {
     let mut read = scylla::statement::unprepared::Statement::new(format!(
         "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
         args.keyspace
@@ -420,6 +496,7 @@ async fn load(
         })?;
     let mut offset = -1;
     let mut aggregates = BTreeMap::new();
+    let mut runs = BTreeMap::new();
     for row in rows
         .rows::<(Option<i64>, Option<String>, Option<i64>)>()
         .map_err(|e| {
@@ -435,9 +512,18 @@ async fn load(
             )
         })?;
         offset = committed.unwrap_or(-1);
-        if let (Some(bucket), Some(count)) = (bucket, count) {
-            aggregates.insert(bucket, count);
+        if let (Some(bucket), Some(value)) = (bucket, count) {
+            match RunBucket::parse(&bucket) {
+                Some(part) => part.apply(value, &mut runs),
+                None => {
+                    aggregates.insert(bucket, value);
+                }
+            }
         }
     }
-    Ok((offset, aggregates))
+    Ok(Committed {
+        offset,
+        aggregates,
+        runs,
+    })
 }

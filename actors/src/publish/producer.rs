@@ -38,6 +38,9 @@ pub const SCHEMA_VERSION: &str = "1";
 /// Header with the record's staging time (ms since the Unix epoch), for the end-to-end
 /// latency histogram.
 pub const STAGED_AT_HEADER: &str = "tributary-staged-at";
+/// Header with the record's run (the schedule slot it was fetched in): where
+/// verification and the reconciler find a run's records.
+pub const RUN_ID_HEADER: &str = "tributary-run-id";
 /// The checkpoint partition: a single one, so reading it back is one partition scan.
 const CHECKPOINT_PARTITION: i32 = 0;
 
@@ -327,7 +330,7 @@ async fn publish(
                         value: Some(&id),
                     })
                     .insert(Header {
-                        key: "tributary-run-id",
+                        key: RUN_ID_HEADER,
                         value: Some(&run),
                     })
                     .insert(Header {

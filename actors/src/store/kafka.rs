@@ -94,7 +94,7 @@ fn default_raw_topic() -> TopicSpec {
         name: "users.raw".into(),
         partitions: 6,
         replication_factor: 1,
-        config: BTreeMap::new(),
+        config: BTreeMap::from([("retention.ms".into(), "604800000".into())]),
     }
 }
 fn default_checkpoints_topic() -> TopicSpec {
@@ -110,7 +110,7 @@ fn default_dlq_topic() -> TopicSpec {
         name: "users.dlq".into(),
         partitions: 1,
         replication_factor: 1,
-        config: BTreeMap::new(),
+        config: BTreeMap::from([("retention.ms".into(), "2592000000".into())]),
     }
 }
 
@@ -270,14 +270,24 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
 }
 
 /// The UTF-8 value of header `key` of a consumed record, if present.
-pub fn header<'a>(record: &'a rdkafka::message::OwnedMessage, key: &str) -> Option<&'a str> {
-    use rdkafka::Message as _;
+pub fn header<'a, M: rdkafka::Message>(record: &'a M, key: &str) -> Option<&'a str> {
     use rdkafka::message::Headers as _;
     record
         .headers()
         .and_then(|h| h.iter().find(|h| h.key == key))
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The run a record of the raw topic (or the DLQ) was staged by: its
+/// `tributary-run-id` header.
+pub fn run_id<M: rdkafka::Message>(record: &M) -> Option<i64> {
+    header(record, crate::publish::producer::RUN_ID_HEADER).and_then(|v| v.parse().ok())
+}
+
+/// The user a record is about: its key, the user's `login.uuid`.
+pub fn user_id<M: rdkafka::Message>(record: &M) -> Option<uuid::Uuid> {
+    std::str::from_utf8(record.key()?).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,0 +1,600 @@
+//! `tributary verify`: compares what was staged in PostgreSQL with what Kafka holds
+//! (read_committed) and what Cassandra holds, run by run, and Cassandra's aggregates
+//! with everything staged.
+//!
+//! Memory is bounded by the number of runs checked, not by the records: each store's
+//! side of a run is a digest (count and XOR of the ids, [`Digest`]) — recorded at
+//! staging, folded from a scan of the topic, read from Cassandra (a scan of
+//! `created_users` for a whole check, the index on `run_id` for a window). Only runs
+//! whose digests differ are read again by id, to name the missing, duplicated and
+//! unexpected users ([`drill`]).
+
+mod drill;
+mod kafka;
+
+pub use kafka::read_committed_keys;
+
+use futures::StreamExt;
+use rdkafka::Message;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use tributary_actors::model::Digest;
+use tributary_actors::store::postgres::{self, query_error};
+use tributary_actors::store::{Service, StoreError, cassandra, kafka as store_kafka};
+use tributary_actors::upkeep::readback;
+
+use crate::config::Config;
+
+/// How many example ids each finding lists.
+const SAMPLE: usize = 5;
+/// Differing runs whose users are named (each is read again by id); the others are
+/// counted from their digests.
+const DRILL_RUNS: usize = 20;
+/// Records without a run (not written by tributary) kept by id for the drill-down;
+/// past this many they are only counted.
+const UNATTRIBUTED_IDS: usize = 100_000;
+
+/// Which runs a check covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Every run the ledger still holds, and everything no run claims.
+    Retained,
+    /// Runs scheduled within this long.
+    Since(std::time::Duration),
+    /// Runs with ids in `from..=to`.
+    Runs(i64, i64),
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Retained => f.write_str("everything retained"),
+            Window::Since(d) => write!(f, "runs of the last {} s", d.as_secs()),
+            Window::Runs(a, b) => write!(f, "runs {a}..{b}"),
+        }
+    }
+}
+
+/// Parses `--since`: a whole number and a unit (`s`, `m`, `h`, `d`), as in `90m` or `7d`.
+///
+/// # Errors
+/// A message naming the accepted form.
+pub fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{text}' has no unit: write it as 90s, 30m, 12h or 7d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a whole number (as in 30m or 7d)"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("'{text}': unit '{unit}' is not one of s, m, h, d")),
+    };
+    if number == 0 {
+        return Err(format!("'{text}' is an empty window"));
+    }
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+/// Parses `--runs`: `FROM..TO`, both run ids, inclusive.
+///
+/// # Errors
+/// A message naming the accepted form.
+pub fn parse_runs(text: &str) -> Result<(i64, i64), String> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| format!("'{text}' is not FROM..TO (as in 100..250)"))?;
+    let id = |part: &str| {
+        part.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("'{part}' in '{text}' is not a run id"))
+    };
+    let (from, to) = (id(from)?, id(to)?);
+    if from > to {
+        return Err(format!("'{text}': {from} comes after {to}"));
+    }
+    Ok((from, to))
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// What was checked.
+    pub window: String,
+    /// Runs checked.
+    pub runs: u64,
+    /// Runs whose three digests do not agree.
+    pub runs_differing: u64,
+    /// Users staged in PostgreSQL.
+    pub staged: u64,
+    /// Distinct user ids in the raw topic (read_committed).
+    pub in_kafka: u64,
+    /// Records in the raw topic, duplicates included.
+    pub kafka_records: u64,
+    /// Rows in Cassandra's created_users.
+    pub in_cassandra: u64,
+    /// Staged ids absent from Kafka or from Cassandra (not delivered end to end).
+    pub missing: u64,
+    /// Staged ids absent from Kafka.
+    pub missing_in_kafka: u64,
+    /// Staged ids absent from Cassandra.
+    pub missing_in_cassandra: u64,
+    /// Ids present more than once in Kafka.
+    pub duplicated: u64,
+    /// Ids in Kafka or Cassandra that were never staged.
+    pub unexpected: u64,
+    /// Aggregate differences (Cassandra vs everything staged), one line each.
+    pub aggregate_errors: Vec<String>,
+    /// Records quarantined at ingest, for the summary (not an error).
+    pub quarantined: u64,
+    /// Distinct keys in the DLQ: poison records, accounted for (not unexpected).
+    pub in_dlq: u64,
+    /// Example ids per finding.
+    pub samples: Samples,
+    /// Differing runs whose users could not be named (beyond the drill-down's bound, or
+    /// their outbox rows already pruned): counted from digests only.
+    pub runs_not_named: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Samples {
+    pub missing: Vec<String>,
+    pub duplicated: Vec<String>,
+    pub unexpected: Vec<String>,
+    /// Runs whose digests differ.
+    pub runs: Vec<i64>,
+}
+
+impl Report {
+    /// Everything matches.
+    pub fn is_clean(&self) -> bool {
+        self.missing == 0
+            && self.duplicated == 0
+            && self.unexpected == 0
+            && self.runs_differing == 0
+            && self.aggregate_errors.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<28} {}", "checked", self.window)?;
+        writeln!(f, "{:<28} {:>10}", "runs", self.runs)?;
+        writeln!(f, "{:<28} {:>10}", "staged in postgresql", self.staged)?;
+        writeln!(
+            f,
+            "{:<28} {:>10}",
+            "quarantined at ingest", self.quarantined
+        )?;
+        writeln!(f, "{:<28} {:>10}", "distinct ids in kafka", self.in_kafka)?;
+        writeln!(f, "{:<28} {:>10}", "records in kafka", self.kafka_records)?;
+        writeln!(f, "{:<28} {:>10}", "rows in cassandra", self.in_cassandra)?;
+        writeln!(f, "{:<28} {:>10}", "poison records in the dlq", self.in_dlq)?;
+        writeln!(
+            f,
+            "{:<28} {:>10}  {:?}",
+            "runs differing", self.runs_differing, self.samples.runs
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>10}  {:?}",
+            "missing", self.missing, self.samples.missing
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>10}  {:?}",
+            "duplicated", self.duplicated, self.samples.duplicated
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>10}  {:?}",
+            "unexpected", self.unexpected, self.samples.unexpected
+        )?;
+        if self.runs_not_named > 0 {
+            writeln!(
+                f,
+                "{:<28} {:>10}  (counted from digests: check them with --runs)",
+                "runs not named by id", self.runs_not_named
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<28} {:>10}",
+            "aggregate errors",
+            self.aggregate_errors.len()
+        )?;
+        for error in &self.aggregate_errors {
+            writeln!(f, "  {error}")?;
+        }
+        write!(
+            f,
+            "{}",
+            if self.is_clean() {
+                "verify: OK"
+            } else {
+                "verify: MISMATCH"
+            }
+        )
+    }
+}
+
+/// Runs verify and prints its report (a table, or JSON); the exit code is 0 only when
+/// everything matches. Shared by `tributary verify` and `tributary demo`.
+pub async fn print(config: &Config, window: Window, json: bool) -> i32 {
+    match verify_window(config, window).await {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("error: cannot encode the report: {error}");
+                        return crate::exit::FAILURE;
+                    }
+                }
+            } else {
+                println!("{report}");
+            }
+            if report.is_clean() {
+                crate::exit::OK
+            } else {
+                crate::exit::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("error: verify: {}", crate::error_chain(&error));
+            crate::exit::for_store_error(&error)
+        }
+    }
+}
+
+/// Checks everything retained.
+///
+/// # Errors
+/// A store cannot be reached or read.
+pub async fn verify(config: &Config) -> Result<Report, StoreError> {
+    verify_window(config, Window::Retained).await
+}
+
+/// One run as each store holds it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunSides {
+    pub staged: Digest,
+    /// Its outbox rows are still there (its users can be named).
+    pub ids_retained: bool,
+    pub kafka: Digest,
+    pub cassandra: Digest,
+}
+
+/// What a scan found that no checked run claims.
+#[derive(Debug, Default)]
+pub(crate) struct Unclaimed {
+    /// Records (or rows) without a run, by id while there are few.
+    pub ids: Vec<uuid::Uuid>,
+    pub count: u64,
+}
+
+impl Unclaimed {
+    fn add(&mut self, id: uuid::Uuid) {
+        self.count += 1;
+        if self.ids.len() < UNATTRIBUTED_IDS {
+            self.ids.push(id);
+        }
+    }
+}
+
+/// Builds the report for `window`.
+///
+/// # Errors
+/// A store cannot be reached or read.
+pub async fn verify_window(config: &Config, window: Window) -> Result<Report, StoreError> {
+    let client = postgres::connect(&config.postgres).await?;
+    let mut runs = staged_digests(&client, window).await?;
+    let quarantined: i64 = client
+        .query_one("SELECT count(*) FROM quarantine", &[])
+        .await
+        .map_err(|e| query_error("count quarantine", e))?
+        .get(0);
+    let oldest = runs.keys().next().copied();
+
+    // The DLQ first: poison records, one per user and run however often they were
+    // written; their keys account for raw records no run claims (a foreign producer's).
+    let wanted: HashSet<i64> = runs.keys().copied().collect();
+    let (dead_by_run, dead_keys) = kafka::scan(
+        &config.kafka,
+        &config.kafka.topics.dlq.name,
+        (
+            HashMap::<i64, HashSet<uuid::Uuid>>::new(),
+            HashSet::<Vec<u8>>::new(),
+        ),
+        move |(by_run, keys): &mut (HashMap<i64, HashSet<uuid::Uuid>>, HashSet<Vec<u8>>),
+              message| {
+            if let Some(key) = message.key() {
+                keys.insert(key.to_vec());
+            }
+            if let (Some(run), Some(id)) =
+                (store_kafka::run_id(message), store_kafka::user_id(message))
+                && wanted.contains(&run)
+            {
+                by_run.entry(run).or_default().insert(id);
+            }
+        },
+    )
+    .await?;
+
+    // The raw topic: each record folded into its run's digest.
+    struct KafkaFold {
+        runs: HashMap<i64, Digest>,
+        unclaimed: Unclaimed,
+        records: u64,
+    }
+    let wanted: HashSet<i64> = runs.keys().copied().collect();
+    let retained = window == Window::Retained;
+    let poison = dead_keys.clone();
+    let fold = kafka::scan(
+        &config.kafka,
+        &config.kafka.topics.raw.name,
+        KafkaFold {
+            runs: HashMap::new(),
+            unclaimed: Unclaimed::default(),
+            records: 0,
+        },
+        move |fold: &mut KafkaFold, message| {
+            let run = store_kafka::run_id(message);
+            match (run, store_kafka::user_id(message)) {
+                (Some(run), Some(id)) if wanted.contains(&run) => {
+                    fold.records += 1;
+                    fold.runs.entry(run).or_default().add(id);
+                }
+                // A window checks its runs only; a run the ledger pruned (older than
+                // every retained one) is out of scope.
+                _ if !retained => {}
+                (Some(run), _) if oldest.is_some_and(|oldest| run < oldest) => {}
+                // Poison from outside tributary, accounted for in the DLQ.
+                _ if message.key().is_some_and(|k| poison.contains(k)) => fold.records += 1,
+                (_, Some(id)) => {
+                    fold.records += 1;
+                    fold.unclaimed.add(id);
+                }
+                (_, None) => {
+                    fold.records += 1;
+                    fold.unclaimed.count += 1;
+                }
+            }
+        },
+    )
+    .await?;
+    for (run, digest) in &fold.runs {
+        if let Some(sides) = runs.get_mut(run) {
+            sides.kafka = *digest;
+        }
+    }
+
+    // Cassandra: a scan for a whole check (it also finds rows no run claims), the
+    // index on run_id for a window.
+    let session = cassandra::connect(&config.cassandra).await?;
+    let keyspace = &config.cassandra.keyspace;
+    let mut unclaimed_rows = Unclaimed::default();
+    if retained {
+        let mut rows = session
+            .query_iter(
+                format!("SELECT id, run_id FROM {keyspace}.created_users"),
+                (),
+            )
+            .await
+            .map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", true, e))?
+            .rows_stream::<(uuid::Uuid, Option<i64>)>()
+            .map_err(|e| {
+                StoreError::request(
+                    Service::Cassandra,
+                    "unexpected created_users rows",
+                    false,
+                    e,
+                )
+            })?;
+        while let Some(row) = rows.next().await {
+            let (id, run) = row.map_err(|e| {
+                StoreError::request(Service::Cassandra, "scan created_users", true, e)
+            })?;
+            match run.and_then(|r| runs.get_mut(&r).map(|s| (r, s))) {
+                Some((_, sides)) => sides.cassandra.add(id),
+                None if run.is_some_and(|r| oldest.is_some_and(|o| r < o)) => {}
+                None => unclaimed_rows.add(id),
+            }
+        }
+    } else {
+        let ids: Vec<i64> = runs.keys().copied().collect();
+        let digests: Vec<Result<(i64, Digest), StoreError>> = futures::stream::iter(ids)
+            .map(|run| {
+                let session = &session;
+                async move {
+                    readback::cassandra_run(session, keyspace, run)
+                        .await
+                        .map(|d| (run, d))
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for result in digests {
+            let (run, digest) = result?;
+            if let Some(sides) = runs.get_mut(&run) {
+                sides.cassandra = digest;
+            }
+        }
+    }
+
+    let mut report = Report {
+        window: window.to_string(),
+        runs: runs.len() as u64,
+        quarantined: quarantined.unsigned_abs(),
+        in_dlq: dead_keys.len() as u64,
+        ..Report::default()
+    };
+    let mut differing = Vec::new();
+    for (run, sides) in &runs {
+        report.staged += sides.staged.count;
+        report.kafka_records += sides.kafka.count;
+        report.in_cassandra += sides.cassandra.count;
+        let dead: Digest = dead_by_run
+            .get(run)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        if sides.kafka == sides.staged && sides.cassandra == sides.staged.without(dead) {
+            report.in_kafka += sides.kafka.count;
+        } else {
+            differing.push(*run);
+        }
+    }
+    report.kafka_records += fold.unclaimed.count;
+    report.in_cassandra += unclaimed_rows.count;
+    report.runs_differing = differing.len() as u64;
+    report.samples.runs = differing.iter().take(SAMPLE).copied().collect();
+    drill::name_users(
+        config,
+        &session,
+        &runs,
+        &differing,
+        &dead_by_run,
+        &fold.unclaimed,
+        &unclaimed_rows,
+        &mut report,
+    )
+    .await?;
+
+    if retained {
+        let partitions = 0..config.kafka.topics.raw.partitions;
+        let progress = readback::cassandra_progress(
+            &session,
+            keyspace,
+            &config.kafka.topics.raw.name,
+            partitions,
+        )
+        .await?;
+        let staged = staged_aggregates(&client).await?;
+        report.aggregate_errors =
+            readback::aggregate_differences(&readback::totals(&progress), &staged);
+    }
+    Ok(report)
+}
+
+/// Every run of `window` with its staged digest: from its outbox rows while they are
+/// there (any status: a run with staged users counts), else from the digest sealed at
+/// staging.
+async fn staged_digests(
+    client: &tokio_postgres::Client,
+    window: Window,
+) -> Result<BTreeMap<i64, RunSides>, StoreError> {
+    let (from, to, since_ms) = match window {
+        Window::Runs(a, b) => (a, b, 0.0),
+        Window::Since(d) => (0, 0, d.as_millis() as f64),
+        Window::Retained => (0, 0, 0.0),
+    };
+    let (filter, params): (&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) = match window {
+        Window::Retained => ("TRUE", vec![]),
+        Window::Runs(..) => ("r.run_id BETWEEN $1 AND $2", vec![&from, &to]),
+        Window::Since(_) => (
+            "r.scheduled_for >= now() - $1 * interval '1 millisecond'",
+            vec![&since_ms],
+        ),
+    };
+    let outbox_filter = if window == Window::Retained {
+        "TRUE".to_owned()
+    } else {
+        format!("run_id IN (SELECT r.run_id FROM runs r WHERE {filter})")
+    };
+    let rows = client
+        .query(
+            &format!(
+                "WITH outbox AS (SELECT run_id, count(*) AS n, bit_xor(uuid_fold64(source_uuid)) AS x \
+                 FROM staged_users WHERE {outbox_filter} GROUP BY run_id) \
+                 SELECT r.run_id, coalesce(o.n, r.staged_users), coalesce(o.x, r.digest_xor, 0), \
+                 o.n IS NOT NULL FROM runs r LEFT JOIN outbox o USING (run_id) \
+                 WHERE {filter} AND (o.n IS NOT NULL OR r.status = 'staged')"
+            ),
+            &params,
+        )
+        .await
+        .map_err(|e| query_error("read staged digests", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, i64>(0),
+                RunSides {
+                    staged: Digest {
+                        count: row.get::<_, i64>(1).unsigned_abs(),
+                        xor: row.get(2),
+                    },
+                    ids_retained: row.get(3),
+                    ..RunSides::default()
+                },
+            )
+        })
+        .collect())
+}
+
+async fn staged_aggregates(
+    client: &tokio_postgres::Client,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    Ok(client
+        .query("SELECT bucket, users FROM staged_aggregates", &[])
+        .await
+        .map_err(|e| query_error("read staged_aggregates", e))?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect())
+}
+
+/// The aggregates committed in partition_state, summed over the topic's partitions.
+///
+/// # Errors
+/// Cassandra cannot be read.
+pub async fn cassandra_aggregates(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let progress = readback::cassandra_progress(session, keyspace, topic, 0..partitions).await?;
+    Ok(readback::totals(&progress))
+}
+
+fn push_sample(samples: &mut Vec<String>, id: &str) {
+    if samples.len() < SAMPLE {
+        samples.push(id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn since_takes_a_number_and_a_unit() {
+        assert_eq!(parse_since("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_since("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_since("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["7", "d", "7w", "0m", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_since(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn runs_take_an_inclusive_range() {
+        assert_eq!(parse_runs("100..250"), Ok((100, 250)));
+        assert_eq!(parse_runs("7..7"), Ok((7, 7)));
+        for bad in ["100", "250..100", "a..b", "1...3"] {
+            assert!(parse_runs(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
