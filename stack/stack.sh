@@ -332,6 +332,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+# Retention is checked every 30 s (default 5 min), so that the soak's short topic
+# retention shows in its Kafka disk within minutes.
+log.retention.check.interval.ms=30000
 EOF
 	cat >"$dir/log4j2.properties" <<EOF
 status = warn

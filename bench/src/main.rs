@@ -11,7 +11,6 @@ mod process;
 mod report;
 mod spark;
 mod steady;
-mod svg;
 
 use anyhow::Context as _;
 use clap::Parser;

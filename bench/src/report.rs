@@ -3,10 +3,10 @@
 use crate::ceiling::{CassandraCeiling, KafkaCeiling};
 use crate::process::Reading;
 use crate::spark::Spark;
-use crate::svg::{self, Series};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
+use tributary_bench::svg::{self, Series};
 
 #[derive(Debug, Serialize)]
 pub struct Machine {

@@ -228,7 +228,7 @@ async fn finish(
     crate::cleanup::tidy(config).await;
     let seconds = readings.last().map_or(0.0, |r| r.t);
     let latency_ms = |q| {
-        quantile(&metrics, "tributary_staged_to_committed_seconds", q)
+        tributary_bench::histogram::quantile(&metrics, "tributary_staged_to_committed_seconds", q)
             .map_or(f64::NAN, |s| s * 1000.0)
     };
     let rss: Vec<f64> = readings.iter().map(|r| r.rss_mib).collect();
@@ -274,42 +274,6 @@ pub fn rss_growth(readings: &[Reading]) -> f64 {
     }
 }
 
-/// Value of quantile `q` from a Prometheus histogram's cumulative buckets, linearly
-/// interpolated inside the bucket (as PromQL's histogram_quantile does).
-pub fn quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
-    let mut buckets: Vec<(f64, f64)> = metrics
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(&format!("{name}_bucket{{le=\""))?;
-            let (le, value) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, value.trim().parse().ok()?))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut previous = (0.0, 0.0);
-    for &(le, count) in &buckets {
-        if count >= rank {
-            if le.is_infinite() {
-                return Some(previous.0);
-            }
-            let span = (count - previous.1).max(1e-9);
-            return Some(previous.0 + (le - previous.0) * (rank - previous.1) / span);
-        }
-        previous = (le, count);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,15 +296,5 @@ mod tests {
             .map(|i| reading(i * 100_000, 78.0 + 2.0 * i as f64))
             .collect();
         assert!((rss_growth(&rising) - 20.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn quantiles_interpolate_within_buckets() {
-        let metrics =
-            "x_bucket{le=\"0.1\"} 50\nx_bucket{le=\"0.2\"} 90\nx_bucket{le=\"+Inf\"} 100\n";
-        assert!((quantile(metrics, "x", 0.5).unwrap() - 0.1).abs() < 1e-9);
-        assert!((quantile(metrics, "x", 0.7).unwrap() - 0.15).abs() < 1e-9);
-        assert_eq!(quantile(metrics, "x", 0.99), Some(0.2));
-        assert_eq!(quantile("", "x", 0.5), None);
     }
 }

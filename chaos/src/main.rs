@@ -10,6 +10,7 @@ mod backend;
 mod report;
 mod runner;
 mod scenario;
+mod soak;
 mod toxiproxy;
 
 use clap::{Parser, ValueEnum};
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
     about = "Kill real services mid-run and verify exactly-once"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// `ci` (every fault kind and the required long holds, `make chaos-ci`), `short`
     /// (every fault with its seeded 2–5 s hold), `long` (every store and source fault
     /// held 30 s and 3 minutes) or `full` (short and long).
@@ -65,6 +68,14 @@ struct Cli {
     /// List the catalogue and exit.
     #[arg(long)]
     list: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// One tributary for a long time at a steady rate, a fault every 30–90 s, retention
+    /// acting many times: nothing lost or duplicated, nothing trending upward
+    /// (`make soak`: 60 minutes; `make soak-ci`: 5).
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -152,6 +163,14 @@ async fn main() -> ExitCode {
         work_dir: cli.out.join("logs"),
         drain_deadline: Duration::from_secs(cli.drain_deadline_s),
     };
+    let work_dir = match &cli.command {
+        Some(Command::Soak(args)) => args.out.join("logs"),
+        None => settings.work_dir.clone(),
+    };
+    let settings = runner::Settings {
+        work_dir,
+        ..settings
+    };
     if let Err(error) = std::fs::create_dir_all(&settings.work_dir) {
         eprintln!(
             "error: cannot create {}: {error}",
@@ -160,6 +179,22 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
+    if let Some(Command::Soak(args)) = &cli.command {
+        return match soak::soak(&settings, args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!(
+                    "soak: FAIL (report in {})",
+                    args.out.join("report.md").display()
+                );
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!("error: soak: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for scenario in &scenarios {

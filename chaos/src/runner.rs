@@ -50,14 +50,18 @@ pub struct Outcome {
 }
 
 /// A `tributary run --test-faults` process.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     log: PathBuf,
-    admin: String,
+    pub admin: String,
 }
 
 impl Instance {
-    fn kill(&mut self) {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -86,17 +90,17 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-struct Run<'a> {
-    settings: &'a Settings,
-    name: String,
-    env: Vec<(String, String)>,
-    instances: Vec<Instance>,
+pub(crate) struct Run<'a> {
+    pub settings: &'a Settings,
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub instances: Vec<Instance>,
     /// Logs of every instance started so far, for the restart count.
-    logs: Vec<PathBuf>,
+    pub logs: Vec<PathBuf>,
 }
 
 impl Run<'_> {
-    fn start_instance(&mut self) -> anyhow::Result<()> {
+    pub fn start_instance(&mut self) -> anyhow::Result<()> {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let log = self
             .settings
@@ -130,24 +134,24 @@ impl Run<'_> {
             .sum()
     }
 
-    fn restarts(&self) -> usize {
+    pub fn restarts(&self) -> usize {
         self.count_in_logs("\"message\":\"child failed\"")
     }
 
-    fn rebootstraps(&self) -> usize {
+    pub fn rebootstraps(&self) -> usize {
         self.count_in_logs("\"message\":\"kafka client lost every broker")
     }
 }
 
 /// Progress readings through connections that are reopened after an error: the stores
 /// this probe reads are the ones the scenarios kill.
-struct Progressor<'a> {
-    config: &'a Config,
-    probe: Option<Probe>,
+pub(crate) struct Progressor<'a> {
+    pub config: &'a Config,
+    pub probe: Option<Probe>,
 }
 
 impl Progressor<'_> {
-    async fn read(&mut self) -> Option<Progress> {
+    pub async fn read(&mut self) -> Option<Progress> {
         if self.probe.is_none() {
             self.probe = Probe::open(self.config).await.ok();
         }
@@ -159,7 +163,10 @@ impl Progressor<'_> {
     }
 }
 
-async fn wait_for<T>(deadline: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+pub(crate) async fn wait_for<T>(
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
         if let Some(value) = check().await {
@@ -231,80 +238,17 @@ async fn run_inner(
     // Link faults: tributary reaches that store through a Toxiproxy proxy.
     let mut link_env: Vec<(String, String)> = Vec::new();
     if let Fault::Link(link, _) = scenario.fault {
-        let (listen, upstream) = match link {
-            Link::Postgres => {
-                let port = free_port()?;
-                link_env.push(("TRIBUTARY__POSTGRES__PORT".into(), port.to_string()));
-                (
-                    format!("127.0.0.1:{port}"),
-                    format!("{}:{}", config.postgres.host, config.postgres.port),
-                )
-            }
-            Link::Kafka => {
-                // The broker's PROXIED listener advertises the proxy's address (stack.sh).
-                let (proxy_port, proxied_port) = (
-                    env_port("TRIBUTARY_STACK_KAFKA_PROXY_PORT", 29092),
-                    env_port("TRIBUTARY_STACK_KAFKA_PROXIED_PORT", 9094),
-                );
-                link_env.push((
-                    "TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS".into(),
-                    format!("127.0.0.1:{proxy_port}"),
-                ));
-                (
-                    format!("127.0.0.1:{proxy_port}"),
-                    format!("127.0.0.1:{proxied_port}"),
-                )
-            }
-            Link::Cassandra => {
-                let port = free_port()?;
-                let node = config
-                    .cassandra
-                    .contact_points
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "127.0.0.1:9042".into());
-                link_env.push((
-                    "TRIBUTARY__CASSANDRA__CONTACT_POINTS".into(),
-                    format!("127.0.0.1:{port}"),
-                ));
-                // The node reports its own address: translate it to the proxy; the driver
-                // also looks up the contact point itself, which maps to itself.
-                let proxy_address = format!("127.0.0.1:{port}");
-                link_env.push((
-                    "TRIBUTARY__CASSANDRA__ADDRESS_TRANSLATION".into(),
-                    format!("{node}={proxy_address},{proxy_address}={proxy_address}"),
-                ));
-                (format!("127.0.0.1:{port}"), node)
-            }
-        };
-        toxiproxy.proxy(&proxy, &listen, &upstream).await?;
+        link_env = route_through_proxy(&toxiproxy, &proxy, link, &config).await?;
     }
-    let env: Vec<(String, String)> = [
-        ("TRIBUTARY__PROCESS__SESSION_TIMEOUT_MS", "6000".into()),
-        // The consumer watchdog off: a scenario must recover through the mechanisms
-        // that fix the fault (re-bootstraps, rejoins, restarts), never through the
-        // last resort hiding that they did not.
-        ("TRIBUTARY__PROCESS__STALL_RESTART_MS", "86400000".into()),
-        (
-            "TRIBUTARY__INGEST__SOURCE_URL",
-            format!("http://{address}/api/"),
-        ),
-        (
-            "TRIBUTARY__INGEST__USERS_PER_RUN",
-            settings.users_per_run.to_string(),
-        ),
-        (
-            "TRIBUTARY__INGEST__INTERVAL_MS",
-            settings.interval_ms.to_string(),
-        ),
-        ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
-        ("TRIBUTARY__SUPERVISION__LEADER_RETRY_MS", "250".into()),
-        ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
-    ]
+    let env: Vec<(String, String)> = workload_env(
+        &config,
+        address,
+        settings.users_per_run,
+        settings.interval_ms,
+        runs,
+    )
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
     .chain(link_env)
-    .chain(config.names_env())
     .collect();
     let mut run = Run {
         settings,
@@ -393,15 +337,108 @@ async fn run_inner(
     Ok(())
 }
 
+/// The environment of a scenario's `tributary run`: `config`'s isolated names, the
+/// embedded source at `source`, `runs` runs of `users_per_run` every `interval_ms`.
+pub(crate) fn workload_env(
+    config: &Config,
+    source: std::net::SocketAddr,
+    users_per_run: u32,
+    interval_ms: u64,
+    runs: u64,
+) -> Vec<(String, String)> {
+    [
+        ("TRIBUTARY__PROCESS__SESSION_TIMEOUT_MS", "6000".into()),
+        // The consumer watchdog off: a scenario must recover through the mechanisms
+        // that fix the fault (re-bootstraps, rejoins, restarts), never through the
+        // last resort hiding that they did not.
+        ("TRIBUTARY__PROCESS__STALL_RESTART_MS", "86400000".into()),
+        (
+            "TRIBUTARY__INGEST__SOURCE_URL",
+            format!("http://{source}/api/"),
+        ),
+        (
+            "TRIBUTARY__INGEST__USERS_PER_RUN",
+            users_per_run.to_string(),
+        ),
+        ("TRIBUTARY__INGEST__INTERVAL_MS", interval_ms.to_string()),
+        ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
+        ("TRIBUTARY__SUPERVISION__LEADER_RETRY_MS", "250".into()),
+        ("TRIBUTARY__TELEMETRY__LOG_FORMAT", "json".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(config.names_env())
+    .collect()
+}
+
+/// Creates Toxiproxy proxy `proxy` in front of `link`'s store and returns the
+/// environment that makes tributary reach the store through it.
+pub(crate) async fn route_through_proxy(
+    toxiproxy: &Toxiproxy,
+    proxy: &str,
+    link: Link,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let (listen, upstream) = match link {
+        Link::Postgres => {
+            let port = free_port()?;
+            env.push(("TRIBUTARY__POSTGRES__PORT".into(), port.to_string()));
+            (
+                format!("127.0.0.1:{port}"),
+                format!("{}:{}", config.postgres.host, config.postgres.port),
+            )
+        }
+        Link::Kafka => {
+            // The broker's PROXIED listener advertises the proxy's address (stack.sh).
+            let (proxy_port, proxied_port) = (
+                env_port("TRIBUTARY_STACK_KAFKA_PROXY_PORT", 29092),
+                env_port("TRIBUTARY_STACK_KAFKA_PROXIED_PORT", 9094),
+            );
+            env.push((
+                "TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS".into(),
+                format!("127.0.0.1:{proxy_port}"),
+            ));
+            (
+                format!("127.0.0.1:{proxy_port}"),
+                format!("127.0.0.1:{proxied_port}"),
+            )
+        }
+        Link::Cassandra => {
+            let port = free_port()?;
+            let node = config
+                .cassandra
+                .contact_points
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1:9042".into());
+            env.push((
+                "TRIBUTARY__CASSANDRA__CONTACT_POINTS".into(),
+                format!("127.0.0.1:{port}"),
+            ));
+            // The node reports its own address: translate it to the proxy; the driver
+            // also looks up the contact point itself, which maps to itself.
+            let proxy_address = format!("127.0.0.1:{port}");
+            env.push((
+                "TRIBUTARY__CASSANDRA__ADDRESS_TRANSLATION".into(),
+                format!("{node}={proxy_address},{proxy_address}={proxy_address}"),
+            ));
+            (format!("127.0.0.1:{port}"), node)
+        }
+    };
+    toxiproxy.proxy(proxy, &listen, &upstream).await?;
+    Ok(env)
+}
+
 /// The embedded source of a scenario, at a fixed address.
-struct Source {
-    config: tributary::source::Config,
-    address: std::net::SocketAddr,
-    running: Option<tributary::source::server::ServerHandle>,
+pub(crate) struct Source {
+    pub config: tributary::source::Config,
+    pub address: std::net::SocketAddr,
+    pub running: Option<tributary::source::server::ServerHandle>,
 }
 
 /// Injects the fault, holds it for the scheduled time, and heals.
-async fn inject(
+pub(crate) async fn inject(
     run: &mut Run<'_>,
     backend: &Backend,
     toxiproxy: &Toxiproxy,

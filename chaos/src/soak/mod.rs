@@ -1,0 +1,407 @@
+//! `tributary-chaos soak`: one tributary for a long time at a steady rate, a fault from
+//! the chaos catalogue every 30–90 s (seeded), retention shortened so that it acts many
+//! times, the reconciler on. Samples every few seconds what must stay flat as the record
+//! count grows (PostgreSQL's tables and indexes, Kafka's disk, tributary's RSS, lag,
+//! latency), then drains, asks the reconciler and `verify`, and writes the report
+//! ([`report`]). `make soak` runs it for an hour; `make soak-ci` for 5 minutes.
+
+mod report;
+mod sample;
+
+use crate::runner::{self, Progressor, Run, Settings, Source};
+use crate::scenario::{self, Fault, Link, Schedule};
+use crate::toxiproxy::Toxiproxy;
+use anyhow::Context as _;
+use sample::Sample;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tributary::config::{Config, Sources};
+
+/// The with-ingestion peak of the last `make bench` in the README (2 cores): the rate
+/// defaults to half of it when target/bench/report.json is not there.
+const README_PEAK_PER_S: f64 = 15_082.0;
+/// A run is fetched every this often: `rate × RUN_EVERY` users each.
+const RUN_EVERY: Duration = Duration::from_millis(200);
+/// How long after the last run everything must have drained.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// How long the steady run lasts, in minutes.
+    #[arg(long, default_value_t = 60.0)]
+    pub minutes: f64,
+    /// Users per second (default: half of the with-ingestion peak of the last
+    /// `make bench`, from target/bench/report.json, else of the README's).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seeds the fault draws and their moments: the same seed, the same faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10)]
+    pub sample_s: u64,
+    /// Report directory.
+    #[arg(long, default_value = "target/soak")]
+    pub out: PathBuf,
+    /// Route tributary's links to the stores through Toxiproxy and draw link faults
+    /// (latency, resets, timeouts, bandwidth) too. Off by default: the proxies cost
+    /// CPU that two cores do not have at the default rate (see the README).
+    #[arg(long)]
+    pub links: bool,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Serialize)]
+pub struct Injected {
+    pub at_s: f64,
+    pub scenario: String,
+    pub hold_ms: u64,
+    /// Injecting or healing it failed (the soak goes on; the report says so).
+    pub error: Option<String>,
+}
+
+/// What the soak found at the end.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verdict {
+    pub users_staged: u64,
+    pub users_in_cassandra: u64,
+    pub drained: bool,
+    pub drain_s: Option<f64>,
+    pub verify_missing: u64,
+    pub verify_duplicated: u64,
+    pub verify_unexpected: u64,
+    pub verify_aggregate_errors: usize,
+    pub verify_runs: u64,
+    pub reconciler_failed_runs: u64,
+    pub reconciler_aggregate_ok: Option<bool>,
+    pub reconciler_aggregate_checks: u64,
+    pub reconciler_unreconciled: u64,
+    pub restarts: usize,
+    pub rebootstraps: usize,
+    pub error: Option<String>,
+}
+
+/// The soak's retention and reconciler settings, scaled to its length: retention acts
+/// many times within it (the outbox's every `minutes × 2 s`, at least 30 s).
+fn upkeep_env(minutes: f64) -> Vec<(String, String)> {
+    let outbox_ms = ((minutes * 2_000.0) as u64).max(30_000);
+    [
+        ("TRIBUTARY__RETENTION__OUTBOX_MS", outbox_ms),
+        ("TRIBUTARY__RETENTION__RUNS_MS", outbox_ms * 2),
+        ("TRIBUTARY__RETENTION__QUARANTINE_MS", outbox_ms),
+        ("TRIBUTARY__RETENTION__INTERVAL_MS", 5_000),
+        ("TRIBUTARY__RECONCILE__AFTER_MS", 15_000),
+        // Faults hold 2–5 s; a restarted Cassandra takes a minute to come back.
+        ("TRIBUTARY__RECONCILE__DEADLINE_MS", 300_000),
+        ("TRIBUTARY__RECONCILE__INTERVAL_MS", 2_000),
+        ("TRIBUTARY__RECONCILE__AGGREGATE_INTERVAL_MS", 5_000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_string()))
+    .collect()
+}
+
+/// Topic retention for the soak: Kafka deletes whole segments, so segments roll every
+/// minute and go after `minutes × 4 s` (at least 2 minutes).
+fn topic_retention(config: &mut Config, minutes: f64) {
+    let retention_ms = ((minutes * 4_000.0) as u64).max(120_000).to_string();
+    for topic in [&mut config.kafka.topics.raw, &mut config.kafka.topics.dlq] {
+        topic
+            .config
+            .insert("retention.ms".into(), retention_ms.clone());
+        topic.config.insert("segment.ms".into(), "60000".into());
+    }
+}
+
+fn default_rate() -> f64 {
+    let from_bench = std::fs::read_to_string("target/bench/report.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|report| report["source_peak_per_s"].as_f64())
+        .filter(|peak| *peak > 0.0);
+    from_bench.unwrap_or(README_PEAK_PER_S) / 2.0
+}
+
+/// The faults a soak draws from: every fault of the short catalogue (2–5 s holds), the
+/// link faults only with `links`.
+fn faults(links: bool) -> Vec<scenario::Scenario> {
+    scenario::catalogue()
+        .into_iter()
+        .filter(|s| !s.long() && (links || !matches!(s.fault, Fault::Link(..))))
+        .collect()
+}
+
+/// A seeded stream of unit fractions (splitmix64).
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1_u64 << 53) as f64
+    }
+}
+
+/// Runs the soak; `Ok(true)` when nothing was lost or duplicated, the aggregates held
+/// and nothing trended upward.
+pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> {
+    let rate = args.rate.unwrap_or_else(default_rate);
+    let per_run = ((rate * RUN_EVERY.as_secs_f64()).round() as u32).clamp(1, 5_000);
+    let runs = ((args.minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("soak_{}_{}", args.seed, &suffix[..6]);
+    let mut config = Config::load(&Sources::default()).context("configuration")?;
+    config.isolate(&name);
+    topic_retention(&mut config, args.minutes);
+    tributary::schema::apply(&config, &[])
+        .await
+        .context("schema apply")?;
+    println!(
+        "soak: {name}: {per_run} users every {} ms (≈{:.0}/s) for {} min, a fault every 30–90 s (seed {})",
+        RUN_EVERY.as_millis(),
+        f64::from(per_run) / RUN_EVERY.as_secs_f64(),
+        args.minutes,
+        args.seed
+    );
+
+    let address = tributary::source::server::stable_loopback_address()?;
+    let mut source = Source {
+        config: config.source.clone(),
+        address,
+        running: Some(tributary::source::server::spawn_at(
+            &config.source,
+            address,
+        )?),
+    };
+    // With --links, every link through Toxiproxy from the start, so that any link fault
+    // can be drawn.
+    let toxiproxy = Toxiproxy::new(&settings.toxiproxy_api);
+    let links: Vec<(Link, String)> = if args.links {
+        vec![
+            (Link::Postgres, format!("{name}-postgres")),
+            (Link::Kafka, format!("{name}-kafka")),
+            (Link::Cassandra, format!("{name}-cassandra")),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut env = runner::workload_env(
+        &config,
+        address,
+        per_run,
+        RUN_EVERY.as_millis() as u64,
+        runs,
+    );
+    for (link, proxy) in &links {
+        env.extend(runner::route_through_proxy(&toxiproxy, proxy, *link, &config).await?);
+    }
+    env.extend(upkeep_env(args.minutes));
+    let mut run = Run {
+        settings,
+        name: name.clone(),
+        env,
+        instances: Vec::new(),
+        logs: Vec::new(),
+    };
+    run.start_instance()?;
+
+    let outcome = drive(
+        &mut run,
+        &config,
+        &toxiproxy,
+        &links,
+        &mut source,
+        args,
+        runs,
+    )
+    .await;
+    for instance in &mut run.instances {
+        instance.kill();
+    }
+    if let Some(running) = source.running.take() {
+        running.stop(true).await;
+    }
+    for (_, proxy) in &links {
+        toxiproxy.delete(proxy).await;
+    }
+    let Outcome {
+        samples,
+        windows,
+        injected,
+        mut verdict,
+    } = outcome;
+    verdict.restarts = run.restarts();
+    verdict.rebootstraps = run.rebootstraps();
+    let report = report::Report::new(args, rate, &name, samples, windows, injected, verdict);
+    report.write(&args.out)?;
+    println!("\n{}", report.markdown());
+    Ok(report.passed())
+}
+
+/// What [`drive`] brings back.
+struct Outcome {
+    samples: Vec<Sample>,
+    windows: Vec<sample::LatencyWindow>,
+    injected: Vec<Injected>,
+    verdict: Verdict,
+}
+
+/// The steady run with its faults, the drain and the checks.
+async fn drive(
+    run: &mut Run<'_>,
+    config: &Config,
+    toxiproxy: &Toxiproxy,
+    links: &[(Link, String)],
+    source: &mut Source,
+    args: &SoakArgs,
+    runs: u64,
+) -> Outcome {
+    let started = Instant::now();
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    let catalogue = faults(args.links);
+    let mut draw = Draw(args.seed ^ 0x50a6_50a6);
+    let mut sampler = sample::Sampler::new(config, run.settings).await;
+    // Windows of 5 minutes for an hour; of 30 s for a short soak.
+    sampler.window_length = if args.minutes >= 30.0 {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(30)
+    };
+    let mut samples = Vec::new();
+    let mut injected = Vec::new();
+    let mut verdict = Verdict::default();
+    let interval = Duration::from_secs(args.sample_s.max(1));
+    let mut next_fault = Duration::from_secs_f64(30.0 + 60.0 * draw.next());
+    let mut next_sample = Duration::ZERO;
+    while started.elapsed() < duration {
+        if started.elapsed() >= next_sample {
+            let windows = sampler.windows.len();
+            let sample = sampler.take(run, started).await;
+            if let Some(w) = sampler.windows.get(windows) {
+                let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+                println!(
+                    "soak: {:>6.0} s  written {}  p50 {} ms  p99 {} ms  rss {} MiB  postgresql {:.0} MiB  kafka {:.0} MiB  lag {}",
+                    w.end_s,
+                    sample.written,
+                    ms(w.p50_ms),
+                    ms(w.p99_ms),
+                    ms(sample.rss_mib),
+                    sample.postgres_mib,
+                    sample.kafka_mib,
+                    sample.lag.map_or("-".into(), |l| l.to_string())
+                );
+            }
+            samples.push(sample);
+            next_sample += interval;
+        }
+        if started.elapsed() >= next_fault {
+            let scenario =
+                &catalogue[(draw.next() * catalogue.len() as f64) as usize % catalogue.len()];
+            let schedule = Schedule::new(
+                args.seed,
+                &format!("{}-{}", scenario.name, injected.len()),
+                scenario.hold,
+            );
+            let proxy = match scenario.fault {
+                Fault::Link(link, _) => links
+                    .iter()
+                    .find(|(l, _)| *l == link)
+                    .map(|(_, p)| p.as_str()),
+                _ => None,
+            }
+            .unwrap_or_default();
+            let at_s = started.elapsed().as_secs_f64();
+            println!(
+                "soak: {:>6.0} s  {} ({} ms)",
+                at_s, scenario.name, schedule.hold_ms
+            );
+            let backend = run.settings.backend.clone();
+            let result = runner::inject(
+                run,
+                &backend,
+                toxiproxy,
+                proxy,
+                source,
+                scenario.fault,
+                schedule,
+            )
+            .await;
+            injected.push(Injected {
+                at_s,
+                scenario: scenario.name.clone(),
+                hold_ms: schedule.hold_ms,
+                error: result.err().map(|e| format!("{e:#}")),
+            });
+            next_fault = started.elapsed() + Duration::from_secs_f64(30.0 + 60.0 * draw.next());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The drain: every run staged, published and in Cassandra.
+    let drain_started = Instant::now();
+    let mut probe = Progressor {
+        config,
+        probe: None,
+    };
+    let drained = runner::wait_for(DRAIN_DEADLINE, async || {
+        let p = probe.read().await?;
+        p.drained(runs as i64).then_some(p)
+    })
+    .await;
+    samples.push(sampler.take(run, started).await);
+    verdict.drained = drained.is_some();
+    if let Some(p) = drained {
+        verdict.drain_s = Some(drain_started.elapsed().as_secs_f64());
+        verdict.users_staged = p.staged.unsigned_abs();
+        verdict.users_in_cassandra = p.written.unsigned_abs();
+    } else {
+        verdict.error = Some(format!("did not drain within {DRAIN_DEADLINE:?}"));
+        return Outcome {
+            samples,
+            windows: sampler.windows,
+            injected,
+            verdict,
+        };
+    }
+
+    // The reconciler: every run judged, and an aggregate check after the drain.
+    let drained_at = chrono::Utc::now();
+    let reconciled = runner::wait_for(Duration::from_secs(180), async || {
+        let r = sampler.reconciliation(run).await?;
+        let checked_after = r
+            .aggregates
+            .as_ref()
+            .is_some_and(|a| a.checked_at > drained_at);
+        (r.unreconciled == 0 && checked_after).then_some(r)
+    })
+    .await;
+    match reconciled.or(sampler.reconciliation(run).await) {
+        Some(r) => {
+            verdict.reconciler_failed_runs = r.failed_runs.values().sum();
+            verdict.reconciler_aggregate_ok = r.aggregates.as_ref().map(|a| a.ok);
+            verdict.reconciler_unreconciled = r.unreconciled;
+        }
+        None => verdict.error = Some("the reconciler's findings could not be read".into()),
+    }
+    verdict.reconciler_aggregate_checks = sampler.aggregate_checks;
+
+    match tributary::verify::verify(config).await {
+        Ok(report) => {
+            verdict.verify_missing = report.missing;
+            verdict.verify_duplicated = report.duplicated;
+            verdict.verify_unexpected = report.unexpected;
+            verdict.verify_aggregate_errors = report.aggregate_errors.len();
+            verdict.verify_runs = report.runs;
+        }
+        Err(error) => verdict.error = Some(format!("verify: {error}")),
+    }
+    Outcome {
+        samples,
+        windows: sampler.windows,
+        injected,
+        verdict,
+    }
+}

@@ -1,0 +1,428 @@
+//! The soak's report: report.json, report.md and SVG charts over time, and its verdict —
+//! nothing lost, duplicated or miscounted, and nothing trending upward with the record
+//! count.
+
+use super::sample::{LatencyWindow, Sample};
+use super::{Injected, SoakArgs, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use tributary_bench::svg::{self, Series};
+
+/// One quantity that must stay flat: its mean over the middle third of the run against
+/// the last third.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trend {
+    pub what: String,
+    pub middle: f64,
+    pub last: f64,
+    /// What the last third may exceed the middle by: `middle × 1.5 + slack`.
+    pub limit: f64,
+    pub flat: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub minutes: f64,
+    pub rate_per_s: f64,
+    pub seed: u64,
+    pub verdict: Verdict,
+    pub faults: BTreeMap<String, u64>,
+    pub injected: Vec<Injected>,
+    pub trends: Vec<Trend>,
+    /// Cassandra is where the data goes: it grows by this much per million records.
+    pub cassandra_mib_per_million: Option<f64>,
+    pub latency: Vec<LatencyWindow>,
+    pub samples: Vec<Sample>,
+}
+
+/// Absolute slack of each trend: noise that is not growth.
+const SLACK: [(&str, f64); 5] = [
+    ("postgresql MiB", 8.0),
+    ("kafka MiB", 32.0),
+    ("tributary RSS MiB", 16.0),
+    ("lag (records)", 20_000.0),
+    ("p99 latency ms", 250.0),
+];
+
+impl Report {
+    pub fn new(
+        args: &SoakArgs,
+        rate: f64,
+        name: &str,
+        samples: Vec<Sample>,
+        windows: Vec<LatencyWindow>,
+        injected: Vec<Injected>,
+        verdict: Verdict,
+    ) -> Report {
+        let mut faults = BTreeMap::new();
+        for fault in &injected {
+            *faults.entry(fault.scenario.clone()).or_insert(0) += 1;
+        }
+        // The steady part only: the last sample is taken after the drain.
+        let steady = &samples[..samples.len().saturating_sub(1)];
+        let series: [(&str, Vec<(f64, f64)>); 4] = [
+            ("postgresql MiB", points(steady, |s| Some(s.postgres_mib))),
+            ("kafka MiB", points(steady, |s| Some(s.kafka_mib))),
+            ("tributary RSS MiB", points(steady, |s| s.rss_mib)),
+            ("lag (records)", points(steady, |s| s.lag.map(|l| l as f64))),
+        ];
+        let latency: Vec<(f64, f64)> = windows
+            .iter()
+            .filter_map(|w| Some((w.end_s, w.p99_ms?)))
+            .collect();
+        let duration = args.minutes * 60.0;
+        let mut trends: Vec<Trend> = series
+            .iter()
+            .map(|(what, points)| trend(what, points, duration))
+            .collect();
+        trends.push(trend("p99 latency ms", &latency, duration));
+        let cassandra_mib_per_million = match (steady.first(), steady.last()) {
+            (Some(a), Some(b)) if b.written > a.written => {
+                Some((b.cassandra_mib - a.cassandra_mib) / ((b.written - a.written) as f64 / 1e6))
+            }
+            _ => None,
+        };
+        Report {
+            name: name.to_owned(),
+            minutes: args.minutes,
+            rate_per_s: rate,
+            seed: args.seed,
+            verdict,
+            faults,
+            injected,
+            trends,
+            cassandra_mib_per_million,
+            latency: windows,
+            samples,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        let v = &self.verdict;
+        v.error.is_none()
+            && v.drained
+            && v.users_staged > 0
+            && v.users_in_cassandra == v.users_staged
+            && v.verify_missing == 0
+            && v.verify_duplicated == 0
+            && v.verify_unexpected == 0
+            && v.verify_aggregate_errors == 0
+            && v.reconciler_failed_runs == 0
+            && v.reconciler_aggregate_ok == Some(true)
+            && self.injected.iter().all(|f| f.error.is_none())
+            && (!self.trends_enforced() || self.trends.iter().all(|t| t.flat))
+    }
+
+    /// A soak shorter than half an hour cannot tell warm-up from growth: its trends are
+    /// reported, not enforced.
+    pub fn trends_enforced(&self) -> bool {
+        self.minutes >= 30.0
+    }
+
+    pub fn markdown(&self) -> String {
+        let v = &self.verdict;
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "Soak `{}`: {} min at {:.0} users/s, seed {}, {} faults — **{}**\n",
+            self.name,
+            self.minutes,
+            self.rate_per_s,
+            self.seed,
+            self.injected.len(),
+            if self.passed() { "pass" } else { "FAIL" }
+        );
+        let yes = |b: Option<bool>| match b {
+            Some(true) => "equal",
+            Some(false) => "DIFFER",
+            None => "never checked",
+        };
+        let rows: [(&str, String); 12] = [
+            (
+                "users staged / in Cassandra",
+                format!("{} / {}", v.users_staged, v.users_in_cassandra),
+            ),
+            (
+                "lost / duplicated / unexpected (verify)",
+                format!(
+                    "{} / {} / {}",
+                    v.verify_missing, v.verify_duplicated, v.verify_unexpected
+                ),
+            ),
+            (
+                "aggregate errors (verify)",
+                v.verify_aggregate_errors.to_string(),
+            ),
+            (
+                "runs checked by verify (retained)",
+                v.verify_runs.to_string(),
+            ),
+            (
+                "failed runs (reconciler)",
+                v.reconciler_failed_runs.to_string(),
+            ),
+            (
+                "aggregates (reconciler, after the drain)",
+                yes(v.reconciler_aggregate_ok).to_owned(),
+            ),
+            (
+                "aggregate checks during the soak",
+                v.reconciler_aggregate_checks.to_string(),
+            ),
+            (
+                "unreconciled at the end",
+                v.reconciler_unreconciled.to_string(),
+            ),
+            (
+                "drain after the last run",
+                v.drain_s.map_or("-".into(), |s| format!("{s:.1} s")),
+            ),
+            (
+                "actor restarts / Kafka re-bootstraps",
+                format!("{} / {}", v.restarts, v.rebootstraps),
+            ),
+            (
+                "Cassandra growth (the destination)",
+                self.cassandra_mib_per_million
+                    .map_or("-".into(), |m| format!("{m:.1} MiB per million records")),
+            ),
+            ("error", v.error.clone().unwrap_or_else(|| "-".into())),
+        ];
+        md.push_str("| | |\n|---|---|\n");
+        for (k, val) in rows {
+            let _ = writeln!(md, "| {k} | {val} |");
+        }
+        md.push_str("\n| faults by kind | count |\n|---|---:|\n");
+        for (kind, n) in &self.faults {
+            let _ = writeln!(md, "| {kind} | {n} |");
+        }
+        let failed: Vec<&Injected> = self.injected.iter().filter(|f| f.error.is_some()).collect();
+        for f in failed {
+            let _ = writeln!(
+                md,
+                "\nfault at {:.0} s ({}) failed: {}",
+                f.at_s,
+                f.scenario,
+                f.error.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n{}\n",
+            if self.trends_enforced() {
+                "Trends (enforced): the mean of the last third against the middle third."
+            } else {
+                "Trends (reported, not enforced under 30 minutes: too short to tell warm-up from growth)."
+            }
+        );
+        md.push_str(
+            "| must stay flat | middle third | last third | limit | |\n|---|---:|---:|---:|---|\n",
+        );
+        for t in &self.trends {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {:.1} | {:.1} | {} |",
+                t.what,
+                t.middle,
+                t.last,
+                t.limit,
+                if t.flat { "flat" } else { "RISING" }
+            );
+        }
+        md.push_str("\n| window end | written | p50 ms | p99 ms | RSS MiB | PostgreSQL MiB | outbox rows | Kafka MiB | Cassandra MiB | lag |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        for w in &self.latency {
+            let Some(s) = self
+                .samples
+                .iter()
+                .min_by(|a, b| (a.t_s - w.end_s).abs().total_cmp(&(b.t_s - w.end_s).abs()))
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {:.0} min | {} | {} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} |",
+                w.end_s / 60.0,
+                s.written,
+                opt(w.p50_ms),
+                opt(w.p99_ms),
+                opt(s.rss_mib),
+                s.postgres_mib,
+                s.outbox_rows.map_or("-".into(), |n| n.to_string()),
+                s.kafka_mib,
+                s.cassandra_mib,
+                s.lag.map_or("-".into(), |l| l.to_string()),
+            );
+        }
+        md
+    }
+
+    /// report.json, report.md and the charts under `dir`.
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        let minutes = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+            points.into_iter().map(|(t, y)| (t / 60.0, y)).collect()
+        };
+        let s = &self.samples;
+        let charts = [
+            (
+                "records.svg",
+                svg::lines(
+                    "Records in and out",
+                    "minutes",
+                    "millions",
+                    &[
+                        Series {
+                            name: "staged",
+                            points: minutes(points(s, |s| Some(s.staged as f64 / 1e6))),
+                        },
+                        Series {
+                            name: "in Cassandra",
+                            points: minutes(points(s, |s| Some(s.written as f64 / 1e6))),
+                        },
+                    ],
+                ),
+            ),
+            (
+                "storage.svg",
+                svg::lines(
+                    "Storage",
+                    "minutes",
+                    "MiB",
+                    &[
+                        Series {
+                            name: "PostgreSQL (tables + indexes)",
+                            points: minutes(points(s, |s| Some(s.postgres_mib))),
+                        },
+                        Series {
+                            name: "Kafka (topics)",
+                            points: minutes(points(s, |s| Some(s.kafka_mib))),
+                        },
+                        Series {
+                            name: "Cassandra (keyspace)",
+                            points: minutes(points(s, |s| Some(s.cassandra_mib))),
+                        },
+                    ],
+                ),
+            ),
+            (
+                "rss.svg",
+                svg::lines(
+                    "tributary resident memory",
+                    "minutes",
+                    "MiB",
+                    &[Series {
+                        name: "RSS",
+                        points: minutes(points(s, |s| s.rss_mib)),
+                    }],
+                ),
+            ),
+            (
+                "lag.svg",
+                svg::lines(
+                    "Consumer lag",
+                    "minutes",
+                    "records",
+                    &[Series {
+                        name: "lag",
+                        points: minutes(points(s, |s| s.lag.map(|l| l as f64))),
+                    }],
+                ),
+            ),
+            (
+                "latency.svg",
+                svg::lines(
+                    "Staging commit → Cassandra commit, per window",
+                    "minutes",
+                    "ms",
+                    &[
+                        Series {
+                            name: "p50",
+                            points: self
+                                .latency
+                                .iter()
+                                .filter_map(|w| Some((w.end_s / 60.0, w.p50_ms?)))
+                                .collect(),
+                        },
+                        Series {
+                            name: "p99",
+                            points: self
+                                .latency
+                                .iter()
+                                .filter_map(|w| Some((w.end_s / 60.0, w.p99_ms?)))
+                                .collect(),
+                        },
+                    ],
+                ),
+            ),
+        ];
+        for (file, chart) in charts {
+            std::fs::write(dir.join(file), chart)?;
+        }
+        Ok(())
+    }
+}
+
+fn points(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .filter_map(|s| Some((s.t_s, value(s)?)))
+        .collect()
+}
+
+/// The middle third's mean against the last third's, of points over `duration` s.
+fn trend(what: &str, points: &[(f64, f64)], duration: f64) -> Trend {
+    let mean = |from: f64, to: f64| {
+        let inside: Vec<f64> = points
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, y)| *y)
+            .collect();
+        if inside.is_empty() {
+            0.0
+        } else {
+            inside.iter().sum::<f64>() / inside.len() as f64
+        }
+    };
+    let (middle, last) = (
+        mean(duration / 3.0, 2.0 * duration / 3.0),
+        mean(2.0 * duration / 3.0, f64::INFINITY),
+    );
+    let slack = SLACK
+        .iter()
+        .find(|(w, _)| *w == what)
+        .map_or(0.0, |(_, s)| *s);
+    let limit = middle * 1.5 + slack;
+    Trend {
+        what: what.to_owned(),
+        middle,
+        last,
+        limit,
+        flat: last <= limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_series_is_flat_and_a_growing_one_is_not() {
+        let level: Vec<(f64, f64)> = (0..60).map(|t| (f64::from(t), 100.0)).collect();
+        assert!(trend("postgresql MiB", &level, 60.0).flat);
+        // Growing with time (and so with the record count): 10 → 600 MiB.
+        let rising: Vec<(f64, f64)> = (0..60)
+            .map(|t| (f64::from(t), 10.0 * f64::from(t + 1)))
+            .collect();
+        let t = trend("postgresql MiB", &rising, 60.0);
+        assert!(!t.flat, "{t:?}");
+    }
+}
