@@ -99,7 +99,7 @@ pub struct CassandraCeiling {
     pub rows: usize,
     pub rows_per_s: f64,
     /// CPU of Cassandra (and of this client, as `bench client`) per 1,000 rows.
-    pub cpu: crate::cpu::Usage,
+    pub cpu: tributary_bench::cpu::Usage,
 }
 
 /// The writer's rows for `users` generated users of `seed` (same data as the pipeline).
@@ -139,16 +139,16 @@ pub async fn cassandra_writes(
 ) -> anyhow::Result<CassandraCeiling> {
     let session = tributary_actors::store::cassandra::connect(&config.cassandra).await?;
     let upserts = Upserts::prepare(&session, &config.cassandra.keyspace, rows_per_request).await?;
-    let before = crate::cpu::sample(&[], Some("bench client"));
+    let before = tributary_bench::cpu::sample(&[], Some("bench client"));
     let started = Instant::now();
     upserts.write(&session, rows, concurrency).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let after = crate::cpu::sample(&[], Some("bench client"));
+    let after = tributary_bench::cpu::sample(&[], Some("bench client"));
     Ok(CassandraCeiling {
         rows_per_request,
         concurrency,
         rows: rows.len(),
         rows_per_s: rows.len() as f64 / elapsed,
-        cpu: crate::cpu::usage(&before, &after, rows.len() as u64, elapsed),
+        cpu: tributary_bench::cpu::usage(&before, &after, rows.len() as u64, elapsed),
     })
 }

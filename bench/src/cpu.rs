@@ -76,6 +76,14 @@ fn service_pid(dir: &Path, service: &str) -> Option<u32> {
 #[derive(Debug, Clone, Default)]
 pub struct Sample(BTreeMap<String, f64>);
 
+impl Sample {
+    /// Seconds of one process group (`postgres`, `cassandra`, `kafka`, or a measured
+    /// name), if it was sampled.
+    pub fn seconds(&self, name: &str) -> Option<f64> {
+        self.0.get(name).copied()
+    }
+}
+
 /// Samples the stack services, each `(name, pids)` of `measured` (tributary instances,
 /// with their descendants), and this bench process alone as `own` if given.
 pub fn sample(measured: &[(&str, &[u32])], own: Option<&str>) -> Sample {

@@ -5,7 +5,6 @@
 
 mod ceiling;
 mod cleanup;
-mod cpu;
 mod prestage;
 mod process;
 mod report;
@@ -18,6 +17,7 @@ use process::{Instance, Reading, sample_until};
 use std::path::PathBuf;
 use std::time::Duration;
 use tributary::config::{Config, Sources};
+use tributary_bench::cpu;
 
 #[derive(Debug, Parser)]
 #[command(name = "tributary-bench", about)]

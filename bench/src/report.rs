@@ -21,7 +21,7 @@ pub struct EndToEnd {
     pub records_per_s: f64,
     pub peak_rss_mib: f64,
     /// CPU per 1,000 records of every process on the machine during the run.
-    pub cpu: crate::cpu::Usage,
+    pub cpu: tributary_bench::cpu::Usage,
     pub readings: Vec<Reading>,
 }
 
@@ -50,7 +50,7 @@ pub struct Steady {
     /// Slope of RSS against records written after the first tenth of the run.
     pub rss_mib_per_million_records: f64,
     /// CPU per 1,000 records, the bench's feeder or embedded source included.
-    pub cpu: crate::cpu::Usage,
+    pub cpu: tributary_bench::cpu::Usage,
     pub readings: Vec<Reading>,
 }
 
@@ -272,7 +272,8 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
         .iter()
         .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
     {
-        let per_row = |u: &crate::cpu::Usage| u.per_1000_records.get("cassandra").copied();
+        let per_row =
+            |u: &tributary_bench::cpu::Usage| u.per_1000_records.get("cassandra").copied();
         if let (Some(ceiling), Some(pipeline)) = (per_row(&best.cpu), per_row(&report.e2e.cpu)) {
             let _ = writeln!(
                 md,
@@ -344,7 +345,7 @@ fn cpu_table(md: &mut String, report: &Report) {
         .cassandra
         .iter()
         .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s));
-    let mut runs: Vec<(&str, &crate::cpu::Usage)> =
+    let mut runs: Vec<(&str, &tributary_bench::cpu::Usage)> =
         vec![("tributary end to end, pre-staged", &report.e2e.cpu)];
     if let Some(best) = best {
         runs.push(("raw Cassandra upserts (ceiling)", &best.cpu));

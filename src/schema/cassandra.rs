@@ -21,6 +21,9 @@ pub const TABLES: &[(&str, &str)] = &[
 
 /// Columns added after their table was first released: added to tables that predate
 /// them (a new table has them from its CQL file).
+/// Table options every table must have, whenever it was created.
+pub const TABLE_OPTIONS: &[(&str, &str)] = &[("partition_state", "gc_grace_seconds = 3600")];
+
 pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("created_users", "run_id", "bigint")];
 
 /// Indexes as (table, name, CQL file), created after the tables.
@@ -99,6 +102,13 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
             .await
             .map_err(|e| request_error(format!("cannot add {object}"), e))?;
         outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
+    }
+    // Tables created before their options were set get them (idempotent).
+    for (table, options) in TABLE_OPTIONS {
+        session
+            .query_unpaged(format!("ALTER TABLE {keyspace}.{table} WITH {options}"), ())
+            .await
+            .map_err(|e| request_error(format!("cannot set {options} on {keyspace}.{table}"), e))?;
     }
     for (table, index, template) in INDEXES {
         let object = format!("index {keyspace}.{index}");

@@ -139,6 +139,11 @@ pub struct Report {
     pub in_dlq: u64,
     /// Example ids per finding.
     pub samples: Samples,
+    /// Rows in Cassandra written before rows carried their run id (not attributable to a
+    /// run; counted, not an error).
+    pub legacy_rows: u64,
+    /// Runs older than the raw topic's retention: checked against Cassandra only.
+    pub runs_past_kafka_retention: u64,
     /// Differing runs whose users could not be named (beyond the drill-down's bound, or
     /// their outbox rows already pruned): counted from digests only.
     pub runs_not_named: u64,
@@ -198,6 +203,13 @@ impl fmt::Display for Report {
             "{:<28} {:>10}  {:?}",
             "unexpected", self.unexpected, self.samples.unexpected
         )?;
+        if self.runs_past_kafka_retention > 0 {
+            writeln!(
+                f,
+                "{:<28} {:>10}  (older than the raw topic's retention.ms: checked against Cassandra only)",
+                "runs past kafka retention", self.runs_past_kafka_retention
+            )?;
+        }
         if self.runs_not_named > 0 {
             writeln!(
                 f,
@@ -269,6 +281,9 @@ pub(crate) struct RunSides {
     pub staged: Digest,
     /// Its outbox rows are still there (its users can be named).
     pub ids_retained: bool,
+    /// Scheduled before the raw topic's retention: Kafka may have deleted its records,
+    /// so only PostgreSQL and Cassandra are compared.
+    pub past_kafka_retention: bool,
     pub kafka: Digest,
     pub cassandra: Digest,
 }
@@ -296,7 +311,7 @@ impl Unclaimed {
 /// A store cannot be reached or read.
 pub async fn verify_window(config: &Config, window: Window) -> Result<Report, StoreError> {
     let client = postgres::connect(&config.postgres).await?;
-    let mut runs = staged_digests(&client, window).await?;
+    let mut runs = staged_digests(&client, window, raw_retention_ms(config)).await?;
     let quarantined: i64 = client
         .query_one("SELECT count(*) FROM quarantine", &[])
         .await
@@ -376,12 +391,17 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
             sides.kafka = *digest;
         }
     }
+    for sides in runs.values_mut().filter(|s| s.past_kafka_retention) {
+        // Not checked against Kafka: what is left of it there is not the run.
+        sides.kafka = sides.staged;
+    }
 
     // Cassandra: a scan for a whole check (it also finds rows no run claims), the
     // index on run_id for a window.
     let session = cassandra::connect(&config.cassandra).await?;
     let keyspace = &config.cassandra.keyspace;
     let mut unclaimed_rows = Unclaimed::default();
+    let mut legacy_rows = 0;
     if retained {
         let mut rows = session
             .query_iter(
@@ -406,6 +426,8 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
             match run.and_then(|r| runs.get_mut(&r).map(|s| (r, s))) {
                 Some((_, sides)) => sides.cassandra.add(id),
                 None if run.is_some_and(|r| oldest.is_some_and(|o| r < o)) => {}
+                // Written before rows carried their run (schema before run_id).
+                None if run.is_none() => legacy_rows += 1,
                 None => unclaimed_rows.add(id),
             }
         }
@@ -439,6 +461,8 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
         ..Report::default()
     };
     let mut differing = Vec::new();
+    report.runs_past_kafka_retention =
+        runs.values().filter(|s| s.past_kafka_retention).count() as u64;
     for (run, sides) in &runs {
         report.staged += sides.staged.count;
         report.kafka_records += sides.kafka.count;
@@ -454,7 +478,8 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
         }
     }
     report.kafka_records += fold.unclaimed.count;
-    report.in_cassandra += unclaimed_rows.count;
+    report.in_cassandra += unclaimed_rows.count + legacy_rows;
+    report.legacy_rows = legacy_rows;
     report.runs_differing = differing.len() as u64;
     report.samples.runs = differing.iter().take(SAMPLE).copied().collect();
     drill::name_users(
@@ -491,13 +516,15 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
 async fn staged_digests(
     client: &tokio_postgres::Client,
     window: Window,
+    kafka_retention_ms: f64,
 ) -> Result<BTreeMap<i64, RunSides>, StoreError> {
     let (from, to, since_ms) = match window {
         Window::Runs(a, b) => (a, b, 0.0),
         Window::Since(d) => (0, 0, d.as_millis() as f64),
         Window::Retained => (0, 0, 0.0),
     };
-    let (filter, params): (&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) = match window {
+    let (filter, mut params): (&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) = match window
+    {
         Window::Retained => ("TRUE", vec![]),
         Window::Runs(..) => ("r.run_id BETWEEN $1 AND $2", vec![&from, &to]),
         Window::Since(_) => (
@@ -510,13 +537,19 @@ async fn staged_digests(
     } else {
         format!("run_id IN (SELECT r.run_id FROM runs r WHERE {filter})")
     };
+    params.push(&kafka_retention_ms);
+    let retention = format!("${}", params.len());
     let rows = client
         .query(
             &format!(
                 "WITH outbox AS (SELECT run_id, count(*) AS n, bit_xor(uuid_fold64(source_uuid)) AS x \
                  FROM staged_users WHERE {outbox_filter} GROUP BY run_id) \
-                 SELECT r.run_id, coalesce(o.n, r.staged_users), coalesce(o.x, r.digest_xor, 0), \
-                 o.n IS NOT NULL FROM runs r LEFT JOIN outbox o USING (run_id) \
+                 SELECT r.run_id, \
+                 coalesce(CASE WHEN r.digest_xor IS NULL THEN o.n ELSE r.staged_users END, 0), \
+                 coalesce(r.digest_xor, o.x, 0), \
+                 o.n IS NOT NULL AND (r.digest_xor IS NULL OR o.n = r.staged_users), \
+                 r.scheduled_for < now() - {retention} * interval '1 millisecond' \
+                 FROM runs r LEFT JOIN outbox o USING (run_id) \
                  WHERE {filter} AND (o.n IS NOT NULL OR r.status = 'staged')"
             ),
             &params,
@@ -534,11 +567,29 @@ async fn staged_digests(
                         xor: row.get(2),
                     },
                     ids_retained: row.get(3),
+                    past_kafka_retention: row.get(4),
                     ..RunSides::default()
                 },
             )
         })
         .collect())
+}
+
+/// How long the raw topic keeps records (`kafka.topics.raw.config."retention.ms"`;
+/// Kafka's default of 7 days when not set; forever for -1).
+fn raw_retention_ms(config: &Config) -> f64 {
+    match config
+        .kafka
+        .topics
+        .raw
+        .config
+        .get("retention.ms")
+        .map(|v| v.parse::<i64>())
+    {
+        Some(Ok(ms)) if ms < 0 => f64::MAX,
+        Some(Ok(ms)) => ms as f64,
+        _ => 7.0 * 86_400_000.0,
+    }
 }
 
 async fn staged_aggregates(

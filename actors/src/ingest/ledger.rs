@@ -217,7 +217,8 @@ pub async fn last_and_total(
 ) -> Result<(Option<i64>, u64), StoreError> {
     let row = client
         .query_one(
-            "SELECT max(run_id), greatest(coalesce(max(ordinal), 0), count(*)) FROM runs",
+            // Both by index (the primary key, runs_ordinal): the ledger holds a month.
+            "SELECT max(run_id), coalesce(max(ordinal), 0) FROM runs",
             &[],
         )
         .await

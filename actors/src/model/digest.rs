@@ -42,14 +42,16 @@ impl Digest {
 }
 
 /// Where a partition's writer commits a run's digest in `partition_state`: two buckets,
-/// `run:<id>:users` and `run:<id>:xor`. They sort after every aggregate bucket
+/// `run:<id>:users` and `run:<id>:xor`, the id in 20 digits so that buckets sort by run
+/// (the deleted oldest ones, the table's only tombstones, together). They sort after
+/// every aggregate bucket
 /// (`country:…`, `gender:…`), so aggregates are read as the range below
 /// [`RUN_BUCKETS`].
 pub const RUN_BUCKETS: &str = "run:";
 
 /// The two buckets of run `run`'s digest: (users, xor).
 pub fn run_buckets(run: i64) -> (String, String) {
-    (format!("run:{run}:users"), format!("run:{run}:xor"))
+    (format!("run:{run:020}:users"), format!("run:{run:020}:xor"))
 }
 
 /// Which part of which run's digest a bucket holds.

@@ -111,6 +111,9 @@ pub struct WriterState {
     /// The digest of each recent run's users written from this partition, as committed
     /// (the reconciler's Cassandra side of a run).
     runs: BTreeMap<i64, Digest>,
+    /// The last offset this incarnation wrote for each run (runs loaded at claim and not
+    /// written since count as oldest).
+    last_written: std::collections::HashMap<i64, i64>,
     fenced: bool,
 }
 
@@ -185,6 +188,7 @@ impl Actor for Writer {
             committed_offset,
             aggregates,
             runs,
+            last_written: std::collections::HashMap::new(),
             fenced: false,
         })
     }
@@ -271,13 +275,25 @@ impl Writer {
                 runs_touched.insert(run);
             }
         }
-        // Bounded: the oldest runs' digests go in the same commit.
+        // Bounded: the digests of the runs written least recently (not the lowest ids: a
+        // run retried late is as new as the newest) go in the same commit.
+        let mut last_written = state.last_written.clone();
+        for run in &runs_touched {
+            last_written.insert(*run, batch.last_offset);
+        }
         let mut runs_dropped = Vec::new();
         while runs.len() > state.args.run_digests_kept {
-            if let Some((run, _)) = runs.pop_first() {
-                runs_touched.remove(&run);
-                runs_dropped.push(run);
-            }
+            let Some(run) = runs
+                .keys()
+                .min_by_key(|run| (last_written.get(*run).copied().unwrap_or(-1), **run))
+                .copied()
+            else {
+                break;
+            };
+            runs.remove(&run);
+            last_written.remove(&run);
+            runs_touched.remove(&run);
+            runs_dropped.push(run);
         }
         let changes = Changes {
             aggregates: &aggregates,
@@ -295,6 +311,7 @@ impl Writer {
             state.committed_offset = batch.last_offset;
             state.aggregates = aggregates;
             state.runs = runs;
+            state.last_written = last_written;
             state.args.settle(batch.records, |p| {
                 p.committed_offset = Some(batch.last_offset);
                 p.written += batch.users.len() as u64;

@@ -144,7 +144,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
         .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task", false, e))?
         .map_err(|e| StoreError::request(Service::Kafka, "read the producer checkpoint", true, e))?
         .map_or(0, |c| c.last_outbox_id);
-    let client = state
+    let mut client = state
         .pool
         .get()
         .await
@@ -181,10 +181,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
 
     // Finished runs without outbox rows, and what refers to them.
     for _ in 0..batches {
-        let mut client =
-            state.pool.get().await.map_err(|e| {
-                StoreError::request(Service::Postgres, "no pooled connection", true, e)
-            })?;
+        // The round's one connection (a pool of one must do).
         let tx = client
             .transaction()
             .await

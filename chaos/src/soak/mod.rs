@@ -73,6 +73,9 @@ pub struct Verdict {
     pub verify_unexpected: u64,
     pub verify_aggregate_errors: usize,
     pub verify_runs: u64,
+    /// The check's wall time and peak RSS (it scans every row of created_users).
+    pub verify_wall_s: Option<f64>,
+    pub verify_peak_rss_mib: Option<f64>,
     pub reconciler_failed_runs: u64,
     pub reconciler_aggregate_ok: Option<bool>,
     pub reconciler_aggregate_checks: u64,
@@ -241,6 +244,44 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
     Ok(report.passed())
 }
 
+/// Runs `tributary verify --json` with the soak's environment; returns its report, wall
+/// time and peak resident memory (VmHWM, polled while it runs).
+async fn verify_cli(run: &Run<'_>) -> anyhow::Result<(serde_json::Value, f64, Option<f64>)> {
+    let started = Instant::now();
+    let child = std::process::Command::new(&run.settings.tributary_bin)
+        .args(["verify", "--json"])
+        .envs(run.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start tributary verify")?;
+    let pid = child.id();
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(None::<f64>));
+    let watcher = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                let hwm = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+                if let Some(kib) = hwm {
+                    *peak.lock().unwrap_or_else(|p| p.into_inner()) = Some(kib / 1_024.0);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .context("verify task")??;
+    watcher.abort();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("verify printed no report (exit {})", output.status))?;
+    let peak = *peak.lock().unwrap_or_else(|p| p.into_inner());
+    Ok((report, started.elapsed().as_secs_f64(), peak))
+}
+
 /// What [`drive`] brings back.
 struct Outcome {
     samples: Vec<Sample>,
@@ -388,15 +429,21 @@ async fn drive(
     }
     verdict.reconciler_aggregate_checks = sampler.aggregate_checks;
 
-    match tributary::verify::verify(config).await {
-        Ok(report) => {
-            verdict.verify_missing = report.missing;
-            verdict.verify_duplicated = report.duplicated;
-            verdict.verify_unexpected = report.unexpected;
-            verdict.verify_aggregate_errors = report.aggregate_errors.len();
-            verdict.verify_runs = report.runs;
+    // `tributary verify` itself, as an operator runs it: its wall time and peak RSS.
+    match verify_cli(run).await {
+        Ok((report, wall_s, peak_mib)) => {
+            let n = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
+            verdict.verify_missing = n("missing");
+            verdict.verify_duplicated = n("duplicated");
+            verdict.verify_unexpected = n("unexpected");
+            verdict.verify_aggregate_errors = report["aggregate_errors"]
+                .as_array()
+                .map_or(usize::MAX, Vec::len);
+            verdict.verify_runs = n("runs");
+            verdict.verify_wall_s = Some(wall_s);
+            verdict.verify_peak_rss_mib = peak_mib;
         }
-        Err(error) => verdict.error = Some(format!("verify: {error}")),
+        Err(error) => verdict.error = Some(format!("verify: {error:#}")),
     }
     Outcome {
         samples,

@@ -140,7 +140,7 @@ impl Report {
             Some(false) => "DIFFER",
             None => "never checked",
         };
-        let rows: [(&str, String); 12] = [
+        let rows: [(&str, String); 13] = [
             (
                 "users staged / in Cassandra",
                 format!("{} / {}", v.users_staged, v.users_in_cassandra),
@@ -159,6 +159,16 @@ impl Report {
             (
                 "runs checked by verify (retained)",
                 v.verify_runs.to_string(),
+            ),
+            (
+                "tributary verify (a scan of every row): rows, wall time, peak RSS",
+                format!(
+                    "{} rows, {}, {}",
+                    v.users_in_cassandra,
+                    v.verify_wall_s.map_or("-".into(), |s| format!("{s:.1} s")),
+                    v.verify_peak_rss_mib
+                        .map_or("-".into(), |m| format!("{m:.0} MiB"))
+                ),
             ),
             (
                 "failed runs (reconciler)",
@@ -232,7 +242,35 @@ impl Report {
                 if t.flat { "flat" } else { "RISING" }
             );
         }
-        md.push_str("\n| window end | written | p50 ms | p99 ms | RSS MiB | PostgreSQL MiB | outbox rows | Kafka MiB | Cassandra MiB | lag |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("\n| records staged | at minute | PostgreSQL CPU µs/record (last minute) | PostgreSQL MiB | staged_users table / indexes MiB | runs table / indexes MiB |\n|---:|---:|---:|---:|---:|---:|\n");
+        for threshold in [1_000_000_u64, 10_000_000] {
+            let Some(s) = self.samples.iter().find(|s| s.staged >= threshold) else {
+                let _ = writeln!(md, "| {threshold} | not reached | | | | |");
+                continue;
+            };
+            let mib = |table: &str| {
+                s.postgres.get(table).map_or("-".to_owned(), |(t, i)| {
+                    format!(
+                        "{:.1} / {:.1}",
+                        *t as f64 / 1_048_576.0,
+                        *i as f64 / 1_048_576.0
+                    )
+                })
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {:.1} | {} | {} |",
+                s.staged,
+                s.t_s / 60.0,
+                postgres_us_per_record(&self.samples, s.t_s - 60.0, s.t_s)
+                    .map_or("-".into(), |us| format!("{us:.1}")),
+                s.postgres_mib,
+                mib("staged_users"),
+                mib("runs"),
+            );
+        }
+        md.push_str("\n| window end | written | p50 ms | p99 ms | RSS MiB | PostgreSQL MiB | PostgreSQL CPU µs/record | outbox rows | Kafka MiB | Cassandra MiB | lag |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut window_start = 0.0;
         let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
         for w in &self.latency {
             let Some(s) = self
@@ -242,15 +280,18 @@ impl Report {
             else {
                 continue;
             };
+            let cpu = postgres_us_per_record(&self.samples, window_start, w.end_s);
+            window_start = w.end_s;
             let _ = writeln!(
                 md,
-                "| {:.0} min | {} | {} | {} | {} | {:.1} | {} | {:.1} | {:.1} | {} |",
+                "| {:.0} min | {} | {} | {} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {} |",
                 w.end_s / 60.0,
                 s.written,
                 opt(w.p50_ms),
                 opt(w.p99_ms),
                 opt(s.rss_mib),
                 s.postgres_mib,
+                cpu.map_or("-".into(), |us| format!("{us:.1}")),
                 s.outbox_rows.map_or("-".into(), |n| n.to_string()),
                 s.kafka_mib,
                 s.cassandra_mib,
@@ -369,6 +410,19 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL's CPU per record staged between the samples nearest `from_s` and `to_s`,
+/// in microseconds.
+fn postgres_us_per_record(samples: &[Sample], from_s: f64, to_s: f64) -> Option<f64> {
+    let nearest = |t: f64| {
+        samples
+            .iter()
+            .min_by(|a, b| (a.t_s - t).abs().total_cmp(&(b.t_s - t).abs()))
+    };
+    let (a, b) = (nearest(from_s)?, nearest(to_s)?);
+    let records = b.staged.checked_sub(a.staged).filter(|n| *n > 0)?;
+    Some((b.postgres_cpu_s? - a.postgres_cpu_s?) * 1e6 / records as f64)
 }
 
 fn points(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {

@@ -24,6 +24,8 @@ pub struct Sample {
     /// Per table: (table bytes, index bytes).
     pub postgres: BTreeMap<String, (i64, i64)>,
     pub postgres_mib: f64,
+    /// CPU seconds PostgreSQL (all its processes) has used so far.
+    pub postgres_cpu_s: Option<f64>,
     pub outbox_rows: Option<i64>,
     pub cassandra_mib: f64,
     pub kafka_mib: f64,
@@ -153,6 +155,7 @@ impl<'a> Sampler<'a> {
                 .ok()
                 .map(|r| r.get(0));
         }
+        sample.postgres_cpu_s = tributary_bench::cpu::sample(&[], None).seconds("postgres");
         sample.postgres_mib = sample
             .postgres
             .values()

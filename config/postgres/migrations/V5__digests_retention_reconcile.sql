@@ -64,6 +64,13 @@ SELECT bucket, count(*) FROM (
     SELECT 'gender:' || coalesce(payload->>'gender', '<none>') FROM staged_users
 ) b GROUP BY bucket;
 
+-- max(ordinal) on every run recorded: by index, not a scan of a month of runs.
+CREATE INDEX runs_ordinal ON runs (ordinal);
+
+-- Runs staged before this migration have no digest in Cassandra (the writers commit one
+-- per run from now on): they are not the reconciler's to judge.
+UPDATE runs SET reconciled_at = now() WHERE status = 'staged';
+
 -- The reconciler's queue: staged runs without a verdict, oldest first.
 CREATE INDEX runs_unreconciled ON runs (run_id) WHERE status = 'staged' AND reconciled_at IS NULL;
 -- Retention finds old runs by time (and their outbox rows through staged_users_run_id).

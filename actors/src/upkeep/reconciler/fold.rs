@@ -29,6 +29,7 @@ pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
+    state.positions = positions.clone();
     let timeout = state.kafka_config.request_timeout();
     for (consumer, topic) in [
         (state.consumer.clone(), state.raw.clone()),
@@ -99,6 +100,35 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         .transaction()
         .await
         .map_err(|e| query_error("begin", e))?;
+    // Fenced: one fold at a time, and only from the positions this reader was assigned
+    // at. During a leader overlap the old leader's reconciler may still fold; whichever
+    // commits second finds the positions moved, rolls back and re-reads from them, so no
+    // record is counted twice.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('tributary-reconciler'))",
+        &[],
+    )
+    .await
+    .map_err(|e| query_error("lock the reconciler's positions", e))?;
+    let stored: HashMap<(String, i32), i64> = tx
+        .query(
+            "SELECT topic, partition, next_offset FROM reconcile_positions",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("read reconcile positions", e))?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    if stored != state.positions {
+        drop(tx);
+        state.assigned = false;
+        tracing::warn!(
+            "the reconciler's positions moved under it (another leader's reconciler folded): \
+             re-reading from them"
+        );
+        return Ok(0);
+    }
     let (runs, records, xors): (Vec<i64>, Vec<i64>, Vec<i64>) = polled
         .digests
         .iter()
@@ -110,8 +140,11 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
             acc
         });
     tx.execute(
+        // Records of runs the ledger does not hold (pruned already, or not tributary's)
+        // are not kept: nothing would ever remove them.
         "INSERT INTO run_kafka_digests (run_id, records, xor) \
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) \
+         SELECT u.* FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS u(run_id, records, xor) \
+         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id) \
          ON CONFLICT (run_id) DO UPDATE SET records = run_kafka_digests.records + excluded.records, \
          xor = run_kafka_digests.xor # excluded.xor",
         &[&runs, &records, &xors],
@@ -121,7 +154,8 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
     let (dead_runs, dead_users): (Vec<i64>, Vec<uuid::Uuid>) = polled.dead.iter().copied().unzip();
     tx.execute(
         "INSERT INTO run_dead_letters (run_id, user_id) \
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
+         SELECT u.* FROM UNNEST($1::bigint[], $2::uuid[]) AS u(run_id, user_id) \
+         WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id) ON CONFLICT DO NOTHING",
         &[&dead_runs, &dead_users],
     )
     .await
@@ -147,6 +181,9 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
     tx.commit()
         .await
         .map_err(|e| query_error("commit reconcile digests", e))?;
+    for ((topic, partition), offset) in &polled.positions {
+        state.positions.insert((topic.clone(), *partition), *offset);
+    }
     Ok(polled.records)
 }
 

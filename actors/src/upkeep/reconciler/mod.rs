@@ -86,6 +86,9 @@ pub struct ReconcilerState {
     probe: Arc<ReadConsumer>,
     /// Both readers are assigned at the committed positions.
     assigned: bool,
+    /// The positions committed as this reconciler last read or wrote them: a fold
+    /// commits only if they are still these.
+    positions: std::collections::HashMap<(String, i32), i64>,
     last_aggregate_check: Option<Instant>,
 }
 
@@ -131,6 +134,7 @@ impl Actor for Reconciler {
             pool,
             transactional_id: args.transactional_id,
             assigned: false,
+            positions: std::collections::HashMap::new(),
             last_aggregate_check: None,
         })
     }
