@@ -503,7 +503,7 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
             partitions,
         )
         .await?;
-        let staged = staged_aggregates(&client).await?;
+        let staged = readback::staged_aggregates(&client).await?;
         report.aggregate_errors =
             readback::aggregate_differences(&readback::totals(&progress), &staged);
     }
@@ -590,18 +590,6 @@ fn raw_retention_ms(config: &Config) -> f64 {
         Some(Ok(ms)) => ms as f64,
         _ => 7.0 * 86_400_000.0,
     }
-}
-
-async fn staged_aggregates(
-    client: &tokio_postgres::Client,
-) -> Result<BTreeMap<String, i64>, StoreError> {
-    Ok(client
-        .query("SELECT bucket, users FROM staged_aggregates", &[])
-        .await
-        .map_err(|e| query_error("read staged_aggregates", e))?
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-        .collect())
 }
 
 /// The aggregates committed in partition_state, summed over the topic's partitions.

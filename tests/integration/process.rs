@@ -28,7 +28,7 @@ pub async fn wait_verified(config: &Config, users: u64, deadline: Duration) -> R
     .unwrap_or_else(|last| panic!("verify not clean within {deadline:?}; last report: {last}"))
 }
 
-async fn rows_in_cassandra(config: &Config) -> i64 {
+pub async fn rows_in_cassandra(config: &Config) -> i64 {
     let session = cassandra::connect(&config.cassandra)
         .await
         .expect("session");

@@ -5,6 +5,7 @@
 use crate::common::{Tributary, embedded_source, eventually};
 use crate::ingest::{pg, prepare, wait_drained, workload};
 use crate::observe::get_text;
+use crate::process::rows_in_cassandra;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::time::Duration;
@@ -25,27 +26,6 @@ async fn table_rows(config: &Config) -> (i64, i64, i64) {
         .await
         .expect("count rows");
     (row.get(0), row.get(1), row.get(2))
-}
-
-async fn cassandra_rows(config: &Config) -> i64 {
-    let session = tributary_actors::store::cassandra::connect(&config.cassandra)
-        .await
-        .expect("session");
-    session
-        .query_unpaged(
-            format!(
-                "SELECT count(*) FROM {}.created_users",
-                config.cassandra.keyspace
-            ),
-            (),
-        )
-        .await
-        .expect("count")
-        .into_rows_result()
-        .expect("rows")
-        .single_row::<(i64,)>()
-        .expect("one row")
-        .0
 }
 
 /// The reconciler's and retention's knobs in seconds instead of days.
@@ -115,7 +95,7 @@ async fn retention_prunes_the_outbox_runs_and_quarantine_and_exactly_once_holds(
     .await
     .expect("every run reconciled ok");
     assert!(staged > 5_000, "{staged} users staged");
-    assert_eq!(cassandra_rows(&config).await, staged);
+    assert_eq!(rows_in_cassandra(&config).await, staged);
 
     // verify: every retained run whole, by digest, and the aggregates equal to
     // everything ever staged (kept apart from the pruned outbox).
@@ -145,7 +125,7 @@ async fn retention_prunes_the_outbox_runs_and_quarantine_and_exactly_once_holds(
     );
     assert!(!log.contains("run failed reconciliation"), "no run failed");
     // The data is still all there, once, and the aggregates still equal.
-    assert_eq!(cassandra_rows(&config).await, staged);
+    assert_eq!(rows_in_cassandra(&config).await, staged);
     let report = verify_window(&config, Window::Retained)
         .await
         .expect("verify");

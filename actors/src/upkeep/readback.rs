@@ -186,7 +186,7 @@ pub fn totals(progress: &BTreeMap<i32, PartitionProgress>) -> BTreeMap<String, i
 /// # Errors
 /// PostgreSQL cannot be read.
 pub async fn staged_aggregates(
-    client: &impl deadpool_postgres::GenericClient,
+    client: &tokio_postgres::Client,
 ) -> Result<BTreeMap<String, i64>, StoreError> {
     Ok(client
         .query("SELECT bucket, users FROM staged_aggregates", &[])

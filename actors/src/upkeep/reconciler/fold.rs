@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 /// Records folded per round at most: the rest waits for the next round.
 const RECORDS_PER_ROUND: usize = 200_000;
 
-/// Assigns every partition of the raw topic and the DLQ at the committed positions.
-pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError> {
-    let client = state.pool.get().await.map_err(client_error)?;
-    let positions: HashMap<(String, i32), i64> = client
+/// The reconciler's committed read positions, per (topic, partition).
+async fn read_positions(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<HashMap<(String, i32), i64>, StoreError> {
+    Ok(client
         .query(
             "SELECT topic, partition, next_offset FROM reconcile_positions",
             &[],
@@ -28,7 +29,13 @@ pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError
         .map_err(|e| query_error("read reconcile positions", e))?
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+        .collect())
+}
+
+/// Assigns every partition of the raw topic and the DLQ at the committed positions.
+pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError> {
+    let client = state.pool.get().await.map_err(client_error)?;
+    let positions = read_positions(&client).await?;
     state.positions = positions.clone();
     let timeout = state.kafka_config.request_timeout();
     for (consumer, topic) in [
@@ -110,16 +117,7 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
     )
     .await
     .map_err(|e| query_error("lock the reconciler's positions", e))?;
-    let stored: HashMap<(String, i32), i64> = tx
-        .query(
-            "SELECT topic, partition, next_offset FROM reconcile_positions",
-            &[],
-        )
-        .await
-        .map_err(|e| query_error("read reconcile positions", e))?
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+    let stored = read_positions(&tx).await?;
     if stored != state.positions {
         drop(tx);
         state.assigned = false;
