@@ -26,9 +26,14 @@ const STALE: Duration = Duration::from_secs(10);
 /// A client without brokers for this long is repaired: librdkafka removes a broker and
 /// adds its replacement from the same Metadata response, never across seconds.
 const GRACE: Duration = Duration::from_secs(2);
-/// After a repair, the next one waits at least this long (a bootstrap name that does
-/// not resolve would otherwise be added again every grace period).
-const AGAIN_AFTER: Duration = Duration::from_secs(30);
+/// After a repair the next one waits at least this long, doubling with every repair
+/// that brought no broker back, up to [`AGAIN_AFTER_MAX`]. A broker resuming from a
+/// freeze can be fenced twice in a row (the controller fences it again when its first
+/// heartbeats time out), so a second repair a few seconds after the first is normal;
+/// a bootstrap name that does not resolve backs off instead of being added again every
+/// grace period.
+const AGAIN_AFTER_MIN: Duration = Duration::from_secs(1);
+const AGAIN_AFTER_MAX: Duration = Duration::from_secs(30);
 
 /// What one client's statistics said about its brokers.
 #[derive(Debug, Default)]
@@ -44,6 +49,9 @@ struct Seen {
     lost_since: Option<Instant>,
     /// The last repair.
     repaired_at: Option<Instant>,
+    /// How long after the last repair the next may run; reset once a broker is learned
+    /// from the cluster again.
+    again_after: Option<Duration>,
 }
 
 impl BrokerLoss {
@@ -54,9 +62,14 @@ impl BrokerLoss {
             .brokers
             .values()
             .any(|b| b.source == "learned" || b.source == "configured");
+        // A configured broker is only a name; a learned one proves the repair worked.
+        let learned = statistics.brokers.values().any(|b| b.source == "learned");
         let now = Instant::now();
         let mut seen = self.state.lock().unwrap_or_else(|p| p.into_inner());
         seen.at = Some(now);
+        if learned {
+            seen.again_after = None;
+        }
         seen.lost_since = match (has_broker, seen.lost_since) {
             (true, _) => None,
             (false, since) => since.or(Some(now)),
@@ -67,14 +80,26 @@ impl BrokerLoss {
     /// statistics.
     pub fn lost(&self) -> bool {
         let seen = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let again_after = seen.again_after.unwrap_or(AGAIN_AFTER_MIN);
         let rested = seen
             .repaired_at
-            .is_none_or(|at| at.elapsed() >= AGAIN_AFTER);
+            .is_none_or(|at| at.elapsed() >= again_after);
         rested
             && matches!(
                 (seen.at, seen.lost_since),
                 (Some(at), Some(since)) if at.elapsed() < STALE && since.elapsed() >= GRACE
             )
+    }
+
+    /// A repair at `at`: the loss starts over and the next repair waits longer.
+    fn record_repair(&self, at: Instant) {
+        let mut seen = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        seen.lost_since = None;
+        seen.repaired_at = Some(at);
+        seen.again_after = Some(match seen.again_after {
+            None => AGAIN_AFTER_MIN,
+            Some(wait) => (wait * 2).min(AGAIN_AFTER_MAX),
+        });
     }
 
     /// Adds `bootstrap_servers` to `client` again if it lost every broker; returns
@@ -96,11 +121,7 @@ impl BrokerLoss {
         // call; it is documented as callable from any thread.
         let added =
             unsafe { rdkafka::bindings::rd_kafka_brokers_add(client.native_ptr(), list.as_ptr()) };
-        {
-            let mut seen = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            seen.lost_since = None;
-            seen.repaired_at = Some(Instant::now());
-        }
+        self.record_repair(Instant::now());
         metrics::counter!("tributary_kafka_rebootstraps_total", "client" => role.to_owned())
             .increment(1);
         tracing::warn!(
@@ -163,6 +184,46 @@ mod tests {
         assert!(loss.lost());
         loss.observe(&statistics(&["configured", "logical"]));
         assert!(!loss.lost(), "a bootstrap broker is a broker");
+    }
+
+    fn repaired(loss: &BrokerLoss, ago: Duration) {
+        loss.record_repair(Instant::now() - ago);
+    }
+
+    fn lost_for(loss: &BrokerLoss, for_: Duration) {
+        loss.observe(&statistics(&["logical"]));
+        loss.state.lock().unwrap().lost_since = Some(Instant::now() - for_);
+    }
+
+    #[test]
+    fn repairs_that_bring_no_broker_back_back_off_and_a_learned_broker_resets_them() {
+        let loss = BrokerLoss::default();
+        repaired(&loss, Duration::ZERO);
+        lost_for(&loss, GRACE);
+        assert!(!loss.lost(), "one second after the first repair");
+        repaired(&loss, AGAIN_AFTER_MIN);
+        lost_for(&loss, GRACE);
+        loss.state.lock().unwrap().repaired_at = Some(Instant::now() - AGAIN_AFTER_MIN);
+        assert!(!loss.lost(), "the second repair doubled the wait");
+        loss.state.lock().unwrap().repaired_at = Some(Instant::now() - 2 * AGAIN_AFTER_MIN);
+        assert!(loss.lost());
+        for _ in 0..10 {
+            repaired(&loss, Duration::ZERO);
+        }
+        assert_eq!(
+            loss.state.lock().unwrap().again_after,
+            Some(AGAIN_AFTER_MAX)
+        );
+        loss.observe(&statistics(&["configured", "logical"]));
+        assert_eq!(
+            loss.state.lock().unwrap().again_after,
+            Some(AGAIN_AFTER_MAX),
+            "a configured name proves nothing"
+        );
+        loss.observe(&statistics(&["learned", "logical"]));
+        lost_for(&loss, GRACE);
+        loss.state.lock().unwrap().repaired_at = Some(Instant::now() - AGAIN_AFTER_MIN);
+        assert!(loss.lost(), "a learned broker reset the backoff");
     }
 
     #[test]
