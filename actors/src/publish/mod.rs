@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod producer;
+mod wake;
 
 pub use config::Config;
 

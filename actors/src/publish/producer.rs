@@ -12,13 +12,13 @@
 //! librdkafka's transaction calls block: they run on tokio's blocking pool.
 
 use super::config::Config;
+use super::wake::{self, Waker};
 use crate::observe::{self, Stage};
 use crate::store::kafka::{self, TopicSpec};
 use crate::store::postgres::{self, query_error};
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{Service, StoreError};
 use crate::supervisor::{Drain, Ping};
-use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-use tokio_postgres::AsyncMessage;
 use tracing::Instrument;
 
 /// Version of the record format on `users.raw`, in the `tributary-schema` header.
@@ -57,7 +56,7 @@ pub struct ProducerArgs {
 
 pub enum ProducerMsg {
     /// Publish what the outbox holds (sent by NOTIFY, the poll timer, or itself while
-    /// a backlog remains).
+    /// a backlog remains), always through a [`Waker`]: at most one is queued.
     Wake,
     Ping(RpcReplyPort<()>),
     /// Answered once the transaction in progress committed (or aborted).
@@ -96,9 +95,11 @@ pub struct ProducerState {
     /// The last outbox id committed to Kafka.
     last_outbox_id: i64,
     transactions: Arc<AtomicU64>,
-    /// Keeps the LISTEN connection open; its driver task forwards notifications.
-    _listen_client: tokio_postgres::Client,
+    waker: Waker,
+    /// Forwards notifications as Wakes, reconnecting when the connection drops.
     listener: JoinHandle<()>,
+    /// Wakes the producer every `poll_interval_ms` (a NOTIFY can be missed).
+    ticker: Option<JoinHandle<()>>,
 }
 
 /// One outbox row.
@@ -157,7 +158,8 @@ impl Actor for Producer {
             tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id)).await??;
         let last_outbox_id = checkpoint.map_or(0, |c| c.last_outbox_id);
         tracing::info!(transactional_id = %args.config.transactional_id, last_outbox_id, "producer ready: resuming after the committed checkpoint");
-        let (listen_client, listener) = listen(&args.postgres, myself.clone()).await?;
+        let waker = Waker::new(myself.clone());
+        let listener = wake::listen(&args.postgres, waker.clone()).await?;
         Ok(ProducerState {
             bootstrap_servers: args.kafka.bootstrap_servers.clone(),
             brokers,
@@ -168,20 +170,22 @@ impl Actor for Producer {
             pool,
             last_outbox_id,
             transactions: args.transactions,
-            _listen_client: listen_client,
+            waker,
             listener,
+            ticker: None,
         })
     }
 
     async fn post_start(
         &self,
-        myself: ActorRef<ProducerMsg>,
+        _: ActorRef<ProducerMsg>,
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
-        myself.send_message(ProducerMsg::Wake)?;
-        myself.send_interval(Duration::from_millis(state.config.poll_interval_ms), || {
-            ProducerMsg::Wake
-        });
+        state.waker.wake()?;
+        state.ticker = Some(wake::tick(
+            state.waker.clone(),
+            Duration::from_millis(state.config.poll_interval_ms),
+        ));
         Ok(())
     }
 
@@ -191,33 +195,34 @@ impl Actor for Producer {
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
         state.listener.abort();
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
         Ok(())
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Log lines of this message carry the actor kind (and partition).
         let span = tracing::info_span!("actor", actor = "producer");
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        self.on_message(message, state).instrument(span).await
     }
 }
 
 impl Producer {
     async fn on_message(
         &self,
-        myself: ActorRef<ProducerMsg>,
         message: ProducerMsg,
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("producer");
         match message {
             ProducerMsg::Wake => {
+                state.waker.taken();
                 let rows = read_outbox(state).await?;
                 if rows.is_empty() {
                     return Ok(());
@@ -227,7 +232,7 @@ impl Producer {
                     Published::Committed => {
                         if full {
                             // More is waiting: continue after any queued control message.
-                            myself.send_message(ProducerMsg::Wake)?;
+                            state.waker.wake()?;
                         }
                     }
                     Published::Aborted => {} // retried on the next wake
@@ -559,11 +564,8 @@ pub fn read_checkpoint(
     key: &str,
 ) -> Result<Option<Checkpoint>, KafkaError> {
     let consumer: BaseConsumer = config
-        .client_config("checkpoint-reader")
+        .reader_config("checkpoint-reader", format!("{key}-checkpoint-reader"))
         .map_err(|_| KafkaError::ClientCreation("cannot read credentials".into()))?
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("group.id", format!("{key}-checkpoint-reader"))
         .create()?;
     let timeout = config.request_timeout();
     let (low, high) = consumer.fetch_watermarks(topic, CHECKPOINT_PARTITION, timeout)?;
@@ -604,43 +606,4 @@ pub fn read_checkpoint(
             }
         }
     }
-}
-
-/// Opens the dedicated LISTEN connection (pooled connections would drop notifications)
-/// and forwards each notification as a Wake.
-async fn listen(
-    config: &postgres::Config,
-    producer: ActorRef<ProducerMsg>,
-) -> Result<(tokio_postgres::Client, JoinHandle<()>), StoreError> {
-    let (client, mut connection) = config
-        .client_config()?
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
-    let task = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if producer.send_message(ProducerMsg::Wake).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    // The periodic poll keeps the producer going; a restart reconnects.
-                    tracing::warn!(
-                        error = &error as &dyn std::error::Error,
-                        "outbox LISTEN connection lost"
-                    );
-                    return;
-                }
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN \"{}\"", config.staged_channel()))
-        .await
-        .map_err(|e| query_error("listen", e))?;
-    Ok((client, task))
 }
