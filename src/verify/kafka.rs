@@ -46,13 +46,7 @@ where
         }
     };
     let consumer: BaseConsumer = config
-        .client_config("verify")?
-        .set(
-            "group.id",
-            format!("tributary-verify-{}", std::process::id()),
-        )
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
+        .reader_config("verify", format!("tributary-verify-{}", std::process::id()))?
         .create()
         .map_err(kafka_error("cannot create a consumer"))?;
     let timeout = config.request_timeout();

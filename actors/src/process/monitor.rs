@@ -108,12 +108,8 @@ impl Actor for Monitor {
     ) -> Result<MonitorState, ActorProcessingErr> {
         let kafka: ProbeConsumer = args
             .kafka
-            .client_config("monitor")?
-            .set("group.id", format!("{}-monitor", args.config.group_id))
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
+            .reader_config("monitor", format!("{}-monitor", args.config.group_id))?
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "1000")
             .create_with_context(KeptContext::default())?;
         Ok(MonitorState {

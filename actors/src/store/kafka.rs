@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// `[kafka]`: the cluster and tributary's topics.
+/// Prefetch bound of the readers ([`Config::reader_config`]) in KiB per partition.
+/// librdkafka's default, 64 MiB per partition, lets a reader that scans six partitions
+/// (the reconciler reading a run back does, every few seconds) hold up to 384 MiB of
+/// records it has not asked for yet, memory the allocator rarely gives back.
+pub const READER_PREFETCH_KBYTES: u32 = 8 * 1024;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -181,6 +187,26 @@ impl Config {
                 f.section(key, |f| spec.validate(f));
             }
         });
+    }
+
+    /// A consumer that reads what is committed, in its own group, and never commits:
+    /// the monitor, the reconciler, verify and the checkpoint reader. Its prefetch is
+    /// bounded ([`READER_PREFETCH_KBYTES`]).
+    ///
+    /// # Errors
+    /// As [`Config::client_config`].
+    pub fn reader_config(&self, role: &str, group_id: String) -> Result<ClientConfig, StoreError> {
+        let mut config = self.client_config(role)?;
+        config
+            .set("group.id", group_id)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "queued.max.messages.kbytes",
+                READER_PREFETCH_KBYTES.to_string(),
+            );
+        Ok(config)
     }
 
     /// Client properties shared by every client, credentials resolved. Each actor adds

@@ -107,12 +107,8 @@ impl Actor for Reconciler {
         let reader = |role: &str| -> Result<ReadConsumer, ActorProcessingErr> {
             Ok(args
                 .kafka
-                .client_config(role)?
-                .set("group.id", format!("{}-{role}", args.group_id))
-                .set("isolation.level", "read_committed")
-                .set("enable.auto.commit", "false")
+                .reader_config(role, format!("{}-{role}", args.group_id))?
                 .set("enable.partition.eof", "true")
-                .set("auto.offset.reset", "earliest")
                 .create_with_context(KeptContext::default())?)
         };
         let (consumer, dlq_consumer, probe) = (
