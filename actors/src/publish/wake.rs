@@ -218,7 +218,10 @@ mod tests {
         slot.set(waker.clone()).ok();
         // A burst of NOTIFYs and ticks while the first Wake is being handled.
         waker.wake().unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Until the first Wake is taken (being handled), a wake joins it.
+        while waker.queued.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
         for _ in 0..100 {
             waker.wake().unwrap();
         }
@@ -229,7 +232,7 @@ mod tests {
             "the ping waited behind {} batches",
             started.elapsed().as_millis() / 50
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The mailbox is FIFO: the answered ping came after every queued Wake.
         assert_eq!(
             handled.load(Ordering::SeqCst),
             2,
@@ -237,7 +240,7 @@ mod tests {
         );
         // A wake after the queued one was taken is a new one.
         waker.wake().unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        ractor::call!(actor, ProducerMsg::Ping).unwrap();
         assert_eq!(handled.load(Ordering::SeqCst), 3);
         waker.queued.store(true, Ordering::Release);
         actor.stop(None);
