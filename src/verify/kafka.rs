@@ -64,8 +64,7 @@ where
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
             .map_err(kafka_error("cannot assign"))?;
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
+        let (_, high) = kafka::watermarks(&consumer, topic, partition, timeout)
             .map_err(kafka_error("cannot read watermarks"))?;
         ends.push((partition, high));
     }

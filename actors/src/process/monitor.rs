@@ -493,9 +493,7 @@ fn end_offsets(
     partitions
         .into_iter()
         .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, left()?)
-                .map(|bounds| (p, bounds))
+            crate::store::kafka::watermarks(consumer, topic, p, left()?).map(|bounds| (p, bounds))
         })
         .collect()
 }

@@ -568,7 +568,7 @@ pub fn read_checkpoint(
         .map_err(|_| KafkaError::ClientCreation("cannot read credentials".into()))?
         .create()?;
     let timeout = config.request_timeout();
-    let (low, high) = consumer.fetch_watermarks(topic, CHECKPOINT_PARTITION, timeout)?;
+    let (low, high) = kafka::watermarks(&consumer, topic, CHECKPOINT_PARTITION, timeout)?;
     if high <= low {
         return Ok(None);
     }

@@ -5,9 +5,13 @@ use super::{Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// `[kafka]`: the cluster and tributary's topics.
 /// Prefetch bound of the readers ([`Config::reader_config`]) in KiB per partition.
@@ -293,6 +297,51 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
     })
     .await
     .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
+}
+
+/// How long [`watermarks`] waits before asking a partition whose leader is moving again.
+const LEADER_MOVING_RETRY: Duration = Duration::from_millis(100);
+
+/// Whether a partition answered that its leader is being elected or that the broker's
+/// metadata has not caught up yet: right after `CreateTopics`, and during a failover, a
+/// ListOffsets request gets these for a few hundred milliseconds. Asking again helps.
+fn leader_moving(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
+}
+
+/// A partition's low and high watermarks, asked again while its leader is moving
+/// ([`leader_moving`]) until `timeout` has passed; then the last error.
+///
+/// # Errors
+/// The partition has no leader for the whole of `timeout`, or the request fails
+/// otherwise.
+pub fn watermarks<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Err(error)
+                if leader_moving(&error) && Instant::now() + LEADER_MOVING_RETRY < deadline =>
+            {
+                tracing::debug!(topic, partition, %error, "partition leader moving, asking again");
+                std::thread::sleep(LEADER_MOVING_RETRY);
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// The UTF-8 value of header `key` of a consumed record, if present.

@@ -63,7 +63,7 @@ fn assign_topic(
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
-            let (low, _) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            let (low, _) = kafka::watermarks(consumer, topic, p.id(), timeout)?;
             let stored = positions.get(&(topic.to_owned(), p.id())).copied();
             if let Some(next) = stored
                 && next < low
