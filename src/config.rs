@@ -391,9 +391,31 @@ mod tests {
 
     #[test]
     fn shipped_profiles_load() {
-        for name in ["ci", "randomuser"] {
-            profile(name);
+        for name in ["ci", "randomuser", "cluster"] {
+            if let Err(error) = profile(name).validate() {
+                panic!("profile {name}: {error}");
+            }
         }
+    }
+
+    /// The cluster profile loses no acknowledged write with one node of each store down.
+    #[test]
+    fn the_cluster_profile_keeps_three_copies_and_acknowledges_at_two() {
+        let config = profile("cluster");
+        for (key, topic) in config.kafka.topics.all() {
+            assert_eq!(topic.replication_factor, 3, "{key}");
+            assert_eq!(topic.min_insync_replicas, Some(2), "{key}");
+        }
+        assert_eq!(
+            config.cassandra.replication,
+            cassandra::Replication::SimpleStrategy {
+                replication_factor: 3
+            }
+        );
+        assert_eq!(
+            config.cassandra.consistency,
+            cassandra::Consistency::LocalQuorum
+        );
     }
 
     /// The public API's profile asks for at most 10,000 users a minute (its rate limit

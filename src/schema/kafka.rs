@@ -16,7 +16,7 @@ use tributary_actors::store::{Service, StoreError};
 /// No broker answers, or the cluster refuses a topic (e.g. a replication factor larger
 /// than the number of brokers).
 pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
-    let existing = partition_counts(config).await?;
+    let existing = existing_topics(config).await?;
     let admin: AdminClient<DefaultClientContext> =
         config.client_config("admin")?.create().map_err(|e| {
             StoreError::request(Service::Kafka, "cannot create the admin client", false, e)
@@ -28,8 +28,8 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
     for (_, spec) in config.topics.all() {
         match existing.get(&spec.name) {
             None => missing.push(spec),
-            Some(&partitions) => {
-                let action = compare(&admin, &options, spec, partitions).await?;
+            Some(&shape) => {
+                let action = compare(&admin, &options, spec, shape).await?;
                 outcomes.push(Outcome::new(
                     Service::Kafka,
                     format!("topic {}", spec.name),
@@ -42,10 +42,14 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
         return Ok(outcomes);
     }
 
+    // NewTopic borrows its settings: they live in `configs` until the request is sent.
+    let configs: Vec<BTreeMap<String, String>> =
+        missing.iter().map(|spec| spec.topic_config()).collect();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|spec| {
-            spec.config.iter().fold(
+        .zip(&configs)
+        .map(|(spec, config)| {
+            config.iter().fold(
                 NewTopic::new(
                     &spec.name,
                     spec.partitions,
@@ -87,8 +91,15 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
     Ok(outcomes)
 }
 
-/// Topic name → partition count, from a metadata request (blocking, so off the workers).
-async fn partition_counts(config: &Config) -> Result<BTreeMap<String, usize>, StoreError> {
+/// An existing topic's partition count and the replica count of its first partition.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    partitions: usize,
+    replicas: usize,
+}
+
+/// Topic name → its [`Shape`], from a metadata request (blocking, so off the workers).
+async fn existing_topics(config: &Config) -> Result<BTreeMap<String, Shape>, StoreError> {
     let client: BaseConsumer = config
         .client_config("schema")?
         .create()
@@ -102,29 +113,42 @@ async fn partition_counts(config: &Config) -> Result<BTreeMap<String, usize>, St
         Ok(metadata
             .topics()
             .iter()
-            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .map(|t| {
+                let shape = Shape {
+                    partitions: t.partitions().len(),
+                    replicas: t.partitions().first().map_or(0, |p| p.replicas().len()),
+                };
+                (t.name().to_owned(), shape)
+            })
             .collect())
     })
     .await
     .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
 }
 
-/// Compares an existing topic with its specification: partition count and every
-/// configured topic-level setting.
+/// Compares an existing topic with its specification: partition and replica counts and
+/// every configured topic-level setting.
 async fn compare(
     admin: &AdminClient<DefaultClientContext>,
     options: &AdminOptions,
     spec: &TopicSpec,
-    partitions: usize,
+    shape: Shape,
 ) -> Result<Action, StoreError> {
     let mut differences = Vec::new();
-    if partitions != spec.partitions as usize {
+    if shape.partitions != spec.partitions as usize {
         differences.push(format!(
-            "{partitions} partitions, configured {}",
-            spec.partitions
+            "{} partitions, configured {}",
+            shape.partitions, spec.partitions
         ));
     }
-    if !spec.config.is_empty() {
+    if shape.replicas != spec.replication_factor as usize {
+        differences.push(format!(
+            "{} replicas, configured replication_factor {}",
+            shape.replicas, spec.replication_factor
+        ));
+    }
+    let wanted_config = spec.topic_config();
+    if !wanted_config.is_empty() {
         let described = admin
             .describe_configs(&[ResourceSpecifier::Topic(&spec.name)], options)
             .await
@@ -138,7 +162,7 @@ async fn compare(
                     rdkafka::error::KafkaError::AdminOp(code),
                 )
             })?;
-            for (key, wanted) in &spec.config {
+            for (key, wanted) in &wanted_config {
                 let actual = resource.get(key).and_then(|entry| entry.value.clone());
                 if actual.as_deref() != Some(wanted.as_str()) {
                     differences.push(format!("{key} is {actual:?}, configured {wanted:?}"));

@@ -14,7 +14,6 @@ use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
-use scylla::statement::SerialConsistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
@@ -144,12 +143,11 @@ impl Actor for Writer {
         let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
             .await
             .map_err(cannot_prepare)?;
-        let mut commit = prepare(format!(
+        let commit = prepare(format!(
             "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
              IF owner_epoch = ?"
         ))
         .await?;
-        commit.set_serial_consistency(Some(SerialConsistency::Serial));
         let set_bucket = prepare(format!(
             "UPDATE {ks}.partition_state SET user_count = ? WHERE topic = ? AND partition = ? AND bucket = ?"
         ))
@@ -370,7 +368,7 @@ async fn commit(
 ) -> Result<bool, StoreError> {
     let (topic, partition) = (&state.args.topic, state.args.partition);
     let mut batch = Batch::new(BatchType::Logged);
-    batch.set_serial_consistency(Some(SerialConsistency::Serial));
+    // The batch's serial consistency is the session's (cassandra.serial_consistency).
     batch.append_statement(state.commit.clone());
     let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
     let mut values: Vec<Vec<CqlValue>> = vec![vec![
@@ -436,7 +434,7 @@ async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> 
         let mut read = scylla::statement::unprepared::Statement::new(format!(
             "SELECT owner_epoch FROM {ks}.partition_state WHERE topic = ? AND partition = ? LIMIT 1"
         ));
-        read.set_consistency(scylla::statement::Consistency::Serial);
+        read.set_consistency(args.cassandra.serial_consistency.for_reads());
         let current: Option<i64> = session
             .query_unpaged(read, (&args.topic, args.partition))
             .await
@@ -495,14 +493,14 @@ struct Committed {
     runs: BTreeMap<i64, Digest>,
 }
 
-/// The committed offset, aggregates and run digests, read with SERIAL consistency so
-/// every committed LWT is visible.
+/// The committed offset, aggregates and run digests, read at the serial consistency
+/// (`cassandra.serial_consistency`) so every committed LWT is visible.
 async fn load(args: &WriterArgs, session: &Session) -> Result<Committed, StoreError> {
     let mut read = scylla::statement::unprepared::Statement::new(format!(
         "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
         args.keyspace
     ));
-    read.set_consistency(scylla::statement::Consistency::Serial);
+    read.set_consistency(args.cassandra.serial_consistency.for_reads());
     let rows = session
         .query_unpaged(read, (&args.topic, args.partition))
         .await

@@ -42,11 +42,92 @@ pub struct Config {
     /// Client-side timeout of each request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Consistency of row writes and of plain reads (progress, verify, the reconciler):
+    /// LOCAL_QUORUM, the default, answers while a majority of each partition's replicas
+    /// in the local data centre does — on three replicas, with one node down.
+    #[serde(default)]
+    pub consistency: Consistency,
+    /// Serial consistency of the fenced commits (lightweight transactions) and of the
+    /// reads that must see every committed one: SERIAL (a Paxos quorum across data
+    /// centres, the default) or LOCAL_SERIAL (within the local data centre).
+    #[serde(default)]
+    pub serial_consistency: SerialConsistency,
     /// Address translations `"node address=reachable address"` (both `ip:port`), for a
     /// cluster behind NAT or a proxy: the driver connects to the address a node reports
     /// for itself, which would bypass the proxy. A list, or one comma-separated string.
     #[serde(default, deserialize_with = "list_or_csv")]
     pub address_translation: Vec<String>,
+}
+
+/// A consistency level of `cassandra.consistency`, spelled as CQL spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Consistency {
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    #[default]
+    LocalQuorum,
+    EachQuorum,
+    LocalOne,
+}
+
+impl Consistency {
+    pub fn driver(self) -> scylla::statement::Consistency {
+        use scylla::statement::Consistency as C;
+        match self {
+            Consistency::One => C::One,
+            Consistency::Two => C::Two,
+            Consistency::Three => C::Three,
+            Consistency::Quorum => C::Quorum,
+            Consistency::All => C::All,
+            Consistency::LocalQuorum => C::LocalQuorum,
+            Consistency::EachQuorum => C::EachQuorum,
+            Consistency::LocalOne => C::LocalOne,
+        }
+    }
+
+    /// Replicas that must answer when a keyspace keeps `replicas` copies (one data
+    /// centre), or None where that depends on the data centres.
+    fn needs(self, replicas: u32) -> Option<u32> {
+        match self {
+            Consistency::One | Consistency::LocalOne => Some(1),
+            Consistency::Two => Some(2),
+            Consistency::Three => Some(3),
+            Consistency::All => Some(replicas),
+            Consistency::Quorum | Consistency::LocalQuorum => Some(replicas / 2 + 1),
+            Consistency::EachQuorum => None,
+        }
+    }
+}
+
+/// The serial consistency of `cassandra.serial_consistency`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SerialConsistency {
+    #[default]
+    Serial,
+    LocalSerial,
+}
+
+impl SerialConsistency {
+    pub fn driver(self) -> scylla::statement::SerialConsistency {
+        match self {
+            SerialConsistency::Serial => scylla::statement::SerialConsistency::Serial,
+            SerialConsistency::LocalSerial => scylla::statement::SerialConsistency::LocalSerial,
+        }
+    }
+
+    /// The consistency of a read that must see every committed lightweight transaction
+    /// (the fence's owner epoch, the committed offset).
+    pub fn for_reads(self) -> scylla::statement::Consistency {
+        match self {
+            SerialConsistency::Serial => scylla::statement::Consistency::Serial,
+            SerialConsistency::LocalSerial => scylla::statement::Consistency::LocalSerial,
+        }
+    }
 }
 
 /// Keyspace replication, as in CQL's `WITH replication = {...}`.
@@ -134,6 +215,8 @@ impl Default for Config {
             password_file: None,
             connect_timeout_ms: default_connect_timeout_ms(),
             request_timeout_ms: default_request_timeout_ms(),
+            consistency: Consistency::default(),
+            serial_consistency: SerialConsistency::default(),
             address_translation: Vec::new(),
         }
     }
@@ -173,7 +256,20 @@ impl Config {
         f.identifier("keyspace", &self.keyspace, 48);
         match &self.replication {
             Replication::SimpleStrategy { replication_factor } => {
-                f.range("replication.replication_factor", *replication_factor, 1, 32)
+                f.range("replication.replication_factor", *replication_factor, 1, 32);
+                if let Some(needs) = self.consistency.needs(*replication_factor)
+                    && needs > *replication_factor
+                {
+                    f.invalid(
+                        "consistency",
+                        format!(
+                            "{:?} needs {needs} replicas to answer and the keyspace keeps \
+                             {replication_factor} (replication.replication_factor): every \
+                             request would fail",
+                            self.consistency
+                        ),
+                    );
+                }
             }
             Replication::NetworkTopologyStrategy { datacenters } => {
                 if datacenters.is_empty() {
@@ -183,6 +279,13 @@ impl Config {
                     f.range(&format!("replication.datacenters.{dc}"), *factor, 1, 32);
                 }
             }
+        }
+        if self.consistency == Consistency::EachQuorum {
+            f.invalid(
+                "consistency",
+                "EACH_QUORUM is for writes only, and tributary reads at this level too \
+                 (use LOCAL_QUORUM or QUORUM)",
+            );
         }
         if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none() {
             f.invalid("username", "required when a password is set");
@@ -223,8 +326,12 @@ impl Config {
 /// [`StoreError::Unreachable`] when no contact point accepts a CQL connection within
 /// `connect_timeout_ms`; [`StoreError::Credentials`] when the password file is unreadable.
 pub async fn connect(config: &Config) -> Result<Session, StoreError> {
+    // Every statement takes the configured levels unless it sets its own: the fence's
+    // reads do (SerialConsistency::for_reads).
     let profile = ExecutionProfile::builder()
         .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))
+        .consistency(config.consistency.driver())
+        .serial_consistency(Some(config.serial_consistency.driver()))
         .build();
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.contact_points)
@@ -287,6 +394,48 @@ mod tests {
         assert_eq!(
             nts.to_cql(),
             "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+    }
+
+    fn findings(config: &Config) -> Vec<String> {
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        f.found.into_iter().map(|found| found.key).collect()
+    }
+
+    #[test]
+    fn a_consistency_the_keyspace_cannot_meet_names_the_key() {
+        let rf = |replication_factor| Replication::SimpleStrategy { replication_factor };
+        let with = |consistency, replication| Config {
+            consistency,
+            replication,
+            ..Config::default()
+        };
+        assert!(findings(&Config::default()).is_empty());
+        assert!(findings(&with(Consistency::Quorum, rf(3))).is_empty());
+        assert!(findings(&with(Consistency::Three, rf(3))).is_empty());
+        assert_eq!(findings(&with(Consistency::Two, rf(1))), ["consistency"]);
+        assert_eq!(
+            findings(&with(Consistency::EachQuorum, rf(3))),
+            ["consistency"]
+        );
+    }
+
+    #[test]
+    fn levels_are_spelled_as_cql_spells_them() {
+        #[derive(Deserialize)]
+        struct Levels {
+            consistency: Consistency,
+            serial_consistency: SerialConsistency,
+        }
+        let levels: Levels = serde_json::from_str(
+            r#"{"consistency": "LOCAL_ONE", "serial_consistency": "LOCAL_SERIAL"}"#,
+        )
+        .unwrap();
+        assert_eq!(levels.consistency, Consistency::LocalOne);
+        assert_eq!(
+            levels.serial_consistency.for_reads(),
+            scylla::statement::Consistency::LocalSerial
         );
     }
 

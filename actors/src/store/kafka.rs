@@ -79,9 +79,15 @@ pub struct TopicSpec {
     pub name: String,
     /// Number of partitions.
     pub partitions: i32,
-    /// Replicas per partition; 1 on the single-broker local stack.
+    /// Replicas per partition; 1 on the single-broker local stack, 3 on a cluster.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
+    /// The topic's `min.insync.replicas`: how many replicas must have a record before a
+    /// producer with `acks=all` (ours) is told it is written. Unset takes the broker's
+    /// default. With 3 replicas, 2 keeps a committed record on two brokers while one
+    /// broker may be down.
+    #[serde(default)]
+    pub min_insync_replicas: Option<i32>,
     /// Topic-level configuration, e.g. `"cleanup.policy" = "compact"`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -104,6 +110,7 @@ fn default_raw_topic() -> TopicSpec {
         name: "users.raw".into(),
         partitions: 6,
         replication_factor: 1,
+        min_insync_replicas: None,
         config: BTreeMap::from([("retention.ms".into(), "604800000".into())]),
     }
 }
@@ -112,6 +119,7 @@ fn default_checkpoints_topic() -> TopicSpec {
         name: "tributary.producer-checkpoints".into(),
         partitions: 1,
         replication_factor: 1,
+        min_insync_replicas: None,
         config: BTreeMap::from([("cleanup.policy".into(), "compact".into())]),
     }
 }
@@ -120,6 +128,7 @@ fn default_dlq_topic() -> TopicSpec {
         name: "users.dlq".into(),
         partitions: 1,
         replication_factor: 1,
+        min_insync_replicas: None,
         config: BTreeMap::from([("retention.ms".into(), "2592000000".into())]),
     }
 }
@@ -273,6 +282,34 @@ impl TopicSpec {
         }
         f.range("partitions", self.partitions, 1, 10_000);
         f.range("replication_factor", self.replication_factor, 1, 32);
+        if let Some(min) = self.min_insync_replicas
+            && !(1..=self.replication_factor).contains(&min)
+        {
+            f.invalid(
+                "min_insync_replicas",
+                format!(
+                    "{min} must be between 1 and replication_factor ({}): more would refuse \
+                     every write",
+                    self.replication_factor
+                ),
+            );
+        }
+        if self.config.contains_key(MIN_INSYNC_REPLICAS) {
+            f.invalid(
+                &format!("config.{MIN_INSYNC_REPLICAS}"),
+                "set it with min_insync_replicas (checked against replication_factor)",
+            );
+        }
+    }
+
+    /// The topic-level configuration `schema apply` creates the topic with and compares
+    /// an existing topic against: `config` and `min.insync.replicas`.
+    pub fn topic_config(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        if let Some(min) = self.min_insync_replicas {
+            config.insert(MIN_INSYNC_REPLICAS.into(), min.to_string());
+        }
+        config
     }
 }
 
@@ -298,6 +335,9 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
     .await
     .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
 }
+
+/// The topic setting [`TopicSpec::min_insync_replicas`] sets.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// How long [`watermarks`] waits before asking a partition whose leader is moving again.
 const LEADER_MOVING_RETRY: Duration = Duration::from_millis(100);
@@ -368,6 +408,34 @@ pub fn user_id<M: rdkafka::Message>(record: &M) -> Option<uuid::Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_insync_replicas_fits_the_replication_factor_and_has_one_key() {
+        let topic = |replication_factor, min_insync_replicas, config: &[(&str, &str)]| TopicSpec {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor,
+            min_insync_replicas,
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let keys = |spec: &TopicSpec| {
+            let mut f = Findings::default();
+            spec.validate(&mut f);
+            f.found.into_iter().map(|i| i.key).collect::<Vec<_>>()
+        };
+        let cluster = topic(3, Some(2), &[]);
+        assert!(keys(&cluster).is_empty());
+        assert_eq!(cluster.topic_config()["min.insync.replicas"], "2");
+        assert!(topic(1, None, &[]).topic_config().is_empty());
+        assert_eq!(keys(&topic(1, Some(2), &[])), ["min_insync_replicas"]);
+        assert_eq!(
+            keys(&topic(3, None, &[("min.insync.replicas", "2")])),
+            ["config.min.insync.replicas"]
+        );
+    }
 
     #[test]
     fn secret_properties_are_refused() {
