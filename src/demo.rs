@@ -100,7 +100,10 @@ pub async fn progress(config: &Config, probe: &Probe) -> Result<Progress, StoreE
 }
 
 /// Users committed to Cassandra for the raw topic: the sum of the `gender:` buckets.
-async fn written_to_cassandra(
+///
+/// # Errors
+/// Cassandra does not answer.
+pub async fn written_to_cassandra(
     config: &Config,
     session: &scylla::client::session::Session,
 ) -> Result<i64, StoreError> {

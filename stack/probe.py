@@ -5,8 +5,12 @@ An open TCP port is not readiness: Kafka accepts connections before its broker h
 registered with the controller, Cassandra before its CQL layer answers. These probes
 ask a real question and only succeed on a real answer:
 
-    probe.py kafka HOST PORT   Kafka Metadata request (v4); ready when >= 1 broker answers
-    probe.py cql HOST PORT     CQL v4 STARTUP + "SELECT release_version FROM system.local"
+    probe.py kafka HOST PORT [N]  Kafka Metadata request (v4); ready when >= N brokers
+                                  (default 1) are registered
+    probe.py cql HOST PORT        CQL v4 STARTUP + "SELECT release_version FROM system.local"
+    probe.py cql-all HOST PORT    a read of system_distributed (replication factor 3) at
+                                  consistency ALL: ready when every replica of the ring
+                                  is up and normal (a joining or down node fails it)
 
 Prints one line describing the answer and exits 0, or prints the reason and exits 1.
 Standard library only, so it runs before anything else is installed.
@@ -59,7 +63,7 @@ class Reader:
         return value
 
 
-def kafka(host, port):
+def kafka(host, port, min_brokers=1):
     # Metadata v4 (v0-v3 were removed in Kafka 4.0 by KIP-896), request header v1.
     client_id = b"tributary-probe"
     header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
@@ -81,8 +85,8 @@ def kafka(host, port):
         r.string16()  # rack
         brokers.append(f"{node_id}@{broker_host}:{broker_port}")
     cluster_id = r.string16()
-    if not brokers:
-        raise ValueError("metadata answered with no brokers yet")
+    if len(brokers) < min_brokers:
+        raise ValueError(f"{len(brokers)} of {min_brokers} brokers registered")
     return f"kafka cluster {cluster_id}, brokers {', '.join(brokers)}"
 
 
@@ -102,14 +106,20 @@ def cql_read(sock):
     return opcode, body
 
 
-def cql(host, port):
+CONSISTENCY_ONE = 0x0001
+CONSISTENCY_ALL = 0x0005
+
+
+def cql_query(host, port, query, consistency):
+    """STARTUP, then one QUERY; returns a reader positioned after the Rows kind."""
+
     def string16(s):
         b = s.encode()
         return struct.pack(">h", len(b)) + b
 
     startup = struct.pack(">h", 1) + string16("CQL_VERSION") + string16("3.0.0")
-    query = b"SELECT release_version FROM system.local"
-    query_body = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
+    query = query.encode()
+    query_body = struct.pack(">i", len(query)) + query + struct.pack(">hB", consistency, 0)
     with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
         sock.sendall(cql_frame(0x01, startup))
         opcode, _ = cql_read(sock)
@@ -122,6 +132,18 @@ def cql(host, port):
     r = Reader(body)
     if r.take(">i") != 0x0002:
         raise ValueError("expected a Rows result")
+    return r
+
+
+def cql_all(host, port):
+    # system_distributed has replication factor 3: on a three-node ring every range lives
+    # on every node, so a read at ALL needs all three up and owning their tokens.
+    cql_query(host, port, "SELECT id FROM system_distributed.repair_history LIMIT 1", CONSISTENCY_ALL)
+    return "every replica answered at consistency ALL"
+
+
+def cql(host, port):
+    r = cql_query(host, port, "SELECT release_version FROM system.local", CONSISTENCY_ONE)
     flags = r.take(">i")
     columns = r.take(">i")
     if flags & 0x0002:  # has_more_pages: paging state precedes the specs
@@ -142,12 +164,12 @@ def cql(host, port):
 
 
 def main(argv):
-    if len(argv) != 4 or argv[1] not in ("kafka", "cql"):
+    probes = {"kafka": kafka, "cql": cql, "cql-all": cql_all}
+    if len(argv) < 4 or argv[1] not in probes or (len(argv) > 4 and argv[1] != "kafka"):
         print(__doc__, file=sys.stderr)
         return 2
-    probe = {"kafka": kafka, "cql": cql}[argv[1]]
     try:
-        print(probe(argv[2], int(argv[3])))
+        print(probes[argv[1]](argv[2], *(int(a) for a in argv[3:])))
         return 0
     except (OSError, ValueError, struct.error) as e:
         print(f"{argv[1]} not ready: {e}", file=sys.stderr)

@@ -28,7 +28,8 @@ struct Cli {
     command: Option<Command>,
     /// `ci` (every fault kind and the required long holds, `make chaos-ci`), `short`
     /// (every fault with its seeded 2–5 s hold), `long` (every store and source fault
-    /// held 30 s and 3 minutes) or `full` (short and long).
+    /// held 30 s and 3 minutes), `full` (short and long), or `cluster` (node losses,
+    /// rolling restarts and partitions against the cluster stack, `make chaos-cluster`).
     #[arg(long, value_enum, default_value_t = Suite::Ci)]
     suite: Suite,
     /// Run only these scenarios (comma-separated names), overriding --suite.
@@ -84,16 +85,23 @@ enum Suite {
     Short,
     Long,
     Full,
+    Cluster,
 }
 
 impl Suite {
-    fn includes(self, scenario: &scenario::Scenario) -> bool {
-        match self {
-            Suite::Ci => scenario.ci,
-            Suite::Short => !scenario.long(),
-            Suite::Long => scenario.long(),
-            Suite::Full => true,
+    fn scenarios(self) -> Vec<scenario::Scenario> {
+        if matches!(self, Suite::Cluster) {
+            return scenario::cluster_catalogue();
         }
+        scenario::catalogue()
+            .into_iter()
+            .filter(|scenario| match self {
+                Suite::Ci => scenario.ci,
+                Suite::Short => !scenario.long(),
+                Suite::Long => scenario.long(),
+                Suite::Full | Suite::Cluster => true,
+            })
+            .collect()
     }
 }
 
@@ -107,7 +115,10 @@ enum BackendArg {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list {
-        for s in scenario::catalogue() {
+        for s in scenario::catalogue()
+            .into_iter()
+            .chain(scenario::cluster_catalogue())
+        {
             println!(
                 "{:<40} {}{:?} {:?}",
                 s.name,
@@ -119,10 +130,7 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let scenarios: Vec<scenario::Scenario> = if cli.scenarios.is_empty() {
-        scenario::catalogue()
-            .into_iter()
-            .filter(|s| cli.suite.includes(s))
-            .collect()
+        cli.suite.scenarios()
     } else {
         match cli
             .scenarios
@@ -137,10 +145,26 @@ async fn main() -> ExitCode {
             }
         }
     };
+    // Cluster scenarios run against the cluster stack, the others against the single
+    // one: a list that mixes them cannot run.
+    let cluster_names: Vec<String> = scenario::cluster_catalogue()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let on_cluster = scenarios
+        .iter()
+        .filter(|s| cluster_names.contains(&s.name))
+        .count();
+    if on_cluster != 0 && on_cluster != scenarios.len() {
+        eprintln!("error: cluster scenarios and single-stack scenarios cannot run together");
+        return ExitCode::from(2);
+    }
+    let stack = if on_cluster > 0 { "cluster" } else { "single" };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let backend = match cli.backend {
         BackendArg::Process => backend::Backend::Process {
             stack_script: root.join("stack/stack.sh"),
+            stack: stack.to_owned(),
         },
         BackendArg::Compose => backend::Backend::Compose {
             file: root.join("docker-compose.yml"),
@@ -162,6 +186,7 @@ async fn main() -> ExitCode {
         toxiproxy_api: cli.toxiproxy,
         work_dir: cli.out.join("logs"),
         drain_deadline: Duration::from_secs(cli.drain_deadline_s),
+        profile: (stack == "cluster").then(|| "cluster".to_owned()),
     };
     let work_dir = match &cli.command {
         Some(Command::Soak(args)) => args.out.join("logs"),

@@ -6,8 +6,8 @@ use std::path::Path;
 
 pub fn markdown(outcomes: &[Outcome]) -> String {
     let mut md = String::from(
-        "| scenario | seed | expected | delivered | missing | duplicated | aggregate errors | recovery s | drain s | restarts | rebootstraps | result |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | seed | expected | delivered | missing | duplicated | aggregate errors | recovery s | drain s | longest gap s | restarts | rebootstraps | result |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.1}"));
     for o in outcomes {
@@ -18,7 +18,7 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             o.scenario,
             o.seed,
             o.expected,
@@ -28,6 +28,7 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
             o.aggregate_errors,
             secs(o.recovery_s),
             secs(o.drain_s),
+            secs(o.longest_gap_s),
             o.restarts,
             o.rebootstraps,
             result.replace('|', "/")

@@ -1,7 +1,7 @@
 //! Runs one scenario: fresh names, a workload, one fault at its seeded moment, the heal,
 //! the drain, and `verify`.
 
-use crate::backend::{Action, Backend};
+use crate::backend::{Action, Backend, Service};
 use crate::scenario::{Fault, Link, Scenario, Schedule};
 use crate::toxiproxy::Toxiproxy;
 use anyhow::{Context, bail};
@@ -23,6 +23,20 @@ pub struct Settings {
     pub toxiproxy_api: String,
     pub work_dir: PathBuf,
     pub drain_deadline: Duration,
+    /// The configuration profile of the stack (`cluster` for the cluster stack), for
+    /// this runner and every tributary it starts.
+    pub profile: Option<String>,
+}
+
+impl Settings {
+    /// The configuration every scenario starts from (before its names are isolated).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&Sources {
+            profile: self.profile.clone(),
+            ..Sources::default()
+        })
+        .context("configuration")
+    }
 }
 
 /// One row of the report.
@@ -40,6 +54,9 @@ pub struct Outcome {
     pub recovery_s: Option<f64>,
     /// Seconds from the heal until everything was in Cassandra.
     pub drain_s: Option<f64>,
+    /// The longest time, from the fault until the drain, in which Cassandra's count of
+    /// committed users did not grow: how long tributary stopped committing.
+    pub longest_gap_s: Option<f64>,
     /// Actor failures logged by the tributary processes (each followed by a restart).
     pub restarts: usize,
     /// Kafka clients that lost every broker and got their bootstrap servers back.
@@ -92,6 +109,8 @@ fn free_port() -> anyhow::Result<u16> {
 
 pub(crate) struct Run<'a> {
     pub settings: &'a Settings,
+    /// The scenario's configuration (its isolated names).
+    pub config: &'a Config,
     pub name: String,
     pub env: Vec<(String, String)>,
     pub instances: Vec<Instance>,
@@ -101,6 +120,13 @@ pub(crate) struct Run<'a> {
 
 impl Run<'_> {
     pub fn start_instance(&mut self) -> anyhow::Result<()> {
+        self.start_instance_in(None)
+    }
+
+    /// Starts an instance; with `cgroup`, inside that cgroup from its first instruction
+    /// (a socket belongs to the cgroup it was created in), on that node's side of a
+    /// partition.
+    pub fn start_instance_in(&mut self, cgroup: Option<&std::path::Path>) -> anyhow::Result<()> {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let log = self
             .settings
@@ -108,7 +134,21 @@ impl Run<'_> {
             .join(format!("{}-{}.log", self.name, self.logs.len()));
         let file =
             std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new(&self.settings.tributary_bin)
+        let mut command = match cgroup {
+            None => Command::new(&self.settings.tributary_bin),
+            Some(dir) => {
+                let mut shell = Command::new("bash");
+                shell
+                    .args(["-c", r#"echo $$ >"$0/cgroup.procs" && exec "$@""#])
+                    .arg(dir)
+                    .arg(&self.settings.tributary_bin);
+                shell
+            }
+        };
+        if let Some(profile) = &self.settings.profile {
+            command.env("TRIBUTARY_PROFILE", profile);
+        }
+        let child = command
             .args(["run", "--test-faults"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("TRIBUTARY__ADMIN__BIND", &admin)
@@ -177,6 +217,60 @@ pub(crate) async fn wait_for<T>(
     None
 }
 
+/// Watches Cassandra's count of committed users from the fault on, on a task of its
+/// own (the fault's hold blocks the scenario), and measures the longest stretch in
+/// which it did not grow. It reads Cassandra alone (the progress probe also needs
+/// PostgreSQL and Kafka, which a fault may be cutting off). A reading that fails is no
+/// reading: the stretch ends at the next reading that shows growth.
+struct CommitWatch {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl CommitWatch {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn start(config: &Config) -> CommitWatch {
+        let config = config.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut session = None;
+            let (mut last_growth, mut written, mut longest) =
+                (Instant::now(), None, Duration::ZERO);
+            loop {
+                if session.is_none() {
+                    session = tributary_actors::store::cassandra::connect(&config.cassandra)
+                        .await
+                        .ok();
+                }
+                let reading = match &session {
+                    Some(s) => tributary::demo::written_to_cassandra(&config, s).await.ok(),
+                    None => None,
+                };
+                if let Some(now) = reading
+                    && written.is_none_or(|w| now > w)
+                {
+                    longest = longest.max(last_growth.elapsed());
+                    last_growth = Instant::now();
+                    written = Some(now);
+                }
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(Self::EVERY) => {}
+                }
+            }
+            longest
+        });
+        CommitWatch { stop, task }
+    }
+
+    /// The longest stretch without a commit, up to the last growth seen.
+    async fn stop(self) -> Duration {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
 /// Runs one scenario with one seed.
 pub async fn run(settings: &Settings, scenario: &Scenario, seed: u64) -> Outcome {
     let mut outcome = Outcome {
@@ -190,6 +284,7 @@ pub async fn run(settings: &Settings, scenario: &Scenario, seed: u64) -> Outcome
         aggregate_errors: 0,
         recovery_s: None,
         drain_s: None,
+        longest_gap_s: None,
         restarts: 0,
         rebootstraps: 0,
         passed: false,
@@ -215,7 +310,7 @@ async fn run_inner(
         scenario.name.replace('-', "_"),
         &suffix[..6]
     );
-    let mut config = Config::load(&Sources::default()).context("configuration")?;
+    let mut config = settings.config()?;
     config.isolate(&name);
     tributary::schema::apply(&config, &[])
         .await
@@ -252,6 +347,7 @@ async fn run_inner(
     .collect();
     let mut run = Run {
         settings,
+        config: &config,
         name: name.clone(),
         env,
         instances: Vec::new(),
@@ -270,6 +366,7 @@ async fn run_inner(
     .await
     .with_context(|| format!("the workload never reached {trigger} staged users"))?;
 
+    let commits = CommitWatch::start(&config);
     inject(
         &mut run,
         &settings.backend,
@@ -308,6 +405,7 @@ async fn run_inner(
         );
     }
     outcome.drain_s = Some(healed.elapsed().as_secs_f64());
+    outcome.longest_gap_s = Some(commits.stop().await.as_secs_f64());
     if scenario.outlived()
         && let Some(first) = run.instances.first_mut()
         && !matches!(first.child.try_wait(), Ok(None))
@@ -507,6 +605,50 @@ pub(crate) async fn inject(
                 source.address,
             )?);
         }
+        Fault::KillBroker(role) => {
+            let (backend_, raw, id) = (
+                backend.clone(),
+                run.config.kafka.topics.raw.name.clone(),
+                run.config.publish.transactional_id.clone(),
+            );
+            let node = tokio::task::spawn_blocking(move || backend_.who(role, &raw, &id)).await??;
+            tracing_line(&format!("{role:?} is broker {node}: SIGKILL"));
+            blocking(backend.clone(), Action::Kill, Service::KafkaNode(node)).await?;
+            tokio::time::sleep(hold).await;
+            blocking(backend.clone(), Action::Start, Service::KafkaNode(node)).await?;
+        }
+        Fault::RollingRestart(store) => {
+            for node in 1..=CLUSTER_NODES {
+                blocking(backend.clone(), Action::Stop, store.node(node)).await?;
+                blocking(backend.clone(), Action::Start, store.node(node)).await?;
+                // As an operator does: the next node only once every replica is in
+                // sync again and the ring is whole.
+                wait_whole(backend).await?;
+            }
+        }
+        Fault::Partition { minority } => {
+            if minority {
+                let backend_ = backend.clone();
+                let cgroup =
+                    tokio::task::spawn_blocking(move || backend_.node_cgroup(PARTITIONED_NODE))
+                        .await??;
+                run.start_instance_in(Some(&cgroup))?;
+                let second = run.instances.len() - 1;
+                wait_for(Duration::from_secs(60), async || {
+                    run.instances[second]
+                        .log_text()
+                        .contains("coordinator joined the consumer group")
+                        .then_some(())
+                })
+                .await
+                .context("the minority instance never joined the group")?;
+            }
+            let backend_ = backend.clone();
+            tokio::task::spawn_blocking(move || backend_.partition(PARTITIONED_NODE)).await??;
+            tokio::time::sleep(hold).await;
+            let backend_ = backend.clone();
+            tokio::task::spawn_blocking(move || backend_.heal()).await??;
+        }
         Fault::KillSecondInstanceDuringRebalance => {
             run.start_instance()?;
             let second = run.instances.len() - 1;
@@ -520,9 +662,37 @@ pub(crate) async fn inject(
             .await;
             joined.context("the second instance never joined the group")?;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            run.instances[second].kill();
+            // Gone for good: the instances left are the ones that run (the soak samples
+            // the last one; its log stays in `run.logs`).
+            run.instances.remove(second).kill();
             tokio::time::sleep(hold).await;
         }
     }
     Ok(())
+}
+
+/// Nodes of each store in the cluster stack.
+const CLUSTER_NODES: u8 = 3;
+
+/// The node a partition cuts off: one of three, so that a quorum stands on the rest.
+const PARTITIONED_NODE: u8 = 3;
+
+/// Waits until the cluster is whole again (every node up, every replica in sync).
+async fn wait_whole(backend: &Backend) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let backend_ = backend.clone();
+        if tokio::task::spawn_blocking(move || backend_.whole()).await? {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("the cluster was not whole again within 300 s of a node's restart");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A line of the runner's own progress on stderr.
+fn tracing_line(line: &str) {
+    eprintln!("chaos:   {line}");
 }

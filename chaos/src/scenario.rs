@@ -1,6 +1,6 @@
 //! The fault catalogue: one named scenario per fault.
 
-use crate::backend::Service;
+use crate::backend::{Role, Service};
 use crate::toxiproxy::Toxic;
 
 /// One fault, injected once per scenario run.
@@ -23,6 +23,32 @@ pub enum Fault {
     /// The embedded source stops answering (its port closed), then comes back on the
     /// same address.
     SourceOutage,
+    /// Cluster: SIGKILL the broker that holds `Role` now (asked of the cluster), hold,
+    /// start it again.
+    KillBroker(Role),
+    /// Cluster: stop (SIGTERM) and start every node of a store in turn, the cluster
+    /// whole again before the next node.
+    RollingRestart(Store),
+    /// Cluster: node 3 (its broker and its Cassandra node) cut off from the rest, then
+    /// healed. With `minority`, a second tributary runs on node 3's side.
+    Partition { minority: bool },
+}
+
+/// A replicated store of the cluster stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Kafka,
+    Cassandra,
+}
+
+impl Store {
+    /// Node `n` of this store.
+    pub fn node(self, n: u8) -> Service {
+        match self {
+            Store::Kafka => Service::KafkaNode(n),
+            Store::Cassandra => Service::CassandraNode(n),
+        }
+    }
 }
 
 impl Fault {
@@ -31,10 +57,18 @@ impl Fault {
     fn outlived(self) -> bool {
         matches!(
             self,
-            Fault::Kill(Service::Kafka | Service::Cassandra | Service::Postgres)
-                | Fault::Pause(_)
+            Fault::Kill(
+                Service::Kafka
+                    | Service::Cassandra
+                    | Service::Postgres
+                    | Service::KafkaNode(_)
+                    | Service::CassandraNode(_)
+            ) | Fault::Pause(_)
                 | Fault::Link(..)
                 | Fault::SourceOutage
+                | Fault::KillBroker(_)
+                | Fault::RollingRestart(_)
+                | Fault::Partition { .. }
         )
     }
 }
@@ -220,8 +254,81 @@ const BASE: &[Base] = &[
     ),
 ];
 
+/// The cluster suite (`--suite cluster`, `make chaos-cluster`), against the cluster
+/// stack: every fault of a replicated cluster once. Holds are fixed and longer than a
+/// broker's session (9 s): long enough that the cluster fences the node and elects new
+/// leaders, so the suite measures a failover, not a pause the clients sit out.
+pub fn cluster_catalogue() -> Vec<Scenario> {
+    const FAILOVER: u64 = 20_000;
+    const PAST_SESSION: u64 = 15_000;
+    const PARTITION: u64 = 30_000;
+    [
+        (
+            "kill-raw-partition-leader",
+            Fault::KillBroker(Role::RawLeader),
+            FAILOVER,
+        ),
+        (
+            "kill-transaction-coordinator",
+            Fault::KillBroker(Role::TransactionCoordinator),
+            FAILOVER,
+        ),
+        (
+            "kill-active-controller",
+            Fault::KillBroker(Role::Controller),
+            FAILOVER,
+        ),
+        (
+            "pause-broker-past-session",
+            Fault::Pause(Service::KafkaNode(2)),
+            PAST_SESSION,
+        ),
+        (
+            "rolling-restart-kafka",
+            Fault::RollingRestart(Store::Kafka),
+            0,
+        ),
+        (
+            "kill-cassandra-node",
+            Fault::Kill(Service::CassandraNode(2)),
+            FAILOVER,
+        ),
+        (
+            "pause-cassandra-node",
+            Fault::Pause(Service::CassandraNode(2)),
+            PAST_SESSION,
+        ),
+        (
+            "rolling-restart-cassandra",
+            Fault::RollingRestart(Store::Cassandra),
+            0,
+        ),
+        (
+            "partition-node-3",
+            Fault::Partition { minority: false },
+            PARTITION,
+        ),
+        (
+            "partition-node-3-with-a-minority-instance",
+            Fault::Partition { minority: true },
+            PARTITION,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, fault, ms)| Scenario {
+        name: name.to_owned(),
+        fault,
+        hold: Hold::Fixed(ms),
+        ci: true,
+    })
+    .collect()
+}
+
 pub fn by_name(name: &str) -> Option<Scenario> {
-    catalogue().into_iter().find(|s| s.name == name)
+    catalogue()
+        .into_iter()
+        .chain(cluster_catalogue())
+        .find(|s| s.name == name)
 }
 
 /// Seeded choices of one run: when the fault fires and how long it holds.
@@ -336,6 +443,35 @@ mod tests {
         let all = catalogue();
         let names: std::collections::HashSet<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names.len(), all.len(), "unique names");
+    }
+
+    #[test]
+    fn the_cluster_suite_covers_every_cluster_fault_once() {
+        let cluster = cluster_catalogue();
+        let faults: Vec<Fault> = cluster.iter().map(|s| s.fault).collect();
+        for role in [
+            Role::RawLeader,
+            Role::TransactionCoordinator,
+            Role::Controller,
+        ] {
+            assert!(faults.contains(&Fault::KillBroker(role)), "{role:?}");
+        }
+        for store in [Store::Kafka, Store::Cassandra] {
+            assert!(faults.contains(&Fault::RollingRestart(store)), "{store:?}");
+        }
+        assert!(faults.contains(&Fault::Kill(Service::CassandraNode(2))));
+        assert!(faults.contains(&Fault::Pause(Service::CassandraNode(2))));
+        assert!(faults.contains(&Fault::Pause(Service::KafkaNode(2))));
+        assert!(faults.contains(&Fault::Partition { minority: false }));
+        assert!(faults.contains(&Fault::Partition { minority: true }));
+        assert!(cluster.iter().all(Scenario::outlived));
+        let single = catalogue();
+        let names: std::collections::HashSet<&str> = cluster
+            .iter()
+            .chain(&single)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names.len(), cluster.len() + single.len(), "unique names");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use sample::Sample;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tributary::config::{Config, Sources};
+use tributary::config::Config;
 
 /// The with-ingestion peak of the last `make bench` in the README (2 cores): the rate
 /// defaults to half of it when target/bench/report.json is not there.
@@ -156,7 +156,7 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
     let runs = ((args.minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!("soak_{}_{}", args.seed, &suffix[..6]);
-    let mut config = Config::load(&Sources::default()).context("configuration")?;
+    let mut config = settings.config()?;
     config.isolate(&name);
     topic_retention(&mut config, args.minutes);
     tributary::schema::apply(&config, &[])
@@ -204,6 +204,7 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
     env.extend(upkeep_env(args.minutes));
     let mut run = Run {
         settings,
+        config: &config,
         name: name.clone(),
         env,
         instances: Vec::new(),

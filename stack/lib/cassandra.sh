@@ -1,0 +1,104 @@
+# shellcheck shell=bash
+# Cassandra 5.0 on Java 17. The profile describes a node with these variables, set for
+# the call of cassandra_start:
+#   CASSANDRA_HOST          listen_address and rpc_address (its own loopback address)
+#   CASSANDRA_PORT          native_transport_port (CQL)
+#   CASSANDRA_STORAGE_PORT  storage_port, the same on every node of a cluster
+#   CASSANDRA_SEEDS         seeds, host:storage_port
+#   CASSANDRA_TOKEN         its one token (num_tokens 1): spread evenly over the ring
+#   CASSANDRA_HEAP          -Xms and -Xmx (at most 1g on our machines)
+
+cassandra_start() {
+	local name=$1 home=$CACHE_DIR/cassandra-$CASSANDRA_VERSION dir
+	dir=$(svc_dir "$name")
+	local java
+	java=$(java17) || die "$name: Java 17 not found (run: stack/stack.sh install)"
+	mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
+	cat >"$dir/cassandra.yaml" <<EOF
+cluster_name: tributary
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+num_tokens: 1
+initial_token: $CASSANDRA_TOKEN
+# Every node of a new cluster owns its token from the start: there is no data to stream,
+# and bootstrapping would wait out ring_delay (30 s) per node.
+auto_bootstrap: false
+storage_port: $CASSANDRA_STORAGE_PORT
+native_transport_port: $CASSANDRA_PORT
+start_native_transport: true
+listen_address: $CASSANDRA_HOST
+rpc_address: $CASSANDRA_HOST
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "$CASSANDRA_SEEDS"
+data_file_directories:
+  - $dir/data
+commitlog_directory: $dir/commitlog
+saved_caches_directory: $dir/saved_caches
+hints_directory: $dir/hints
+cdc_raw_directory: $dir/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+auto_snapshot: false
+EOF
+	cat >"$dir/logback.xml" <<EOF
+<configuration scan="false">
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>$dir/logs/system.log</file>
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <filter class="ch.qos.logback.classic.filter.ThresholdFilter"><level>WARN</level></filter>
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO">
+    <appender-ref ref="FILE" />
+    <appender-ref ref="STDOUT" />
+  </root>
+</configuration>
+EOF
+	local jamm
+	jamm=$(ls "$home"/lib/jamm-*.jar 2>/dev/null | head -n 1)
+	[[ -n $jamm ]] || die "$name: jamm agent jar missing from $home/lib"
+	# Module flags from Cassandra's conf/jvm17-server.options: without them the JVM dies
+	# during start-up on Java 17.
+	local modules=(
+		--add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+		--add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+		--add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+		--add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+		--add-exports java.sql/java.sql=ALL-UNNAMED
+		--add-exports java.base/java.lang.ref=ALL-UNNAMED
+		--add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+		--add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+		--add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+		--add-opens java.base/java.lang.module=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.math=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.module=ALL-UNNAMED
+		--add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+		--add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+		--add-opens java.base/sun.nio.ch=ALL-UNNAMED
+		--add-opens java.base/java.io=ALL-UNNAMED
+		--add-opens java.base/java.lang.reflect=ALL-UNNAMED
+		--add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+		--add-opens java.base/java.lang=ALL-UNNAMED
+		--add-opens java.base/java.util=ALL-UNNAMED
+	)
+	local jvm=(-Xms$CASSANDRA_HEAP -Xmx$CASSANDRA_HEAP -Xss256k -XX:+UseG1GC -XX:MaxGCPauseMillis=300
+		-XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$dir/logs"
+		-Djdk.attach.allowAttachSelf=true -Djava.net.preferIPv4Stack=true
+		-Dio.netty.tryReflectionSetAccessible=true
+		"${modules[@]}" -javaagent:"$jamm"
+		-Dcassandra.config="file://$dir/cassandra.yaml"
+		-Dcassandra-foreground=yes
+		-Dcassandra.storagedir="$dir/data"
+		-Dcassandra.logdir="$dir/logs"
+		-Dlogback.configurationFile="$dir/logback.xml"
+		-Dcassandra.skip_wait_for_gossip_to_settle=0
+		-cp "$home/lib/*")
+	spawn "$name" "$java" "${jvm[@]}" org.apache.cassandra.service.CassandraDaemon
+}
