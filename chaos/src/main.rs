@@ -115,17 +115,16 @@ enum BackendArg {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list {
-        for s in scenario::catalogue()
+        let tagged = scenario::catalogue()
             .into_iter()
-            .chain(scenario::cluster_catalogue())
-        {
-            println!(
-                "{:<40} {}{:?} {:?}",
-                s.name,
-                if s.ci { "[ci] " } else { "" },
-                s.fault,
-                s.hold
+            .map(|s| (if s.ci { "[ci] " } else { "" }, s))
+            .chain(
+                scenario::cluster_catalogue()
+                    .into_iter()
+                    .map(|s| ("[cluster] ", s)),
             );
+        for (tag, s) in tagged {
+            println!("{:<44} {tag}{:?} {:?}", s.name, s.fault, s.hold);
         }
         return ExitCode::SUCCESS;
     }
@@ -159,7 +158,11 @@ async fn main() -> ExitCode {
         eprintln!("error: cluster scenarios and single-stack scenarios cannot run together");
         return ExitCode::from(2);
     }
-    let stack = if on_cluster > 0 { "cluster" } else { "single" };
+    let stack = if on_cluster > 0 {
+        runner::CLUSTER_PROFILE
+    } else {
+        "single"
+    };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let backend = match cli.backend {
         BackendArg::Process => backend::Backend::Process {
@@ -186,7 +189,7 @@ async fn main() -> ExitCode {
         toxiproxy_api: cli.toxiproxy,
         work_dir: cli.out.join("logs"),
         drain_deadline: Duration::from_secs(cli.drain_deadline_s),
-        profile: (stack == "cluster").then(|| "cluster".to_owned()),
+        profile: (stack == runner::CLUSTER_PROFILE).then(|| stack.to_owned()),
     };
     let work_dir = match &cli.command {
         Some(Command::Soak(args)) => args.out.join("logs"),

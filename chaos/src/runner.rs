@@ -145,9 +145,12 @@ impl Run<'_> {
                 shell
             }
         };
-        if let Some(profile) = &self.settings.profile {
-            command.env("TRIBUTARY_PROFILE", profile);
-        }
+        // The runner's profile, never one inherited from the caller's shell: the
+        // runner and its tributaries must read the same configuration.
+        match &self.settings.profile {
+            Some(profile) => command.env("TRIBUTARY_PROFILE", profile),
+            None => command.env_remove("TRIBUTARY_PROFILE"),
+        };
         let child = command
             .args(["run", "--test-faults"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -219,9 +222,12 @@ pub(crate) async fn wait_for<T>(
 
 /// Watches Cassandra's count of committed users from the fault on, on a task of its
 /// own (the fault's hold blocks the scenario), and measures the longest stretch in
-/// which it did not grow. It reads Cassandra alone (the progress probe also needs
-/// PostgreSQL and Kafka, which a fault may be cutting off). A reading that fails is no
-/// reading: the stretch ends at the next reading that shows growth.
+/// which it did not grow while users were staged and not yet written. It reads
+/// Cassandra alone, with a short timeout per reading (the progress probe also needs
+/// PostgreSQL and Kafka, which a fault may be cutting off, and a node that does not
+/// answer must not stretch the measurement), and stamps a reading with the moment it
+/// was asked. A reading that fails is no reading: the stretch ends at the next one that
+/// shows growth.
 struct CommitWatch {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Duration>,
@@ -229,45 +235,54 @@ struct CommitWatch {
 
 impl CommitWatch {
     const EVERY: Duration = Duration::from_millis(250);
+    const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-    fn start(config: &Config) -> CommitWatch {
+    /// Connects and takes the baseline before it returns, so the fault is injected
+    /// after the first reading.
+    async fn start(config: &Config, staged: i64) -> anyhow::Result<CommitWatch> {
+        let mut cassandra = config.cassandra.clone();
+        cassandra.request_timeout_ms = Self::READ_TIMEOUT.as_millis() as u64;
+        let session = tributary_actors::store::cassandra::connect(&cassandra)
+            .await
+            .context("the commit watch's Cassandra session")?;
         let config = config.clone();
+        let baseline = tributary::demo::written_to_cassandra(&config, &session)
+            .await
+            .context("the commit watch's first reading")?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut session = None;
             let (mut last_growth, mut written, mut longest) =
-                (Instant::now(), None, Duration::ZERO);
+                (Instant::now(), baseline, Duration::ZERO);
+            let mut stopping = false;
             loop {
-                if session.is_none() {
-                    session = tributary_actors::store::cassandra::connect(&config.cassandra)
-                        .await
-                        .ok();
-                }
-                let reading = match &session {
-                    Some(s) => tributary::demo::written_to_cassandra(&config, s).await.ok(),
-                    None => None,
-                };
-                if let Some(now) = reading
-                    && written.is_none_or(|w| now > w)
+                let asked = Instant::now();
+                if let Ok(now) = tributary::demo::written_to_cassandra(&config, &session).await
+                    && now > written
                 {
-                    longest = longest.max(last_growth.elapsed());
-                    last_growth = Instant::now();
-                    written = Some(now);
+                    longest = longest.max(asked.duration_since(last_growth));
+                    last_growth = asked;
+                    written = now;
+                }
+                // The stretch still open at the end is idle time once everything is
+                // written: the last reading (after the stop) closes a stall that ended
+                // in the final burst.
+                if stopping || written >= staged {
+                    break;
                 }
                 tokio::select! {
-                    _ = &mut stopped => break,
+                    _ = &mut stopped => stopping = true,
                     () = tokio::time::sleep(Self::EVERY) => {}
                 }
             }
             longest
         });
-        CommitWatch { stop, task }
+        Ok(CommitWatch { stop, task })
     }
 
-    /// The longest stretch without a commit, up to the last growth seen.
-    async fn stop(self) -> Duration {
+    /// The longest stretch without a commit while users waited.
+    async fn stop(self) -> anyhow::Result<Duration> {
         let _ = self.stop.send(());
-        self.task.await.unwrap_or_default()
+        self.task.await.context("the commit watch failed")
     }
 }
 
@@ -310,6 +325,14 @@ async fn run_inner(
         scenario.name.replace('-', "_"),
         &suffix[..6]
     );
+    if settings.profile.as_deref() == Some(CLUSTER_PROFILE) {
+        // Every cluster scenario starts on a whole cluster: no partition left behind by
+        // an interrupted run, every node up, every replica in sync. Otherwise one
+        // scenario's returning node compounds the next one's fault.
+        let backend = settings.backend.clone();
+        tokio::task::spawn_blocking(move || backend.heal()).await??;
+        wait_whole(&settings.backend).await?;
+    }
     let mut config = settings.config()?;
     config.isolate(&name);
     tributary::schema::apply(&config, &[])
@@ -366,7 +389,7 @@ async fn run_inner(
     .await
     .with_context(|| format!("the workload never reached {trigger} staged users"))?;
 
-    let commits = CommitWatch::start(&config);
+    let commits = CommitWatch::start(&config, settings.users as i64).await?;
     inject(
         &mut run,
         &settings.backend,
@@ -405,7 +428,7 @@ async fn run_inner(
         );
     }
     outcome.drain_s = Some(healed.elapsed().as_secs_f64());
-    outcome.longest_gap_s = Some(commits.stop().await.as_secs_f64());
+    outcome.longest_gap_s = Some(commits.stop().await?.as_secs_f64());
     if scenario.outlived()
         && let Some(first) = run.instances.first_mut()
         && !matches!(first.child.try_wait(), Ok(None))
@@ -634,14 +657,17 @@ pub(crate) async fn inject(
                         .await??;
                 run.start_instance_in(Some(&cgroup))?;
                 let second = run.instances.len() - 1;
-                wait_for(Duration::from_secs(60), async || {
+                // It owns partitions (a writer of its own claimed one): the cut then
+                // leaves a writer on the minority side, which must be fenced, not
+                // merely an instance that never joined.
+                wait_for(Duration::from_secs(90), async || {
                     run.instances[second]
                         .log_text()
-                        .contains("coordinator joined the consumer group")
+                        .contains("\"message\":\"partition claimed\"")
                         .then_some(())
                 })
                 .await
-                .context("the minority instance never joined the group")?;
+                .context("the minority instance never claimed a partition")?;
             }
             let backend_ = backend.clone();
             tokio::task::spawn_blocking(move || backend_.partition(PARTITIONED_NODE)).await??;
@@ -670,6 +696,9 @@ pub(crate) async fn inject(
     }
     Ok(())
 }
+
+/// The configuration profile (and stack profile) of the cluster scenarios.
+pub const CLUSTER_PROFILE: &str = "cluster";
 
 /// Nodes of each store in the cluster stack.
 const CLUSTER_NODES: u8 = 3;

@@ -257,7 +257,24 @@ impl Config {
         match &self.replication {
             Replication::SimpleStrategy { replication_factor } => {
                 f.range("replication.replication_factor", *replication_factor, 1, 32);
-                if let Some(needs) = self.consistency.needs(*replication_factor)
+                let needs = self.consistency.needs(*replication_factor);
+                if let Some(needs) = needs
+                    && 2 * needs <= *replication_factor
+                {
+                    // Rows are upserted at this level before the fenced commit moves the
+                    // offset past them: on fewer than a quorum of replicas, a committed
+                    // offset can cover rows that one node's loss takes with it.
+                    f.invalid(
+                        "consistency",
+                        format!(
+                            "{:?} reaches {needs} of {replication_factor} replicas, fewer than \
+                             a quorum: a committed offset could cover rows a node's loss takes \
+                             with it (use LOCAL_QUORUM)",
+                            self.consistency
+                        ),
+                    );
+                }
+                if let Some(needs) = needs
                     && needs > *replication_factor
                 {
                     f.invalid(
@@ -415,6 +432,12 @@ mod tests {
         assert!(findings(&with(Consistency::Quorum, rf(3))).is_empty());
         assert!(findings(&with(Consistency::Three, rf(3))).is_empty());
         assert_eq!(findings(&with(Consistency::Two, rf(1))), ["consistency"]);
+        assert!(findings(&with(Consistency::One, rf(1))).is_empty());
+        assert_eq!(findings(&with(Consistency::One, rf(3))), ["consistency"]);
+        assert_eq!(
+            findings(&with(Consistency::LocalOne, rf(3))),
+            ["consistency"]
+        );
         assert_eq!(
             findings(&with(Consistency::EachQuorum, rf(3))),
             ["consistency"]

@@ -344,13 +344,21 @@ const LEADER_MOVING_RETRY: Duration = Duration::from_millis(100);
 
 /// Whether a partition answered that its leader is being elected or that the broker's
 /// metadata has not caught up yet: right after `CreateTopics`, and during a failover, a
-/// ListOffsets request gets these for a few hundred milliseconds. Asking again helps.
+/// ListOffsets request gets these for a few hundred milliseconds (a new leader answers
+/// OffsetNotAvailable until it knows its high watermark, KIP-207), and librdkafka only
+/// refreshes its metadata on them, it does not ask again. Asking again helps.
+/// UnknownTopicOrPartition is among them because a topic just created is unknown to a
+/// broker whose metadata lags: a topic that is really missing costs the whole timeout.
 fn leader_moving(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::NotLeaderForPartition
                 | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::ReplicaNotAvailable
+                | RDKafkaErrorCode::OffsetNotAvailable
+                | RDKafkaErrorCode::FencedLeaderEpoch
+                | RDKafkaErrorCode::UnknownLeaderEpoch
                 | RDKafkaErrorCode::UnknownTopicOrPartition
                 | RDKafkaErrorCode::UnknownPartition
         )
