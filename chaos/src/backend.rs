@@ -109,6 +109,16 @@ impl Backend {
         }
     }
 
+    /// Runs `f` (commands that block on the stack script) on the blocking pool, off
+    /// the async workers that drive the scenario.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Backend) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let backend = self.clone();
+        tokio::task::spawn_blocking(move || f(&backend)).await?
+    }
+
     /// Runs an action and waits for it (`start` returns once the service is ready).
     pub fn run(&self, action: Action, service: Service) -> anyhow::Result<()> {
         self.execute(self.command(action, service)).map(drop)

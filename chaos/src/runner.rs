@@ -329,8 +329,7 @@ async fn run_inner(
         // Every cluster scenario starts on a whole cluster: no partition left behind by
         // an interrupted run, every node up, every replica in sync. Otherwise one
         // scenario's returning node compounds the next one's fault.
-        let backend = settings.backend.clone();
-        tokio::task::spawn_blocking(move || backend.heal()).await??;
+        settings.backend.call(Backend::heal).await?;
         wait_whole(&settings.backend).await?;
     }
     let mut config = settings.config()?;
@@ -569,19 +568,17 @@ pub(crate) async fn inject(
     schedule: Schedule,
 ) -> anyhow::Result<()> {
     let hold = Duration::from_millis(schedule.hold_ms);
-    let blocking = |backend: Backend, action, service| async move {
-        tokio::task::spawn_blocking(move || backend.run(action, service)).await?
-    };
+    let act = |action, service| backend.call(move |b| b.run(action, service));
     match fault {
         Fault::Kill(service) => {
-            blocking(backend.clone(), Action::Kill, service).await?;
+            act(Action::Kill, service).await?;
             tokio::time::sleep(hold).await;
-            blocking(backend.clone(), Action::Start, service).await?;
+            act(Action::Start, service).await?;
         }
         Fault::Pause(service) => {
-            blocking(backend.clone(), Action::Pause, service).await?;
+            act(Action::Pause, service).await?;
             tokio::time::sleep(hold).await;
-            blocking(backend.clone(), Action::Resume, service).await?;
+            act(Action::Resume, service).await?;
         }
         Fault::KillTributary => {
             run.instances.iter_mut().for_each(Instance::kill);
@@ -629,21 +626,20 @@ pub(crate) async fn inject(
             )?);
         }
         Fault::KillBroker(role) => {
-            let (backend_, raw, id) = (
-                backend.clone(),
+            let (raw, id) = (
                 run.config.kafka.topics.raw.name.clone(),
                 run.config.publish.transactional_id.clone(),
             );
-            let node = tokio::task::spawn_blocking(move || backend_.who(role, &raw, &id)).await??;
-            tracing_line(&format!("{role:?} is broker {node}: SIGKILL"));
-            blocking(backend.clone(), Action::Kill, Service::KafkaNode(node)).await?;
+            let node = backend.call(move |b| b.who(role, &raw, &id)).await?;
+            say(&format!("{role:?} is broker {node}: SIGKILL"));
+            act(Action::Kill, Service::KafkaNode(node)).await?;
             tokio::time::sleep(hold).await;
-            blocking(backend.clone(), Action::Start, Service::KafkaNode(node)).await?;
+            act(Action::Start, Service::KafkaNode(node)).await?;
         }
         Fault::RollingRestart(store) => {
             for node in 1..=CLUSTER_NODES {
-                blocking(backend.clone(), Action::Stop, store.node(node)).await?;
-                blocking(backend.clone(), Action::Start, store.node(node)).await?;
+                act(Action::Stop, store.node(node)).await?;
+                act(Action::Start, store.node(node)).await?;
                 // As an operator does: the next node only once every replica is in
                 // sync again and the ring is whole.
                 wait_whole(backend).await?;
@@ -651,10 +647,7 @@ pub(crate) async fn inject(
         }
         Fault::Partition { minority } => {
             if minority {
-                let backend_ = backend.clone();
-                let cgroup =
-                    tokio::task::spawn_blocking(move || backend_.node_cgroup(PARTITIONED_NODE))
-                        .await??;
+                let cgroup = backend.call(|b| b.node_cgroup(PARTITIONED_NODE)).await?;
                 run.start_instance_in(Some(&cgroup))?;
                 let second = run.instances.len() - 1;
                 // It owns partitions (a writer of its own claimed one): the cut then
@@ -669,11 +662,9 @@ pub(crate) async fn inject(
                 .await
                 .context("the minority instance never claimed a partition")?;
             }
-            let backend_ = backend.clone();
-            tokio::task::spawn_blocking(move || backend_.partition(PARTITIONED_NODE)).await??;
+            backend.call(|b| b.partition(PARTITIONED_NODE)).await?;
             tokio::time::sleep(hold).await;
-            let backend_ = backend.clone();
-            tokio::task::spawn_blocking(move || backend_.heal()).await??;
+            backend.call(Backend::heal).await?;
         }
         Fault::KillSecondInstanceDuringRebalance => {
             run.start_instance()?;
@@ -710,8 +701,7 @@ const PARTITIONED_NODE: u8 = 3;
 async fn wait_whole(backend: &Backend) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(300);
     loop {
-        let backend_ = backend.clone();
-        if tokio::task::spawn_blocking(move || backend_.whole()).await? {
+        if backend.call(|b| Ok(b.whole())).await? {
             return Ok(());
         }
         if Instant::now() > until {
@@ -722,6 +712,6 @@ async fn wait_whole(backend: &Backend) -> anyhow::Result<()> {
 }
 
 /// A line of the runner's own progress on stderr.
-fn tracing_line(line: &str) {
+fn say(line: &str) {
     eprintln!("chaos:   {line}");
 }
