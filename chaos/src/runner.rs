@@ -236,6 +236,7 @@ struct CommitWatch {
 impl CommitWatch {
     const EVERY: Duration = Duration::from_millis(250);
     const READ_TIMEOUT: Duration = Duration::from_secs(1);
+    const BASELINE_WITHIN: Duration = Duration::from_secs(30);
 
     /// Connects and takes the baseline before it returns, so the fault is injected
     /// after the first reading.
@@ -246,9 +247,31 @@ impl CommitWatch {
             .await
             .context("the commit watch's Cassandra session")?;
         let config = config.clone();
-        let baseline = tributary::demo::written_to_cassandra(&config, &session)
-            .await
-            .context("the commit watch's first reading")?;
+        // The baseline may take a few attempts: a node that has just rejoined, or a
+        // cold CI machine's first queries, can miss the short timeout once or twice.
+        let mut last_error = None;
+        let baseline =
+            wait_for(
+                Self::BASELINE_WITHIN,
+                async || match tributary::demo::written_to_cassandra(&config, &session).await {
+                    Ok(written) => Some(written),
+                    Err(error) => {
+                        last_error = Some(error);
+                        None
+                    }
+                },
+            )
+            .await;
+        let baseline = match (baseline, last_error) {
+            (Some(written), _) => written,
+            (None, Some(error)) => {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "the commit watch's first reading (tried for {:?})",
+                    Self::BASELINE_WITHIN
+                )));
+            }
+            (None, None) => anyhow::bail!("the commit watch's first reading never ran"),
+        };
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let (mut last_growth, mut written, mut longest) =

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tributary_actors::store::postgres::{self, query_error};
-use tributary_actors::store::{Service, StoreError, kafka as store_kafka};
+use tributary_actors::store::{Service, StoreError, cassandra, kafka as store_kafka};
 
 /// Fills `report`'s missing, duplicated and unexpected counts and samples.
 #[allow(clippy::too_many_arguments)]
@@ -167,7 +167,9 @@ async fn run_ids(
 ) -> Result<Vec<uuid::Uuid>, StoreError> {
     let mut rows = session
         .query_iter(
-            format!("SELECT id FROM {keyspace}.created_users WHERE run_id = ?"),
+            cassandra::idempotent(format!(
+                "SELECT id FROM {keyspace}.created_users WHERE run_id = ?"
+            )),
             (run,),
         )
         .await

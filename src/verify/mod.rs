@@ -405,7 +405,7 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
     if retained {
         let mut rows = session
             .query_iter(
-                format!("SELECT id, run_id FROM {keyspace}.created_users"),
+                cassandra::idempotent(format!("SELECT id, run_id FROM {keyspace}.created_users")),
                 (),
             )
             .await

@@ -443,7 +443,10 @@ async fn read(state: &mut MonitorState) -> Result<Reading, StoreError> {
     let mut committed = HashMap::new();
     for &partition in ends.keys() {
         let row = session
-            .query_unpaged(statement.as_str(), (&state.topic, partition))
+            .query_unpaged(
+                cassandra::idempotent(statement.as_str()),
+                (&state.topic, partition),
+            )
             .await
             .map_err(|e| {
                 StoreError::request(Service::Cassandra, "read committed offsets", true, e)

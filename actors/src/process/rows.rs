@@ -103,10 +103,14 @@ impl Upserts {
         keyspace: &str,
         rows_per_request: usize,
     ) -> Result<Self, PrepareError> {
-        let insert = session.prepare(insert_cql(keyspace)).await?;
+        let mut insert = session.prepare(insert_cql(keyspace)).await?;
+        // Same key, same cells, same write timestamp: the driver may retry an upsert on
+        // another node and send it speculatively (`cassandra.speculative_after_ms`).
+        insert.set_is_idempotent(true);
         let batches = (2..=rows_per_request.max(1))
             .map(|n| {
                 let mut batch = Batch::new(BatchType::Unlogged);
+                batch.set_is_idempotent(true);
                 for _ in 0..n {
                     batch.append_statement(insert.clone());
                 }

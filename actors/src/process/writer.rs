@@ -11,7 +11,7 @@ use super::rows::Upserts;
 use crate::model::CreatedUser;
 use crate::model::digest::{Digest, RunBucket, run_buckets};
 use crate::observe::{self, Stage};
-use crate::store::{Service, StoreError};
+use crate::store::{Service, StoreError, cassandra};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
@@ -431,7 +431,7 @@ pub fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool 
 async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> {
     let ks = &args.keyspace;
     for _ in 0..20 {
-        let mut read = scylla::statement::unprepared::Statement::new(format!(
+        let mut read = cassandra::idempotent(format!(
             "SELECT owner_epoch FROM {ks}.partition_state WHERE topic = ? AND partition = ? LIMIT 1"
         ));
         read.set_consistency(args.cassandra.serial_consistency.for_reads());
@@ -496,7 +496,7 @@ struct Committed {
 /// The committed offset, aggregates and run digests, read at the serial consistency
 /// (`cassandra.serial_consistency`) so every committed LWT is visible.
 async fn load(args: &WriterArgs, session: &Session) -> Result<Committed, StoreError> {
-    let mut read = scylla::statement::unprepared::Statement::new(format!(
+    let mut read = cassandra::idempotent(format!(
         "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
         args.keyspace
     ));

@@ -6,10 +6,15 @@ use crate::validate::Findings;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::speculative_execution::{
+    SimpleSpeculativeExecutionPolicy, SpeculativeExecutionPolicy,
+};
+use scylla::statement::unprepared::Statement;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `[cassandra]`: the cluster and tributary's keyspace.
@@ -42,6 +47,21 @@ pub struct Config {
     /// Client-side timeout of each request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Every connection sends a CQL keepalive this often, and is closed when one goes
+    /// unanswered for `keepalive_timeout_ms`: a node that stops answering (partitioned
+    /// away, frozen) is then skipped instead of holding every request sent to it until
+    /// `request_timeout_ms`. TCP cannot tell: a blackholed peer's sockets stay open.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// An idempotent request (row upserts, plain and serial reads, never a fenced
+    /// commit) not answered after this long is also sent to the next node of its plan,
+    /// up to `speculative_attempts` more times; the first answer wins. 0 attempts: off.
+    #[serde(default = "default_speculative_after_ms")]
+    pub speculative_after_ms: u64,
+    #[serde(default = "default_speculative_attempts")]
+    pub speculative_attempts: u32,
     /// Consistency of row writes and of plain reads (progress, verify, the reconciler):
     /// LOCAL_QUORUM, the default, answers while a majority of each partition's replicas
     /// in the local data centre does — on three replicas, with one node down.
@@ -203,6 +223,18 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_request_timeout_ms() -> u64 {
     12_000
 }
+fn default_keepalive_interval_ms() -> u64 {
+    1_000
+}
+fn default_keepalive_timeout_ms() -> u64 {
+    4_000
+}
+fn default_speculative_after_ms() -> u64 {
+    1_000
+}
+fn default_speculative_attempts() -> u32 {
+    2
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -215,6 +247,10 @@ impl Default for Config {
             password_file: None,
             connect_timeout_ms: default_connect_timeout_ms(),
             request_timeout_ms: default_request_timeout_ms(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            speculative_after_ms: default_speculative_after_ms(),
+            speculative_attempts: default_speculative_attempts(),
             consistency: Consistency::default(),
             serial_consistency: SerialConsistency::default(),
             address_translation: Vec::new(),
@@ -309,6 +345,35 @@ impl Config {
         }
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
         f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);
+        f.range(
+            "keepalive_interval_ms",
+            self.keepalive_interval_ms,
+            100,
+            600_000,
+        );
+        f.range(
+            "keepalive_timeout_ms",
+            self.keepalive_timeout_ms,
+            100,
+            600_000,
+        );
+        f.range(
+            "speculative_after_ms",
+            self.speculative_after_ms,
+            10,
+            600_000,
+        );
+        f.range("speculative_attempts", self.speculative_attempts, 0, 8);
+        if self.speculative_attempts > 0 && self.speculative_after_ms >= self.request_timeout_ms {
+            f.invalid(
+                "speculative_after_ms",
+                format!(
+                    "{} ms is not below request_timeout_ms ({} ms): no speculative attempt \
+                     could start before the request times out",
+                    self.speculative_after_ms, self.request_timeout_ms
+                ),
+            );
+        }
         if let Err(message) = self.translations() {
             f.invalid("address_translation", message);
         }
@@ -337,6 +402,16 @@ impl Config {
     }
 }
 
+/// A statement that may run more than once with one effect — a read, or an upsert of
+/// the same cells — so the driver may retry it on another node and send it
+/// speculatively (`speculative_after_ms`). Never for a lightweight transaction: a
+/// second attempt would see the first one's effect and answer "not applied".
+pub fn idempotent(cql: impl Into<String>) -> Statement {
+    let mut statement = Statement::new(cql.into());
+    statement.set_is_idempotent(true);
+    statement
+}
+
 /// Opens a session to the cluster (no keyspace selected: statements name it).
 ///
 /// # Errors
@@ -345,14 +420,23 @@ impl Config {
 pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     // Every statement takes the configured levels unless it sets its own: the fence's
     // reads do (SerialConsistency::for_reads).
+    let speculation = (config.speculative_attempts > 0).then(|| {
+        Arc::new(SimpleSpeculativeExecutionPolicy {
+            max_retry_count: config.speculative_attempts as usize,
+            retry_interval: Duration::from_millis(config.speculative_after_ms),
+        }) as Arc<dyn SpeculativeExecutionPolicy>
+    });
     let profile = ExecutionProfile::builder()
         .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))
         .consistency(config.consistency.driver())
         .serial_consistency(Some(config.serial_consistency.driver()))
+        .speculative_execution_policy(speculation)
         .build();
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.contact_points)
         .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .keepalive_interval(Duration::from_millis(config.keepalive_interval_ms))
+        .keepalive_timeout(Duration::from_millis(config.keepalive_timeout_ms))
         .default_execution_profile_handle(profile.into_handle());
     let password = secret::resolve(&config.password, &config.password_file).map_err(|cause| {
         StoreError::Credentials {
@@ -369,7 +453,7 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
         )
     })?;
     if !translations.is_empty() {
-        builder = builder.address_translator(std::sync::Arc::new(translations));
+        builder = builder.address_translator(Arc::new(translations));
     }
     if let Some(user) = &config.username {
         builder = builder.user(
@@ -379,7 +463,11 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     }
     // The driver retries unreachable nodes internally; bound the whole attempt so an
     // unreachable cluster is reported promptly rather than after its own long timeouts.
-    let deadline = Duration::from_millis(config.connect_timeout_ms.saturating_mul(2));
+    // Three connect timeouts: a control connection tried first on a node that does not
+    // answer, the metadata read, then every node's pool opened at once (one that does
+    // not answer gives up after one timeout and is refilled in the background). Two
+    // were too few: a session could not be opened while one node was partitioned away.
+    let deadline = Duration::from_millis(config.connect_timeout_ms.saturating_mul(3));
     match tokio::time::timeout(deadline, builder.build()).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => Err(StoreError::unreachable(
@@ -442,6 +530,26 @@ mod tests {
             findings(&with(Consistency::EachQuorum, rf(3))),
             ["consistency"]
         );
+    }
+
+    #[test]
+    fn speculation_must_start_before_the_request_times_out() {
+        let with = |speculative_after_ms, speculative_attempts| Config {
+            speculative_after_ms,
+            speculative_attempts,
+            request_timeout_ms: 2_000,
+            ..Config::default()
+        };
+        assert!(findings(&with(1_000, 2)).is_empty());
+        assert_eq!(findings(&with(2_000, 2)), ["speculative_after_ms"]);
+        // Off: the delay does not matter.
+        assert!(findings(&with(2_000, 0)).is_empty());
+        assert_eq!(findings(&with(1_000, 9)), ["speculative_attempts"]);
+    }
+
+    #[test]
+    fn reads_marked_idempotent_may_be_retried_elsewhere() {
+        assert!(idempotent("SELECT 1").get_is_idempotent());
     }
 
     #[test]

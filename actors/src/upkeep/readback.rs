@@ -4,7 +4,7 @@
 use crate::model::Digest;
 use crate::model::digest::{RUN_BUCKETS, RunBucket, run_buckets};
 use crate::store::postgres::query_error;
-use crate::store::{Service, StoreError};
+use crate::store::{Service, StoreError, cassandra};
 use futures::StreamExt;
 use scylla::client::session::Session;
 use std::collections::BTreeMap;
@@ -31,7 +31,9 @@ pub async fn cassandra_run(
 ) -> Result<Digest, StoreError> {
     let mut rows = session
         .query_iter(
-            format!("SELECT id FROM {keyspace}.created_users WHERE run_id = ?"),
+            cassandra::idempotent(format!(
+                "SELECT id FROM {keyspace}.created_users WHERE run_id = ?"
+            )),
             (run_id,),
         )
         .await
@@ -75,7 +77,10 @@ pub async fn committed_runs(
                 })
                 .collect();
             let result = session
-                .query_unpaged(statement.as_str(), (topic, partition, buckets))
+                .query_unpaged(
+                    cassandra::idempotent(statement.as_str()),
+                    (topic, partition, buckets),
+                )
                 .await
                 .map_err(cassandra_error("read run digests"))?
                 .into_rows_result()
@@ -131,7 +136,10 @@ pub async fn cassandra_progress(
     let mut all = BTreeMap::new();
     for partition in partitions {
         let result = session
-            .query_unpaged(statement.as_str(), (topic, partition))
+            .query_unpaged(
+                cassandra::idempotent(statement.as_str()),
+                (topic, partition),
+            )
             .await
             .map_err(cassandra_error("read partition_state"))?
             .into_rows_result()
@@ -142,7 +150,10 @@ pub async fn cassandra_progress(
         };
         if result.rows_num() == 0 {
             let row = session
-                .query_unpaged(offset_only.as_str(), (topic, partition))
+                .query_unpaged(
+                    cassandra::idempotent(offset_only.as_str()),
+                    (topic, partition),
+                )
                 .await
                 .map_err(cassandra_error("read partition_state"))?
                 .into_rows_result()
