@@ -169,6 +169,38 @@ impl Upserts {
         Ok(())
     }
 
+    /// [`Upserts::write`], again after a failure, up to [`UPSERT_ATTEMPTS`] in all with
+    /// a doubling pause: a request that every replica of its plan failed (a node cut
+    /// off, another one too slow for a moment) costs a pause instead of the writer's
+    /// restart and a new claim of the partition. Safe because the upserts are
+    /// idempotent; the batch's commit still waits for all of them.
+    ///
+    /// # Errors
+    /// The last attempt's first failed request.
+    pub async fn write_retrying(
+        &self,
+        session: &Session,
+        users: &[CreatedUser],
+        concurrency: usize,
+    ) -> Result<(), ExecutionError> {
+        let mut pause = UPSERT_RETRY_PAUSE;
+        for attempt in 1.. {
+            match self.write(session, users, concurrency).await {
+                Err(error) if attempt < UPSERT_ATTEMPTS => {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        attempt,
+                        "upserting a batch failed: writing it again (idempotent)"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the attempts loop returns")
+    }
+
     async fn send(&self, session: &Session, rows: &[&CreatedUser]) -> Result<(), ExecutionError> {
         match rows {
             [] => Ok(()),
@@ -186,6 +218,11 @@ impl Upserts {
         }
     }
 }
+
+/// Attempts of one batch's upserts before the writer fails (and is restarted).
+pub const UPSERT_ATTEMPTS: u32 = 3;
+/// The pause before the second attempt; it doubles before each further one.
+const UPSERT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Splits `users` into requests of at most `max` rows whose `replicas` keys are equal,
 /// keeping each group's order. A row whose replicas are unknown (`None`: the driver has

@@ -247,7 +247,7 @@ impl Writer {
             .collect();
         let upserted = state
             .upserts
-            .write(&state.session, &batch.users, state.args.write_concurrency)
+            .write_retrying(&state.session, &batch.users, state.args.write_concurrency)
             .await
             .map_err(cassandra_error("upsert created_users", true));
         if let Err(error) = upserted {
