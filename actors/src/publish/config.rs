@@ -20,9 +20,20 @@ pub struct Config {
     /// while the listening connection reconnects).
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
-    /// Timeout of init, commit and abort of a transaction.
+    /// Kafka's `transaction.timeout.ms`: how long the coordinator lets a transaction
+    /// stay open before it aborts it, and how long the producer keeps retrying a record
+    /// it could not deliver. It must outlast a broker's restart: at 10 s, a broker
+    /// killed and restarted (which here took 22 s, 9 of them waiting for the controller
+    /// to drop its old registration) timed the records out, the abort then found a
+    /// transaction the coordinator had already aborted, and the producer had to be
+    /// restarted — 10 s of Kafka's outage became 33 s without commits. An abandoned
+    /// transaction costs nothing like it: the next producer's init aborts it at once.
     #[serde(default = "default_transaction_timeout_ms")]
     pub transaction_timeout_ms: u64,
+    /// How long one init, commit or abort call waits before it is resumed (twice; then
+    /// the producer is restarted). Below `transaction_timeout_ms`.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
     /// Restart policy of the publish supervisor.
     #[serde(default = "default_publish_supervision")]
     pub supervision: RestartPolicy,
@@ -56,6 +67,9 @@ fn default_poll_interval_ms() -> u64 {
     500
 }
 fn default_transaction_timeout_ms() -> u64 {
+    60_000
+}
+fn default_call_timeout_ms() -> u64 {
     10_000
 }
 fn default_publish_supervision() -> RestartPolicy {
@@ -69,6 +83,7 @@ impl Default for Config {
             batch_size: default_batch_size(),
             poll_interval_ms: default_poll_interval_ms(),
             transaction_timeout_ms: default_transaction_timeout_ms(),
+            call_timeout_ms: default_call_timeout_ms(),
             supervision: default_publish_supervision(),
             test_faults: TestFaults::default(),
         }
@@ -86,10 +101,44 @@ impl Config {
             1_000,
             900_000,
         );
+        f.range("call_timeout_ms", self.call_timeout_ms, 100, 900_000);
+        if self.call_timeout_ms >= self.transaction_timeout_ms {
+            f.invalid(
+                "call_timeout_ms",
+                format!(
+                    "{} ms is not below transaction_timeout_ms ({} ms): a commit would \
+                     still be waited for after the coordinator aborted its transaction",
+                    self.call_timeout_ms, self.transaction_timeout_ms
+                ),
+            );
+        }
         f.section("supervision", |f| self.supervision.validate(f));
     }
 
-    pub fn transaction_timeout(&self) -> Duration {
-        Duration::from_millis(self.transaction_timeout_ms)
+    /// The wait of one init, commit or abort call.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(config: &Config) -> Vec<String> {
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        f.found.into_iter().map(|found| found.key).collect()
+    }
+
+    #[test]
+    fn a_call_must_give_up_before_the_transaction_does() {
+        assert!(keys(&Config::default()).is_empty());
+        let longer = Config {
+            transaction_timeout_ms: 10_000,
+            call_timeout_ms: 10_000,
+            ..Config::default()
+        };
+        assert_eq!(keys(&longer), ["call_timeout_ms"]);
     }
 }

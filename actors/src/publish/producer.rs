@@ -129,7 +129,7 @@ impl Actor for Producer {
     ) -> Result<ProducerState, ActorProcessingErr> {
         let pool = postgres::pool(&args.postgres)?;
         postgres::check(&pool, &args.postgres).await?;
-        let timeout = args.config.transaction_timeout();
+        let timeout = args.config.call_timeout();
         let context = KeptContext::default();
         let brokers = context.loss.clone();
         let producer: KafkaProducer = args
@@ -304,7 +304,7 @@ async fn publish(
     let producer = state.producer.clone();
     let (raw, checkpoints) = (state.raw.name.clone(), state.checkpoints.name.clone());
     let key = state.config.transactional_id.clone();
-    let timeout = state.config.transaction_timeout();
+    let timeout = state.config.call_timeout();
     let count = rows.len() as u64;
     let started = Instant::now();
     let faults = state.config.test_faults.clone();
