@@ -231,7 +231,14 @@ impl Config {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("client.id", format!("{}-{role}", self.client_id));
+            .set("client.id", format!("{}-{role}", self.client_id))
+            // librdkafka backs off reconnecting to a broker that keeps refusing up to
+            // 10 s by default: after a broker's restart the group and transaction
+            // coordinators' connections were back while a partition leader's still
+            // waited out its backoff, so consumers claimed their partitions and then
+            // fetched nothing for another 7 s. A connection attempt a second to a
+            // broker that is down costs it nothing. `kafka.properties` may override it.
+            .set("reconnect.backoff.max.ms", "1000");
         for (key, value) in &self.properties {
             config.set(key, value);
         }
