@@ -94,6 +94,8 @@ pub struct ProducerState {
     pool: deadpool_postgres::Pool,
     /// The last outbox id committed to Kafka.
     last_outbox_id: i64,
+    /// Transactions aborted since the last commit ([`ABORTS_BEFORE_RESTART`]).
+    aborts_in_a_row: u32,
     transactions: Arc<AtomicU64>,
     waker: Waker,
     /// Forwards notifications as Wakes, reconnecting when the connection drops.
@@ -169,6 +171,7 @@ impl Actor for Producer {
             producer,
             pool,
             last_outbox_id,
+            aborts_in_a_row: 0,
             transactions: args.transactions,
             waker,
             listener,
@@ -405,6 +408,7 @@ async fn publish(
     match result {
         Ok(TxnOutcome::Committed) => {
             state.last_outbox_id = last;
+            state.aborts_in_a_row = 0;
             metrics::counter!("tributary_kafka_transactions_total", "outcome" => "committed")
                 .increment(1);
             observe::record(Stage::Published, count);
@@ -426,6 +430,15 @@ async fn publish(
         Ok(TxnOutcome::Aborted) => {
             metrics::counter!("tributary_kafka_transactions_total", "outcome" => "aborted")
                 .increment(1);
+            state.aborts_in_a_row += 1;
+            if state.aborts_in_a_row >= ABORTS_BEFORE_RESTART {
+                return Err(format!(
+                    "producer unusable, restarting it: {} transactions in a row aborted \
+                     without a commit",
+                    state.aborts_in_a_row
+                )
+                .into());
+            }
             Ok(Published::Aborted)
         }
         Ok(TxnOutcome::LeftOpen) => {
@@ -501,6 +514,13 @@ fn await_deliveries(producer: &KafkaProducer, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Aborted transactions in a row after which the producer is replaced by a new one. A
+/// producer whose records are no longer delivered after a frozen broker (seen after a
+/// 30 s SIGSTOP: every flush timed out, every abort succeeded, for minutes) is not
+/// healed by retrying; a new client is, at the cost of an init (about a second). While
+/// the transaction timeout was 10 s, its records timing out did this by accident.
+const ABORTS_BEFORE_RESTART: u32 = 2;
 
 /// Resumptions of a timed-out transaction call before the producer gives up on it.
 /// Past a freeze of the broker, librdkafka can stay stuck in an abort it never finishes
