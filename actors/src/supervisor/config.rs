@@ -74,8 +74,9 @@ fn default_liveness_interval_ms() -> u64 {
     5_000
 }
 fn default_liveness_timeout_ms() -> u64 {
-    // Longer than any bounded operation a handler awaits (a Kafka transaction's 10 s
-    // timeout, a PostgreSQL statement's 30 s), so only a real hang trips it.
+    // Longer than most bounded operations a handler awaits (a PostgreSQL statement's
+    // 30 s), so only a real hang trips it. Not longer than the producer's worst case: a
+    // commit and its abort, each resumed twice, wait up to 7 × publish.call_timeout_ms.
     60_000
 }
 
