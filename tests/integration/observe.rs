@@ -206,6 +206,15 @@ async fn metrics_status_and_probes_follow_the_records() {
     let env = workload(&config, &source, 30, 200, &[]);
     let tributary = Tributary::start("observe_metrics", &["run", "--test-faults"], &env);
     let admin = tributary.admin_url().await;
+    // Armed before the first record can reach a writer: a panic fires in the next
+    // message a writer handles, and writers handle only batches, so a panic armed once
+    // the workload was written (CI's run of this test got there first) never fires.
+    let armed = reqwest::Client::new()
+        .post(format!("{admin}/test/panic/writer"))
+        .send()
+        .await
+        .unwrap();
+    assert!(armed.status().is_success());
 
     assert_eq!(get_text(&format!("{admin}/healthz")).await.unwrap(), "ok\n");
     let ready: Value = eventually(Duration::from_secs(60), || async {
@@ -294,13 +303,8 @@ async fn metrics_status_and_probes_follow_the_records() {
     .await
     .expect("throughput is measured");
 
-    // A writer panic shows up as a restart in /metrics and /api/status.
-    let armed = reqwest::Client::new()
-        .post(format!("{admin}/test/panic/writer"))
-        .send()
-        .await
-        .unwrap();
-    assert!(armed.status().is_success());
+    // The writer panic armed at the start shows up as a restart in /metrics and
+    // /api/status.
     let restarts = r#"tributary_actor_restarts_total{actor="writer"}"#;
     eventually(Duration::from_secs(60), || async {
         let text = get_text(&format!("{admin}/metrics")).await?;
