@@ -208,6 +208,7 @@ async fn main() -> ExitCode {
     }
 
     if let Some(Command::Soak(args)) = &cli.command {
+        runner::sweep_earlier_runs(&settings, soak::PREFIX).await;
         return match soak::soak(&settings, args).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
@@ -223,6 +224,7 @@ async fn main() -> ExitCode {
             }
         };
     }
+    runner::sweep_earlier_runs(&settings, runner::PREFIX).await;
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for scenario in &scenarios {

@@ -309,6 +309,26 @@ impl CommitWatch {
     }
 }
 
+/// The prefix of every name a scenario's run creates.
+pub const PREFIX: &str = "chaos_";
+
+/// Drops what earlier runs with names starting `prefix` left in the stores (a failed
+/// scenario keeps its objects, to be looked at, until the next run), reporting instead
+/// of failing: the suite's stores say for themselves what is wrong with them.
+pub async fn sweep_earlier_runs(settings: &Settings, prefix: &str) {
+    let swept = match settings.config() {
+        Ok(config) => tributary::schema::isolated::drop_leftovers(&config, prefix, |_| false)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(error) => Err(error),
+    };
+    match swept {
+        Ok(0) => {}
+        Ok(n) => println!("chaos: dropped {n} objects that earlier {prefix}… runs left"),
+        Err(error) => eprintln!("chaos: could not drop earlier runs' objects: {error:#}"),
+    }
+}
+
 /// Runs one scenario with one seed.
 pub async fn run(settings: &Settings, scenario: &Scenario, seed: u64) -> Outcome {
     let mut outcome = Outcome {
@@ -344,7 +364,7 @@ async fn run_inner(
     let schedule = Schedule::new(seed, &scenario.name, scenario.hold);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!(
-        "chaos_{}_{seed}_{}",
+        "{PREFIX}{}_{seed}_{}",
         scenario.name.replace('-', "_"),
         &suffix[..6]
     );
@@ -476,6 +496,13 @@ async fn run_inner(
     }
     if matches!(scenario.fault, Fault::Link(..)) {
         toxiproxy.delete(&proxy).await;
+    }
+    if outcome.passed {
+        // Nothing left to look at: the stack should not carry every scenario's tables
+        // and partitions into the next one's restarts (see schema::isolated).
+        if let Err(error) = tributary::schema::isolated::drop(&config).await {
+            eprintln!("chaos: clean-up of {name}: {error}");
+        }
     }
     Ok(())
 }

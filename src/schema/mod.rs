@@ -10,6 +10,7 @@
 //! specifications in the `[kafka.topics]` section of the configuration.
 
 pub mod cassandra;
+pub mod isolated;
 pub mod kafka;
 pub mod postgres;
 

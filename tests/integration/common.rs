@@ -15,6 +15,29 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{n}_{}", std::process::id(), &random[..6])
 }
 
+/// Drops, once per test process, what earlier runs of the suite left in the stores
+/// (every test works in its own `it_…` names and leaves them: a failing test's objects
+/// are there to be looked at until the next run). Names of this process carry its pid
+/// and are kept, so tests that already started are never touched.
+pub async fn sweep_earlier_runs() {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let config = Config::load(&Sources::default()).expect("test configuration loads");
+            let ours = format!("_{}_", std::process::id());
+            match tributary::schema::isolated::drop_leftovers(&config, "it_", |name| {
+                name.contains(&ours)
+            })
+            .await
+            {
+                Ok(dropped) => eprintln!("dropped {dropped} objects earlier test runs left"),
+                // The tests themselves will say what is wrong with the stack.
+                Err(error) => eprintln!("could not drop earlier test runs' objects: {error}"),
+            }
+        })
+        .await;
+}
+
 /// The configuration the tests run with: the defaults (which point at the local
 /// stack), overridden by `TRIBUTARY__…` variables when the caller set any, with unique
 /// names for every store object.

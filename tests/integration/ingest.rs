@@ -1,7 +1,9 @@
 //! Issue 3: source → PostgreSQL → Kafka exactly once, through real `tributary run`
 //! processes against the real stack, with crashes and source faults.
 
-use crate::common::{Tributary, embedded_source, eventually, isolated_config, isolated_env};
+use crate::common::{
+    Tributary, embedded_source, eventually, isolated_config, isolated_env, sweep_earlier_runs,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 use tributary::config::Config;
@@ -40,6 +42,7 @@ pub fn workload(
 pub async fn prepare(prefix: &str) -> Config {
     // reqwest is built without a default TLS provider (the tests' HTTP clients need one).
     tributary_actors::install_tls_provider();
+    sweep_earlier_runs().await;
     let config = isolated_config(prefix);
     schema::apply(&config, &[]).await.expect("schema apply");
     config
