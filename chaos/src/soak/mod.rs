@@ -21,6 +21,8 @@ use tributary::config::Config;
 /// The with-ingestion peak of the last `make bench` in the README (2 cores): the rate
 /// defaults to half of it when target/bench/report.json is not there.
 const README_PEAK_PER_S: f64 = 15_082.0;
+/// The prefix of every soak's names.
+pub const PREFIX: &str = "soak_";
 /// A run is fetched every this often: `rate × RUN_EVERY` users each.
 const RUN_EVERY: Duration = Duration::from_millis(200);
 /// How long after the last run everything must have drained.
@@ -155,7 +157,7 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
     let per_run = ((rate * RUN_EVERY.as_secs_f64()).round() as u32).clamp(1, 5_000);
     let runs = ((args.minutes * 60.0) / RUN_EVERY.as_secs_f64()).ceil() as u64;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let name = format!("soak_{}_{}", args.seed, &suffix[..6]);
+    let name = format!("{PREFIX}{}_{}", args.seed, &suffix[..6]);
     let mut config = settings.config()?;
     config.isolate(&name);
     topic_retention(&mut config, args.minutes);
@@ -234,12 +236,17 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
     let Outcome {
         samples,
         windows,
+        trend_windows,
         injected,
         mut verdict,
     } = outcome;
     verdict.restarts = run.restarts();
     verdict.rebootstraps = run.rebootstraps();
-    let report = report::Report::new(args, rate, &name, samples, windows, injected, verdict);
+    let latency = report::Latency {
+        windows,
+        trend_windows,
+    };
+    let report = report::Report::new(args, rate, &name, samples, latency, injected, verdict);
     report.write(&args.out)?;
     println!("\n{}", report.markdown());
     Ok(report.passed())
@@ -287,6 +294,7 @@ async fn verify_cli(run: &Run<'_>) -> anyhow::Result<(serde_json::Value, f64, Op
 struct Outcome {
     samples: Vec<Sample>,
     windows: Vec<sample::LatencyWindow>,
+    trend_windows: Vec<sample::LatencyWindow>,
     injected: Vec<Injected>,
     verdict: Verdict,
 }
@@ -306,12 +314,15 @@ async fn drive(
     let catalogue = faults(args.links);
     let mut draw = Draw(args.seed ^ 0x50a6_50a6);
     let mut sampler = sample::Sampler::new(config, run.settings).await;
-    // Windows of 5 minutes for an hour; of 30 s for a short soak.
-    sampler.window_length = if args.minutes >= 30.0 {
-        Duration::from_secs(300)
+    // The report's windows: 5 minutes for an hour, 30 s for a short soak. The trend's:
+    // a minute (a short soak's trends are not enforced).
+    let (report_window, trend_window) = if args.minutes >= 30.0 {
+        (Duration::from_secs(300), Duration::from_secs(60))
     } else {
-        Duration::from_secs(30)
+        (Duration::from_secs(30), Duration::from_secs(30))
     };
+    sampler.windows = sample::Windows::new(report_window);
+    sampler.trend_windows = sample::Windows::new(trend_window);
     let mut samples = Vec::new();
     let mut injected = Vec::new();
     let mut verdict = Verdict::default();
@@ -320,9 +331,9 @@ async fn drive(
     let mut next_sample = Duration::ZERO;
     while started.elapsed() < duration {
         if started.elapsed() >= next_sample {
-            let windows = sampler.windows.len();
+            let windows = sampler.windows.closed.len();
             let sample = sampler.take(run, started).await;
-            if let Some(w) = sampler.windows.get(windows) {
+            if let Some(w) = sampler.windows.closed.get(windows) {
                 let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
                 println!(
                     "soak: {:>6.0} s  written {}  p50 {} ms  p99 {} ms  rss {} MiB  postgresql {:.0} MiB  kafka {:.0} MiB  lag {}",
@@ -403,7 +414,8 @@ async fn drive(
         verdict.error = Some(format!("did not drain within {DRAIN_DEADLINE:?}"));
         return Outcome {
             samples,
-            windows: sampler.windows,
+            windows: sampler.windows.closed,
+            trend_windows: sampler.trend_windows.closed,
             injected,
             verdict,
         };
@@ -448,7 +460,8 @@ async fn drive(
     }
     Outcome {
         samples,
-        windows: sampler.windows,
+        windows: sampler.windows.closed,
+        trend_windows: sampler.trend_windows.closed,
         injected,
         verdict,
     }

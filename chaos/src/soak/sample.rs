@@ -41,16 +41,63 @@ pub struct LatencyWindow {
     pub p99_ms: Option<f64>,
 }
 
+/// Latency windows of one length, closed one after another.
+pub struct Windows {
+    length: Duration,
+    /// The open window's start: when, which process, its histogram then.
+    open: Option<(Instant, u32, String)>,
+    pub closed: Vec<LatencyWindow>,
+}
+
+impl Windows {
+    pub fn new(length: Duration) -> Windows {
+        Windows {
+            length,
+            open: None,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Closes the open window once it is `length` old, from the histogram in `metrics`
+    /// of process `pid`.
+    fn observe(&mut self, pid: u32, metrics: &str, started: Instant) {
+        let now = Instant::now();
+        match &self.open {
+            None => self.open = Some((now, pid, metrics.to_owned())),
+            Some((since, _, _)) if now.duration_since(*since) < self.length => {}
+            Some((_, window_pid, before)) => {
+                // A new process started its histogram from zero: count it alone.
+                let before = if *window_pid == pid {
+                    before.as_str()
+                } else {
+                    ""
+                };
+                let ms = |q| {
+                    tributary_bench::histogram::quantile_between(before, metrics, LATENCY, q)
+                        .map(|s| s * 1_000.0)
+                };
+                self.closed.push(LatencyWindow {
+                    end_s: started.elapsed().as_secs_f64(),
+                    p50_ms: ms(0.5),
+                    p99_ms: ms(0.99),
+                });
+                self.open = Some((now, pid, metrics.to_owned()));
+            }
+        }
+    }
+}
+
 pub struct Sampler<'a> {
     config: &'a Config,
     progress: Progressor<'a>,
     postgres: Option<tokio_postgres::Client>,
     http: reqwest::Client,
     stack_dir: PathBuf,
-    /// The window's start: when, which process, its histogram then.
-    window: Option<(Instant, u32, String)>,
-    pub window_length: Duration,
-    pub windows: Vec<LatencyWindow>,
+    /// The report's windows (5 minutes in an hour-long soak).
+    pub windows: Windows,
+    /// The trend's windows: shorter, so that the few windows a fault stops the pipeline
+    /// in are a minority of each third (see `report::trend`).
+    pub trend_windows: Windows,
     /// Aggregate checks the reconciler completed (distinct check times seen).
     pub aggregate_checks: u64,
     last_check: Option<chrono::DateTime<chrono::Utc>>,
@@ -72,9 +119,8 @@ impl<'a> Sampler<'a> {
                 .unwrap_or_default(),
             stack_dir: std::env::var_os("TRIBUTARY_STACK_DIR")
                 .map_or_else(|| root.join(".stack"), PathBuf::from),
-            window: None,
-            window_length: Duration::from_secs(300),
-            windows: Vec::new(),
+            windows: Windows::new(Duration::from_secs(300)),
+            trend_windows: Windows::new(Duration::from_secs(60)),
             aggregate_checks: 0,
             last_check: None,
         }
@@ -130,7 +176,9 @@ impl<'a> Sampler<'a> {
                     .and_then(|s| s["lag"].as_i64());
             }
             if let Some(metrics) = self.get(&format!("{base}/metrics")).await {
-                self.latency(instance.pid(), metrics, started);
+                self.windows.observe(instance.pid(), &metrics, started);
+                self.trend_windows
+                    .observe(instance.pid(), &metrics, started);
             }
         }
         let schema = self.config.postgres.schema.clone();
@@ -176,33 +224,6 @@ impl<'a> Sampler<'a> {
             .sum::<f64>()
             / MIB;
         sample
-    }
-
-    /// Closes the latency window once it is `window_length` old.
-    fn latency(&mut self, pid: u32, metrics: String, started: Instant) {
-        let now = Instant::now();
-        match &self.window {
-            None => self.window = Some((now, pid, metrics)),
-            Some((since, _, _)) if now.duration_since(*since) < self.window_length => {}
-            Some((_, window_pid, before)) => {
-                // A new process started its histogram from zero: count it alone.
-                let before = if *window_pid == pid {
-                    before.as_str()
-                } else {
-                    ""
-                };
-                let ms = |q| {
-                    tributary_bench::histogram::quantile_between(before, &metrics, LATENCY, q)
-                        .map(|s| s * 1_000.0)
-                };
-                self.windows.push(LatencyWindow {
-                    end_s: started.elapsed().as_secs_f64(),
-                    p50_ms: ms(0.5),
-                    p99_ms: ms(0.99),
-                });
-                self.window = Some((now, pid, metrics));
-            }
-        }
     }
 
     async fn get(&self, url: &str) -> Option<String> {
