@@ -157,31 +157,52 @@ async fn drop_topics(config: &Config, topics: &[String]) -> Result<(), StoreErro
 
 /// Consumer groups: their committed offsets would stay in `__consumer_offsets` until
 /// the broker's offsets retention (7 days) expires them.
+///
+/// A broker that has never held a group (a fresh stack) creates `__consumer_offsets`
+/// when first asked for a coordinator and answers "not coordinator" or "coordinator not
+/// available" until it has: those groups are asked again, for up to 30 s.
 async fn drop_groups(config: &Config, groups: &[String]) -> Result<(), StoreError> {
+    const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
     if groups.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = groups.iter().map(String::as_str).collect();
-    let results = admin(config)?
-        .delete_groups(&names, &AdminOptions::new())
-        .await
-        .map_err(kafka_error("delete consumer groups"))?;
-    for result in results {
-        match result {
-            // Never created (the run ended before it joined) or still in use: either
-            // way nothing to remove now.
-            Ok(_)
-            | Err((_, RDKafkaErrorCode::GroupIdNotFound))
-            | Err((_, RDKafkaErrorCode::NonEmptyGroup)) => {}
-            Err((group, code)) => {
-                return Err(StoreError::request(
-                    Service::Kafka,
-                    format!("delete consumer group {group}"),
-                    false,
-                    code.to_string(),
-                ));
+    let admin = admin(config)?;
+    let started = std::time::Instant::now();
+    let mut pending: Vec<String> = groups.to_vec();
+    while !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+        let results = admin
+            .delete_groups(&names, &AdminOptions::new())
+            .await
+            .map_err(kafka_error("delete consumer groups"))?;
+        let mut again = Vec::new();
+        for result in results {
+            match result {
+                // Never created (the run ended before it joined) or still in use:
+                // either way nothing to remove now.
+                Ok(_)
+                | Err((_, RDKafkaErrorCode::GroupIdNotFound))
+                | Err((_, RDKafkaErrorCode::NonEmptyGroup)) => {}
+                Err((
+                    group,
+                    RDKafkaErrorCode::NotCoordinator
+                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                    | RDKafkaErrorCode::CoordinatorLoadInProgress,
+                )) if started.elapsed() < COORDINATOR_WAIT => again.push(group),
+                Err((group, code)) => {
+                    return Err(StoreError::request(
+                        Service::Kafka,
+                        format!("delete consumer group {group}"),
+                        false,
+                        code.to_string(),
+                    ));
+                }
             }
         }
+        if !again.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        pending = again;
     }
     Ok(())
 }
