@@ -12,14 +12,15 @@
 #   stack/stack.sh who|partition|heal|node-cgroup …       the cluster's (profiles/cluster.sh)
 #
 # TRIBUTARY_STACK picks the profile (stack/profiles/*.sh): `single` (the default; one
-# node of each, what `make test` uses) or `cluster` (three Kafka brokers and three
-# Cassandra nodes on 127.0.0.1-3). Each profile has its own ports and its own data
-# directory, so both can run at once.
+# node of each, what `make test` uses), `cluster` (three Kafka brokers and three
+# Cassandra nodes on 127.0.0.1-3) or `containers` (docker-compose.yml run by docker
+# compose on podman, with images built here; `stack/stack.sh compose ARGS` drives it).
+# Each profile has its own ports and its own data directory, so they can run at once.
 #
 # Data and logs live under $TRIBUTARY_STACK_DIR (default: <repo>/.stack for single,
-# <repo>/.stack/cluster for cluster). Downloads and built tools are cached under
-# $TRIBUTARY_CACHE_DIR (default: ~/.cache/tributary) so a warm start does no network
-# work. Every port can be overridden from the environment (see the profile).
+# <repo>/.stack/cluster, <repo>/.stack/containers). Downloads and built tools are
+# cached under $TRIBUTARY_CACHE_DIR (default: ~/.cache/tributary): a warm start does no
+# network work. Every port can be overridden from the environment (see the profile).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +36,7 @@ TOXIPROXY_VERSION=v2.12.0
 READY_DEADLINE_S=${TRIBUTARY_STACK_READY_DEADLINE_S:-180}
 STOP_DEADLINE_S=${TRIBUTARY_STACK_STOP_DEADLINE_S:-30}
 
-for lib in common install postgres kafka cassandra tools partition; do
+for lib in common install postgres kafka cassandra tools partition containers; do
 	# shellcheck source=/dev/null
 	source "$ROOT/stack/lib/$lib.sh"
 done
@@ -90,24 +91,26 @@ main() {
 	down) cmd_down ;;
 	status) cmd_status ;;
 	env) service_env ;;
-	start)
+	start | stop | kill | pause | resume)
 		known_service "${2:-}"
+		# The container stack's stores run in containers, not as processes of ours.
+		if [[ -n ${COMPOSE_SERVICES:-} && " ${COMPOSE_SERVICES[*]} " == *" $2 "* ]]; then
+			die "$2 runs in a container: use stack/stack.sh compose $cmd $2 (compose's own verbs: kill -s SIGKILL, start, stop, pause, unpause)"
+		fi
+		;;&
+	start)
 		start_one "$2"
 		;;
 	stop)
-		known_service "${2:-}"
 		stop_one "$2" "$(stop_signal "$2")"
 		;;
 	kill)
-		known_service "${2:-}"
 		stop_one "$2" KILL
 		;;
 	pause)
-		known_service "${2:-}"
 		signal_one "$2" STOP
 		;;
 	resume)
-		known_service "${2:-}"
 		signal_one "$2" CONT
 		;;
 	*)
@@ -117,7 +120,7 @@ main() {
 			service_command "$@"
 			exit 0
 		fi
-		sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 		exit 2
 		;;
 	esac

@@ -61,38 +61,11 @@ EOF
 	local jamm
 	jamm=$(ls "$home"/lib/jamm-*.jar 2>/dev/null | head -n 1)
 	[[ -n $jamm ]] || die "$name: jamm agent jar missing from $home/lib"
-	# Module flags from Cassandra's conf/jvm17-server.options: without them the JVM dies
-	# during start-up on Java 17.
-	local modules=(
-		--add-exports java.base/jdk.internal.misc=ALL-UNNAMED
-		--add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
-		--add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
-		--add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
-		--add-exports java.sql/java.sql=ALL-UNNAMED
-		--add-exports java.base/java.lang.ref=ALL-UNNAMED
-		--add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
-		--add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
-		--add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
-		--add-opens java.base/java.lang.module=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.loader=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.ref=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.math=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.module=ALL-UNNAMED
-		--add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
-		--add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
-		--add-opens java.base/sun.nio.ch=ALL-UNNAMED
-		--add-opens java.base/java.io=ALL-UNNAMED
-		--add-opens java.base/java.lang.reflect=ALL-UNNAMED
-		--add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
-		--add-opens java.base/java.lang=ALL-UNNAMED
-		--add-opens java.base/java.util=ALL-UNNAMED
-	)
 	local jvm=(-Xms$CASSANDRA_HEAP -Xmx$CASSANDRA_HEAP -Xss256k -XX:+UseG1GC -XX:MaxGCPauseMillis=300
 		-XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$dir/logs"
 		-Djdk.attach.allowAttachSelf=true -Djava.net.preferIPv4Stack=true
 		-Dio.netty.tryReflectionSetAccessible=true
-		"${modules[@]}" -javaagent:"$jamm"
+		"@$ROOT/stack/jvm/cassandra-jvm17.options" -javaagent:"$jamm"
 		-Dcassandra.config="file://$dir/cassandra.yaml"
 		-Dcassandra-foreground=yes
 		-Dcassandra.storagedir="$dir/data"
