@@ -14,7 +14,7 @@ TRIBUTARY := target/debug/tributary
 STACK ?= single
 STACK_SH := TRIBUTARY_STACK=$(STACK) stack/stack.sh
 
-.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci chaos-cluster soak soak-ci bench
+.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -23,8 +23,10 @@ help:
 	@echo "make stack-down    stop them"
 	@echo "make stack-status  one line per service: up or down"
 	@echo "                   STACK=cluster for any of the three: 3 Kafka brokers + 3 Cassandra nodes on 127.0.0.1-3"
+	@echo "                   STACK=containers: docker-compose.yml on podman, images built here"
 	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once, 4 long holds); make chaos: all (hours)"
 	@echo "make chaos-cluster the cluster suite: node losses, rolling restarts, partitions (3 Kafka + 3 Cassandra)"
+	@echo "make chaos-containers  docker compose up, and container kills, pauses, partitions (the container stack)"
 	@echo "make soak          60 minutes at a steady rate under a fault every 30-90 s (target/soak/report.md); make soak-ci: 5 minutes"
 	@echo "make bench         benchmarks: tributary vs Kafka/Cassandra ceilings and Spark (target/bench/report.md)"
 	@echo "make lint          rustfmt and clippy; make deny: cargo-deny"
@@ -40,6 +42,7 @@ test: stack-up lint
 	$(MAKE) chaos-ci
 	$(MAKE) soak-ci
 	$(MAKE) chaos-cluster
+	$(MAKE) chaos-containers
 	$(MAKE) deny
 
 # The chaos suite against the local stack: report in target/chaos/report.{json,md}.
@@ -65,6 +68,20 @@ chaos-cluster: build
 	TRIBUTARY_STACK=cluster stack/stack.sh up
 	target/debug/tributary-chaos --suite cluster --seeds $(CLUSTER_SEEDS) --users 30000 --out target/chaos-cluster; \
 		status=$$?; TRIBUTARY_STACK=cluster stack/stack.sh down; exit $$status
+
+# The container suite (`docker compose up` of the whole file, then kills, pauses and
+# network partitions of each store's container and tributary's own) against the
+# container stack: docker-compose.yml run by docker compose on podman with images built
+# here (stack/containers/; tributary's from the release binary). Report in
+# target/chaos-containers/report.md. The single stack is stopped first and the
+# container stack after, as for the cluster.
+chaos-containers: build
+	cargo build --release --locked -p tributary
+	stack/stack.sh down
+	TRIBUTARY_STACK=containers stack/stack.sh up
+	env=$$(TRIBUTARY_STACK=containers stack/stack.sh env) || exit 2; eval "$$env"; \
+		target/debug/tributary-chaos --suite containers --seeds 1 --out target/chaos-containers; \
+		status=$$?; TRIBUTARY_STACK=containers stack/stack.sh down; exit $$status
 
 # The soak (release build, as the service runs): one tributary at half of the bench's
 # peak with ingestion, a fault from the chaos catalogue every 30-90 s, retention acting

@@ -1,9 +1,12 @@
-//! How faults reach the stack's services: `process` drives the local stack through
-//! stack/stack.sh (what CI uses); `compose` drives docker compose for Docker users.
+//! How faults reach the stack's services: `process` drives the local process stacks
+//! through stack/stack.sh; `compose` drives docker compose and the docker CLI (the
+//! container stack here, `STACK=containers`, and a Docker user's own compose stack).
 
 use anyhow::{Context, bail};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 /// A service of the stack that a scenario can fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,10 @@ pub enum Action {
     Start,
     Pause,
     Resume,
+    /// Off the compose network (a network partition of one container).
+    Disconnect,
+    /// Back on the compose network, at the address it had.
+    Connect,
 }
 
 /// A role in the Kafka cluster, held by one broker at a time.
@@ -61,13 +68,106 @@ pub enum Backend {
         stack_script: PathBuf,
         stack: String,
     },
-    /// `docker compose -f FILE kill|start|pause|unpause SERVICE`.
-    Compose { file: PathBuf },
+    /// `COMPOSE kill -s SIGKILL|start|stop SERVICE`, `DOCKER pause|unpause CONTAINER`,
+    /// and `DOCKER network disconnect|connect` for partitions (compose has no verb for
+    /// them).
+    Compose(Compose),
+}
+
+/// A container's place on the compose network.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    ip: String,
+    mac: String,
+}
+
+/// How to reach a compose project.
+#[derive(Debug, Clone)]
+pub struct Compose {
+    /// The compose command with its files, e.g. `docker compose -f docker-compose.yml`.
+    pub command: Vec<String>,
+    /// The docker CLI (or podman): network partitions and waits on health.
+    pub docker: String,
+    /// The project's name (docker-compose.yml's `name:`): containers are
+    /// `<project>-<service>-1` on the network `<project>_default`.
+    pub project: String,
+    /// The endpoints of the containers disconnected now, to connect them back at.
+    disconnected: Arc<Mutex<HashMap<String, Endpoint>>>,
+}
+
+impl Compose {
+    /// From the environment: `TRIBUTARY_COMPOSE` (the whole compose command, e.g. what
+    /// `stack/stack.sh env` prints for the container stack) or `docker compose -f
+    /// <repo>/docker-compose.yml`; `TRIBUTARY_DOCKER` or `docker`.
+    pub fn from_env(root: &std::path::Path) -> Compose {
+        let command = std::env::var("TRIBUTARY_COMPOSE")
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+            .map_or_else(
+                || {
+                    vec![
+                        "docker".into(),
+                        "compose".into(),
+                        "-f".into(),
+                        root.join("docker-compose.yml").display().to_string(),
+                    ]
+                },
+                |c| c.split_whitespace().map(str::to_owned).collect(),
+            );
+        Compose {
+            command,
+            docker: std::env::var("TRIBUTARY_DOCKER").unwrap_or_else(|_| "docker".into()),
+            project: "tributary".into(),
+            disconnected: Arc::default(),
+        }
+    }
+
+    /// `DOCKER network disconnect NETWORK CONTAINER`.
+    pub fn disconnect_command(&self, container: &str) -> Vec<String> {
+        vec![
+            self.docker.clone(),
+            "network".into(),
+            "disconnect".into(),
+            self.network(),
+            container.into(),
+        ]
+    }
+
+    /// `DOCKER network connect [--ip IP] [--alias ALIAS] NETWORK CONTAINER`.
+    pub fn connect_command(
+        &self,
+        container: &str,
+        ip: Option<&str>,
+        alias: Option<&str>,
+    ) -> Vec<String> {
+        let mut command = vec![self.docker.clone(), "network".into(), "connect".into()];
+        if let Some(ip) = ip {
+            command.extend(["--ip".into(), ip.into()]);
+        }
+        if let Some(alias) = alias {
+            command.extend(["--alias".into(), alias.into()]);
+        }
+        command.extend([self.network(), container.into()]);
+        command
+    }
+
+    fn lock_disconnected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Endpoint>> {
+        self.disconnected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn container(&self, service: Service) -> String {
+        format!("{}-{}-1", self.project, service.name())
+    }
+
+    pub fn network(&self) -> String {
+        format!("{}_default", self.project)
+    }
 }
 
 impl Backend {
-    /// The exact command line for an action (unit-tested for compose, which our
-    /// machines cannot run).
+    /// The exact command line for an action.
     pub fn command(&self, action: Action, service: Service) -> Vec<String> {
         match self {
             Backend::Process { stack_script, .. } => {
@@ -77,6 +177,10 @@ impl Backend {
                     Action::Start => "start",
                     Action::Pause => "pause",
                     Action::Resume => "resume",
+                    // Not verbs of the process stacks (they cut whole nodes off:
+                    // `partition N`): the stack script refuses them.
+                    Action::Disconnect => "disconnect",
+                    Action::Connect => "connect",
                 };
                 vec![
                     stack_script.display().to_string(),
@@ -84,22 +188,40 @@ impl Backend {
                     service.name(),
                 ]
             }
-            Backend::Compose { file } => {
+            Backend::Compose(compose) => {
                 let verb = match action {
                     // SIGKILL, like the process backend.
                     Action::Kill => "kill",
                     Action::Stop => "stop",
                     Action::Start => "start",
-                    Action::Pause => "pause",
-                    Action::Resume => "unpause",
+                    // The docker CLI's, on the service's container: `compose unpause`
+                    // against podman's API finds no paused container, answers 0 and
+                    // leaves it frozen.
+                    Action::Pause | Action::Resume => {
+                        let verb = if action == Action::Pause {
+                            "pause"
+                        } else {
+                            "unpause"
+                        };
+                        return vec![
+                            compose.docker.clone(),
+                            verb.into(),
+                            compose.container(service),
+                        ];
+                    }
+                    Action::Disconnect => {
+                        return compose.disconnect_command(&compose.container(service));
+                    }
+                    Action::Connect => {
+                        return compose.connect_command(
+                            &compose.container(service),
+                            None,
+                            Some(&service.name()),
+                        );
+                    }
                 };
-                let mut command = vec![
-                    "docker".into(),
-                    "compose".into(),
-                    "-f".into(),
-                    file.display().to_string(),
-                    verb.into(),
-                ];
+                let mut command = compose.command.clone();
+                command.push(verb.into());
                 if action == Action::Kill {
                     command.extend(["-s".into(), "SIGKILL".into()]);
                 }
@@ -121,7 +243,196 @@ impl Backend {
 
     /// Runs an action and waits for it (`start` returns once the service is ready).
     pub fn run(&self, action: Action, service: Service) -> anyhow::Result<()> {
-        self.execute(self.command(action, service)).map(drop)
+        let Backend::Compose(compose) = self else {
+            return self.execute(self.command(action, service)).map(drop);
+        };
+        let container = compose.container(service);
+        match action {
+            // Back at its address and under its service name: the other containers
+            // reach it by that name, Cassandra announces its address to its clients.
+            Action::Disconnect => self.disconnect(&container),
+            Action::Connect => self.connect(&container, Some(&service.name())),
+            // `compose start` waits for a service's dependencies, not for the service:
+            // ready means its health check passed again.
+            Action::Start => {
+                self.execute(self.command(action, service))?;
+                self.wait_healthy(&container)
+            }
+            Action::Resume => self.unpause(&container),
+            _ => self.execute(self.command(action, service)).map(drop),
+        }
+    }
+
+    /// `DOCKER unpause CONTAINER`, checked: a heal that did nothing would leave every
+    /// later scenario on a frozen container.
+    pub fn unpause(&self, container: &str) -> anyhow::Result<()> {
+        self.docker(&["unpause", container])?;
+        if self.inspect(container, "{{.State.Paused}}")?.trim() == "true" {
+            bail!("{container} is still paused after unpause");
+        }
+        Ok(())
+    }
+
+    /// Before a container scenario: every store's container unpaused and back on the
+    /// compose network if an interrupted scenario left it frozen or cut off, and
+    /// healthy.
+    pub fn restore_stores(&self) -> anyhow::Result<()> {
+        let Backend::Compose(compose) = self else {
+            return Ok(());
+        };
+        for service in [Service::Kafka, Service::Cassandra, Service::Postgres] {
+            let container = compose.container(service);
+            if self.inspect(&container, "{{.State.Paused}}")?.trim() == "true" {
+                self.unpause(&container)?;
+            }
+            if compose.lock_disconnected().contains_key(&container) {
+                self.connect(&container, Some(&service.name()))?;
+            }
+            self.wait_healthy(&container)?;
+        }
+        Ok(())
+    }
+
+    /// `DOCKER inspect -f FORMAT CONTAINER`.
+    fn inspect(&self, container: &str, format: &str) -> anyhow::Result<String> {
+        let Backend::Compose(compose) = self else {
+            bail!("containers need the compose backend");
+        };
+        self.execute(vec![
+            compose.docker.clone(),
+            "inspect".into(),
+            "-f".into(),
+            format.into(),
+            container.into(),
+        ])
+    }
+
+    /// A container's address and MAC address on the compose network.
+    fn endpoint(&self, container: &str) -> anyhow::Result<Endpoint> {
+        let Backend::Compose(compose) = self else {
+            bail!("container addresses need the compose backend");
+        };
+        let network = format!(
+            "(index .NetworkSettings.Networks \"{}\")",
+            compose.network()
+        );
+        let answer = self.inspect(
+            container,
+            &format!("{{{{{network}.IPAddress}}}} {{{{{network}.MacAddress}}}}"),
+        )?;
+        match answer.split_whitespace().collect::<Vec<_>>()[..] {
+            [ip, mac] if ip != "<no" => Ok(Endpoint {
+                ip: ip.to_owned(),
+                mac: mac.to_owned(),
+            }),
+            _ => bail!("{container} has no address on {}", compose.network()),
+        }
+    }
+
+    /// The compose network's gateway: the host's address on it, where its containers
+    /// reach this host.
+    pub fn gateway(&self) -> anyhow::Result<std::net::IpAddr> {
+        let Backend::Compose(compose) = self else {
+            bail!("a compose network needs the compose backend");
+        };
+        let answer = self.execute(vec![
+            compose.docker.clone(),
+            "network".into(),
+            "inspect".into(),
+            "-f".into(),
+            "{{range .IPAM.Config}}{{.Gateway}} {{end}}".into(),
+            compose.network(),
+        ])?;
+        answer
+            .split_whitespace()
+            .find_map(|ip| ip.parse().ok())
+            .with_context(|| format!("{} names no gateway: {answer:?}", compose.network()))
+    }
+
+    /// The docker CLI with `args` (the compose backend's: pause, unpause, …).
+    pub fn docker(&self, args: &[&str]) -> anyhow::Result<()> {
+        let Backend::Compose(compose) = self else {
+            bail!("`docker {}` needs the compose backend", args.join(" "));
+        };
+        let mut command = vec![compose.docker.clone()];
+        command.extend(args.iter().map(|a| (*a).to_owned()));
+        self.execute(command).map(drop)
+    }
+
+    /// Takes `container` off the compose network, remembering its endpoint.
+    pub fn disconnect(&self, container: &str) -> anyhow::Result<()> {
+        let Backend::Compose(compose) = self else {
+            bail!("network partitions of containers need the compose backend");
+        };
+        let endpoint = self.endpoint(container)?;
+        self.execute(compose.disconnect_command(container))?;
+        compose
+            .lock_disconnected()
+            .insert(container.to_owned(), endpoint);
+        Ok(())
+    }
+
+    /// Puts `container` back on the compose network at the address and the MAC address
+    /// it had, under `alias` (a service's name, by which the other containers reach
+    /// it). The same MAC address matters: with a new one, every peer's ARP entry still
+    /// names the old for 30 s and more (REACHABLE, DELAY, PROBE, FAILED), and the heal
+    /// reaches nobody until it expires. The docker CLI cannot set it, the Engine API
+    /// can (`EndpointConfig.MacAddress`): through `DOCKER_HOST`'s socket when it is a
+    /// local one, through the CLI otherwise.
+    pub fn connect(&self, container: &str, alias: Option<&str>) -> anyhow::Result<()> {
+        let Backend::Compose(compose) = self else {
+            bail!("network partitions of containers need the compose backend");
+        };
+        let endpoint = compose.lock_disconnected().get(container).cloned();
+        let through_api = match (&endpoint, engine_socket()) {
+            (Some(endpoint), Some(socket)) => {
+                let body = serde_json::json!({
+                    "Container": container,
+                    "EndpointConfig": {
+                        "IPAMConfig": { "IPv4Address": endpoint.ip },
+                        "MacAddress": endpoint.mac,
+                        "Aliases": alias.into_iter().collect::<Vec<_>>(),
+                    },
+                });
+                let path = format!("/networks/{}/connect", compose.network());
+                engine_post(&socket, &path, &body.to_string()).inspect_err(|error| {
+                    eprintln!("chaos: {container}: {error:#}; connecting through the CLI");
+                })
+            }
+            _ => Err(anyhow::anyhow!("no endpoint or no local Engine API socket")),
+        };
+        if through_api.is_err() {
+            let ip = endpoint.map(|e| e.ip);
+            self.execute(compose.connect_command(container, ip.as_deref(), alias))?;
+        }
+        // Forgotten only once it is back: a failed heal can be tried again.
+        compose.lock_disconnected().remove(container);
+        Ok(())
+    }
+
+    /// Waits until `container`'s health check passes (the container stack's health
+    /// driver runs the checks; see stack/containers/healthd.sh).
+    pub fn wait_healthy(&self, container: &str) -> anyhow::Result<()> {
+        if !matches!(self, Backend::Compose(_)) {
+            return Ok(());
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let status = self.inspect(
+                container,
+                "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}",
+            )?;
+            match status.trim() {
+                "healthy" | "none" => return Ok(()),
+                _ if std::time::Instant::now() > until => {
+                    bail!(
+                        "{container} was not healthy within 300 s (last: {})",
+                        status.trim()
+                    )
+                }
+                _ => std::thread::sleep(std::time::Duration::from_secs(1)),
+            }
+        }
     }
 
     /// The stack script's own command `args` (the cluster profile's `who`, `partition`,
@@ -191,16 +502,64 @@ impl Backend {
     }
 }
 
+/// The Docker Engine API's socket: `DOCKER_HOST` when it names a unix socket, Docker's
+/// default when it is unset.
+fn engine_socket() -> Option<PathBuf> {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) => host.strip_prefix("unix://").map(PathBuf::from),
+        Err(_) => Some(PathBuf::from("/var/run/docker.sock")),
+    }
+}
+
+/// `POST path` with a JSON body to the Engine API at `socket` (HTTP/1.0: the answer ends
+/// when the connection closes).
+fn engine_post(socket: &std::path::Path, path: &str, body: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("the Docker Engine API at {}", socket.display()))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .unwrap_or(0);
+    if !(200..300).contains(&status) {
+        let detail = answer.split("\r\n\r\n").nth(1).unwrap_or(&answer).trim();
+        bail!("POST {path}: HTTP {status}: {detail}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn compose_commands() {
-        let compose = Backend::Compose {
-            file: "docker-compose.yml".into(),
-        };
+        let compose = Backend::Compose(Compose {
+            command: ["docker", "compose", "-f", "docker-compose.yml"]
+                .map(String::from)
+                .to_vec(),
+            docker: "docker".into(),
+            project: "tributary".into(),
+            disconnected: Arc::default(),
+        });
         let line = |a, s| compose.command(a, s).join(" ");
+        assert_eq!(
+            line(Action::Disconnect, Service::Cassandra),
+            "docker network disconnect tributary_default tributary-cassandra-1"
+        );
+        assert_eq!(
+            line(Action::Connect, Service::Cassandra),
+            "docker network connect --alias cassandra tributary_default tributary-cassandra-1"
+        );
         assert_eq!(
             line(Action::Kill, Service::Kafka),
             "docker compose -f docker-compose.yml kill -s SIGKILL kafka"
@@ -211,11 +570,11 @@ mod tests {
         );
         assert_eq!(
             line(Action::Pause, Service::Cassandra),
-            "docker compose -f docker-compose.yml pause cassandra"
+            "docker pause tributary-cassandra-1"
         );
         assert_eq!(
             line(Action::Resume, Service::Cassandra),
-            "docker compose -f docker-compose.yml unpause cassandra"
+            "docker unpause tributary-cassandra-1"
         );
         assert_eq!(
             line(Action::Kill, Service::Postgres),

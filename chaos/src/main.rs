@@ -7,6 +7,7 @@
 //! record, got an aggregate wrong, or failed to drain.
 
 mod backend;
+mod containers;
 mod report;
 mod runner;
 mod scenario;
@@ -28,8 +29,11 @@ struct Cli {
     command: Option<Command>,
     /// `ci` (every fault kind and the required long holds, `make chaos-ci`), `short`
     /// (every fault with its seeded 2–5 s hold), `long` (every store and source fault
-    /// held 30 s and 3 minutes), `full` (short and long), or `cluster` (node losses,
-    /// rolling restarts and partitions against the cluster stack, `make chaos-cluster`).
+    /// held 30 s and 3 minutes), `full` (short and long), `cluster` (node losses,
+    /// rolling restarts and partitions against the cluster stack, `make chaos-cluster`)
+    /// or `containers` (`docker compose up`, and kills, pauses and network partitions of
+    /// each store's container and tributary's own, against the container stack through
+    /// the compose backend, `make chaos-containers`).
     #[arg(long, value_enum, default_value_t = Suite::Ci)]
     suite: Suite,
     /// Run only these scenarios (comma-separated names), overriding --suite.
@@ -47,7 +51,9 @@ struct Cli {
     /// Scheduler interval in milliseconds.
     #[arg(long, default_value_t = 250)]
     interval_ms: u64,
-    /// Where faults come from: the local stack (`process`) or docker compose.
+    /// Where faults come from: the local process stack (`process`) or docker compose
+    /// (`TRIBUTARY_COMPOSE` names the compose command and its files, `TRIBUTARY_DOCKER`
+    /// the docker CLI; the container suite always uses it).
     #[arg(long, value_enum, default_value_t = BackendArg::Process)]
     backend: BackendArg,
     /// The tributary binary (default: next to this one).
@@ -86,12 +92,15 @@ enum Suite {
     Long,
     Full,
     Cluster,
+    Containers,
 }
 
 impl Suite {
     fn scenarios(self) -> Vec<scenario::Scenario> {
-        if matches!(self, Suite::Cluster) {
-            return scenario::cluster_catalogue();
+        match self {
+            Suite::Cluster => return scenario::cluster_catalogue(),
+            Suite::Containers => return scenario::containers_catalogue(),
+            _ => {}
         }
         scenario::catalogue()
             .into_iter()
@@ -99,7 +108,7 @@ impl Suite {
                 Suite::Ci => scenario.ci,
                 Suite::Short => !scenario.long(),
                 Suite::Long => scenario.long(),
-                Suite::Full | Suite::Cluster => true,
+                Suite::Full | Suite::Cluster | Suite::Containers => true,
             })
             .collect()
     }
@@ -122,6 +131,11 @@ async fn main() -> ExitCode {
                 scenario::cluster_catalogue()
                     .into_iter()
                     .map(|s| ("[cluster] ", s)),
+            )
+            .chain(
+                scenario::containers_catalogue()
+                    .into_iter()
+                    .map(|s| ("[containers] ", s)),
             );
         for (tag, s) in tagged {
             println!("{:<44} {tag}{:?} {:?}", s.name, s.fault, s.hold);
@@ -144,34 +158,49 @@ async fn main() -> ExitCode {
             }
         }
     };
-    // Cluster scenarios run against the cluster stack, the others against the single
-    // one: a list that mixes them cannot run.
-    let cluster_names: Vec<String> = scenario::cluster_catalogue()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    let on_cluster = scenarios
-        .iter()
-        .filter(|s| cluster_names.contains(&s.name))
-        .count();
-    if on_cluster != 0 && on_cluster != scenarios.len() {
-        eprintln!("error: cluster scenarios and single-stack scenarios cannot run together");
-        return ExitCode::from(2);
-    }
-    let stack = if on_cluster > 0 {
-        runner::CLUSTER_PROFILE
-    } else {
-        "single"
+    // Cluster scenarios run against the cluster stack, container scenarios against the
+    // container stack, the others against the single one: a list that mixes them
+    // cannot run.
+    let names = |catalogue: Vec<scenario::Scenario>| -> Vec<String> {
+        catalogue.into_iter().map(|s| s.name).collect()
+    };
+    let (cluster_names, container_names) = (
+        names(scenario::cluster_catalogue()),
+        names(scenario::containers_catalogue()),
+    );
+    let count = |of: &[String]| scenarios.iter().filter(|s| of.contains(&s.name)).count();
+    let (on_cluster, in_containers) = (count(&cluster_names), count(&container_names));
+    let stack = match (on_cluster, in_containers) {
+        (0, 0) => "single",
+        (n, 0) if n == scenarios.len() => runner::CLUSTER_PROFILE,
+        (0, n) if n == scenarios.len() => runner::CONTAINERS_PROFILE,
+        _ => {
+            eprintln!(
+                "error: cluster, container and single-stack scenarios run against different stacks: they cannot run together"
+            );
+            return ExitCode::from(2);
+        }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let backend = match cli.backend {
-        BackendArg::Process => backend::Backend::Process {
+        BackendArg::Process if stack != runner::CONTAINERS_PROFILE => backend::Backend::Process {
             stack_script: root.join("stack/stack.sh"),
             stack: stack.to_owned(),
         },
-        BackendArg::Compose => backend::Backend::Compose {
-            file: root.join("docker-compose.yml"),
-        },
+        _ => backend::Backend::Compose(backend::Compose::from_env(&root)),
+    };
+    let launch = if stack == runner::CONTAINERS_PROFILE {
+        match backend.call(|b| b.gateway()).await {
+            Ok(gateway) => runner::Launch::Container { gateway },
+            Err(error) => {
+                eprintln!(
+                    "error: the container stack's network: {error:#} (is it up? make stack-up STACK=containers)"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        runner::Launch::Process
     };
     let tributary_bin = cli.tributary_bin.unwrap_or_else(|| {
         std::env::current_exe()
@@ -189,7 +218,8 @@ async fn main() -> ExitCode {
         toxiproxy_api: cli.toxiproxy,
         work_dir: cli.out.join("logs"),
         drain_deadline: Duration::from_secs(cli.drain_deadline_s),
-        profile: (stack == runner::CLUSTER_PROFILE).then(|| stack.to_owned()),
+        profile: (stack != "single").then(|| stack.to_owned()),
+        launch,
     };
     let work_dir = match &cli.command {
         Some(Command::Soak(args)) => args.out.join("logs"),

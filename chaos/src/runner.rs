@@ -26,6 +26,19 @@ pub struct Settings {
     /// The configuration profile of the stack (`cluster` for the cluster stack), for
     /// this runner and every tributary it starts.
     pub profile: Option<String>,
+    /// Where each scenario's tributary runs.
+    pub launch: Launch,
+}
+
+/// Where a scenario's `tributary run` runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Launch {
+    /// A child process of the runner on this host.
+    Process,
+    /// A container of the compose project's `tributary` service (`compose run`), on
+    /// the compose network, reaching the stores by their service names; the workload's
+    /// source listens on the network's gateway, the host's address on that network.
+    Container { gateway: std::net::IpAddr },
 }
 
 impl Settings {
@@ -66,11 +79,32 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// A `tributary run --test-faults` process.
+impl Outcome {
+    /// Fills in verify's findings: passed when verify is clean and exactly `expected`
+    /// users were staged and are in Cassandra.
+    pub(crate) fn judge(&mut self, report: &tributary::verify::Report, expected: u64) {
+        self.delivered = report.in_cassandra;
+        self.missing = report.missing + expected.saturating_sub(report.staged);
+        self.duplicated = report.duplicated;
+        self.unexpected = report.unexpected;
+        self.aggregate_errors = report.aggregate_errors.len();
+        self.passed =
+            report.is_clean() && report.staged == expected && report.in_cassandra == expected;
+    }
+}
+
+/// A `tributary run --test-faults` process, or a container running it.
 pub(crate) struct Instance {
-    child: Child,
-    log: PathBuf,
+    /// The process itself, or (in a container) `docker logs -f` following its log.
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+    /// Its admin server's address, reachable from this host.
     pub admin: String,
+    /// The admin token (a container's admin server listens beyond loopback, which
+    /// tributary allows only with one).
+    pub(crate) token: Option<String>,
+    /// In a container: its name, and how to reach it.
+    pub(crate) container: Option<(String, crate::backend::Compose)>,
 }
 
 impl Instance {
@@ -78,9 +112,54 @@ impl Instance {
         self.child.id()
     }
 
+    /// `http://ADMIN/PATH`, with the token when it needs one.
+    pub fn url(&self, path: &str) -> String {
+        match &self.token {
+            Some(token) => format!("http://{}{path}?token={token}", self.admin),
+            None => format!("http://{}{path}", self.admin),
+        }
+    }
+
+    /// Whether tributary still runs: the process, or (in a container, where the child
+    /// only follows its log) the container.
+    pub fn alive(&mut self) -> bool {
+        match &self.container {
+            Some((name, compose)) => Command::new(&compose.docker)
+                .args(["inspect", "-f", "{{.State.Running}}", name])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true"),
+            None => matches!(self.child.try_wait(), Ok(None)),
+        }
+    }
+
+    /// SIGKILL (a container: removed with it, its whole log written to the log file
+    /// first, whatever the follower had copied).
     pub fn kill(&mut self) {
+        if let Some((name, compose)) = self.container.take() {
+            let _ = self.child.kill();
+            if let Ok(file) = std::fs::File::create(&self.log) {
+                let _ = Command::new(&compose.docker)
+                    .args(["logs", &name])
+                    .stdout(file.try_clone().map_or_else(|_| Stdio::null(), Stdio::from))
+                    .stderr(file)
+                    .status();
+            }
+            let _ = Command::new(&compose.docker)
+                .args(["rm", "-f", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The container's name, for faults that act on tributary's container.
+    pub fn container(&self) -> anyhow::Result<&str> {
+        self.container
+            .as_ref()
+            .map(|(name, _)| name.as_str())
+            .context("tributary runs as a process here: container faults need --suite containers")
     }
 
     fn log_text(&self) -> String {
@@ -101,7 +180,7 @@ fn env_port(name: &str, default: u16) -> u16 {
         .unwrap_or(default)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -127,6 +206,9 @@ impl Run<'_> {
     /// (a socket belongs to the cgroup it was created in), on that node's side of a
     /// partition.
     pub fn start_instance_in(&mut self, cgroup: Option<&std::path::Path>) -> anyhow::Result<()> {
+        if let Launch::Container { .. } = self.settings.launch {
+            return self.start_container();
+        }
         let admin = format!("127.0.0.1:{}", free_port()?);
         let log = self
             .settings
@@ -160,7 +242,13 @@ impl Run<'_> {
             .spawn()
             .with_context(|| format!("start {}", self.settings.tributary_bin.display()))?;
         self.logs.push(log.clone());
-        self.instances.push(Instance { child, log, admin });
+        self.instances.push(Instance {
+            child,
+            log,
+            admin,
+            token: None,
+            container: None,
+        });
         Ok(())
     }
 
@@ -361,6 +449,9 @@ async fn run_inner(
     seed: u64,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
+    if scenario.fault == Fault::ComposeUp {
+        return crate::containers::compose_up(settings, outcome).await;
+    }
     let schedule = Schedule::new(seed, &scenario.name, scenario.hold);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let name = format!(
@@ -368,6 +459,9 @@ async fn run_inner(
         scenario.name.replace('-', "_"),
         &suffix[..6]
     );
+    if let Launch::Container { .. } = settings.launch {
+        settings.backend.call(Backend::restore_stores).await?;
+    }
     if settings.profile.as_deref() == Some(CLUSTER_PROFILE) {
         // Every cluster scenario starts on a whole cluster: no partition left behind by
         // an interrupted run, every node up, every replica in sync. Otherwise one
@@ -381,8 +475,12 @@ async fn run_inner(
         .await
         .context("schema apply")?;
 
-    // The embedded source, in this process, at an address it can come back to.
-    let address = tributary::source::server::stable_loopback_address()?;
+    // The embedded source, in this process, at an address it can come back to (where
+    // tributary's containers reach this host, when it runs in one).
+    let address = match settings.launch {
+        Launch::Process => tributary::source::server::stable_loopback_address()?,
+        Launch::Container { gateway } => tributary::source::server::stable_address(gateway)?,
+    };
     let mut source = Source {
         config: config.source.clone(),
         address,
@@ -461,7 +559,7 @@ async fn run_inner(
         let alive = run
             .instances
             .iter_mut()
-            .map(|i| matches!(i.child.try_wait(), Ok(None)))
+            .map(Instance::alive)
             .filter(|alive| *alive)
             .count();
         bail!(
@@ -473,20 +571,13 @@ async fn run_inner(
     outcome.longest_gap_s = Some(commits.stop().await?.as_secs_f64());
     if scenario.outlived()
         && let Some(first) = run.instances.first_mut()
-        && !matches!(first.child.try_wait(), Ok(None))
+        && !first.alive()
     {
         bail!("the tributary process did not live through the fault: it must recover by itself");
     }
 
     let report = tributary::verify::verify(&config).await.context("verify")?;
-    outcome.delivered = report.in_cassandra;
-    outcome.missing = report.missing + settings.users.saturating_sub(report.staged);
-    outcome.duplicated = report.duplicated;
-    outcome.unexpected = report.unexpected;
-    outcome.aggregate_errors = report.aggregate_errors.len();
-    outcome.passed = report.is_clean()
-        && report.staged == settings.users
-        && report.in_cassandra == settings.users;
+    outcome.judge(&report, settings.users);
 
     for instance in &mut run.instances {
         instance.kill();
@@ -650,13 +741,13 @@ pub(crate) async fn inject(
             toxiproxy.remove(proxy, toxic).await?;
         }
         Fault::Panic(kind) => {
-            let admin = run
+            let url = run
                 .instances
                 .first()
-                .map(|i| i.admin.clone())
+                .map(|i| i.url(&format!("/test/panic/{kind}")))
                 .context("no tributary instance")?;
             let response = reqwest::Client::new()
-                .post(format!("http://{admin}/test/panic/{kind}"))
+                .post(url)
                 .send()
                 .await
                 .context("admin endpoint")?;
@@ -716,6 +807,41 @@ pub(crate) async fn inject(
             tokio::time::sleep(hold).await;
             backend.call(Backend::heal).await?;
         }
+        Fault::Disconnect(service) => {
+            act(Action::Disconnect, service).await?;
+            tokio::time::sleep(hold).await;
+            act(Action::Connect, service).await?;
+        }
+        Fault::PauseTributary | Fault::DisconnectTributary => {
+            let container = run
+                .instances
+                .first()
+                .context("no tributary instance")?
+                .container()?
+                .to_owned();
+            let pause = fault == Fault::PauseTributary;
+            let name = container.clone();
+            backend
+                .call(move |b| {
+                    if pause {
+                        b.docker(&["pause", &name])
+                    } else {
+                        b.disconnect(&name)
+                    }
+                })
+                .await?;
+            tokio::time::sleep(hold).await;
+            backend
+                .call(move |b| {
+                    if pause {
+                        b.unpause(&container)
+                    } else {
+                        b.connect(&container, None)
+                    }
+                })
+                .await?;
+        }
+        Fault::ComposeUp => bail!("compose-up is a scenario of its own, not a fault to inject"),
         Fault::KillSecondInstanceDuringRebalance => {
             run.start_instance()?;
             let second = run.instances.len() - 1;
@@ -740,6 +866,9 @@ pub(crate) async fn inject(
 
 /// The configuration profile (and stack profile) of the cluster scenarios.
 pub const CLUSTER_PROFILE: &str = "cluster";
+
+/// The configuration profile (and stack profile) of the container scenarios.
+pub const CONTAINERS_PROFILE: &str = "containers";
 
 /// Nodes of each store in the cluster stack.
 const CLUSTER_NODES: u8 = 3;

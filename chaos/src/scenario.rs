@@ -32,6 +32,17 @@ pub enum Fault {
     /// Cluster: node 3 (its broker and its Cassandra node) cut off from the rest, then
     /// healed. With `minority`, a second tributary runs on node 3's side.
     Partition { minority: bool },
+    /// Containers: a service's container off the compose network, held, then back at
+    /// its address.
+    Disconnect(Service),
+    /// Containers: tributary's container paused (the cgroup freezer), held, unpaused.
+    PauseTributary,
+    /// Containers: tributary's container off the compose network, held, then back.
+    DisconnectTributary,
+    /// Containers: `docker compose up` of the whole file, tributary's own service
+    /// included, with a bounded workload; then `verify`. No fault: the proof that the
+    /// compose file itself moves users exactly once.
+    ComposeUp,
 }
 
 /// A replicated store of the cluster stack.
@@ -64,6 +75,9 @@ impl Fault {
                     | Service::KafkaNode(_)
                     | Service::CassandraNode(_)
             ) | Fault::Pause(_)
+                | Fault::Disconnect(_)
+                | Fault::PauseTributary
+                | Fault::DisconnectTributary
                 | Fault::Link(..)
                 | Fault::SourceOutage
                 | Fault::KillBroker(_)
@@ -324,10 +338,55 @@ pub fn cluster_catalogue() -> Vec<Scenario> {
     .collect()
 }
 
+/// The container suite (`--suite containers`, `make chaos-containers`), against the
+/// container stack through the compose backend: `docker compose up` of the whole file,
+/// then for each store's container and tributary's own a SIGKILL and restart, a pause
+/// and a network partition (the container off the compose network), held 2–5 s
+/// (seeded) as in the short catalogue.
+pub fn containers_catalogue() -> Vec<Scenario> {
+    let mut all = vec![Scenario {
+        name: "compose-up".into(),
+        fault: Fault::ComposeUp,
+        hold: Hold::Fixed(0),
+        ci: true,
+    }];
+    let stores = [
+        ("kafka", Service::Kafka),
+        ("cassandra", Service::Cassandra),
+        ("postgres", Service::Postgres),
+    ];
+    for (verb, of_store, of_tributary) in [
+        (
+            "kill",
+            Fault::Kill as fn(Service) -> Fault,
+            Fault::KillTributary,
+        ),
+        ("pause", Fault::Pause, Fault::PauseTributary),
+        ("disconnect", Fault::Disconnect, Fault::DisconnectTributary),
+    ] {
+        for (name, service) in stores {
+            all.push(Scenario {
+                name: format!("{verb}-{name}-container"),
+                fault: of_store(service),
+                hold: Hold::Seeded,
+                ci: true,
+            });
+        }
+        all.push(Scenario {
+            name: format!("{verb}-tributary-container"),
+            fault: of_tributary,
+            hold: Hold::Seeded,
+            ci: true,
+        });
+    }
+    all
+}
+
 pub fn by_name(name: &str) -> Option<Scenario> {
     catalogue()
         .into_iter()
         .chain(cluster_catalogue())
+        .chain(containers_catalogue())
         .find(|s| s.name == name)
 }
 
@@ -498,5 +557,41 @@ mod tests {
             ci.iter()
                 .any(|f| matches!(f, Fault::KillSecondInstanceDuringRebalance))
         );
+    }
+
+    #[test]
+    fn the_container_suite_kills_pauses_and_cuts_off_every_store_and_tributary() {
+        let suite = containers_catalogue();
+        let faults: Vec<Fault> = suite.iter().map(|s| s.fault).collect();
+        assert_eq!(faults[0], Fault::ComposeUp, "compose up first");
+        for service in [Service::Kafka, Service::Cassandra, Service::Postgres] {
+            for fault in [
+                Fault::Kill(service),
+                Fault::Pause(service),
+                Fault::Disconnect(service),
+            ] {
+                assert!(faults.contains(&fault), "{fault:?}");
+            }
+        }
+        for fault in [
+            Fault::KillTributary,
+            Fault::PauseTributary,
+            Fault::DisconnectTributary,
+        ] {
+            assert!(faults.contains(&fault), "{fault:?}");
+        }
+        assert_eq!(suite.len(), 13);
+        assert!(suite.iter().all(|s| s.ci));
+        // Names of their own: `--scenarios` finds each in exactly one catalogue.
+        for scenario in &suite {
+            assert!(
+                !catalogue()
+                    .iter()
+                    .chain(&cluster_catalogue())
+                    .any(|other| other.name == scenario.name),
+                "{}",
+                scenario.name
+            );
+        }
     }
 }

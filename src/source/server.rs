@@ -236,6 +236,13 @@ pub fn serve(
 /// # Errors
 /// No port between 20000 and the ephemeral range is free.
 pub fn stable_loopback_address() -> std::io::Result<std::net::SocketAddr> {
+    stable_address(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// [`stable_loopback_address`] on another of this host's addresses (the container
+/// chaos suite's source listens on the compose network's gateway, where its containers
+/// reach the host).
+pub fn stable_address(ip: std::net::IpAddr) -> std::io::Result<std::net::SocketAddr> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -246,7 +253,7 @@ pub fn stable_loopback_address() -> std::io::Result<std::net::SocketAddr> {
     (0..span)
         .map(|_| low + base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span)
         .find_map(|port| {
-            std::net::TcpListener::bind(("127.0.0.1", u16::try_from(port).ok()?))
+            std::net::TcpListener::bind((ip, u16::try_from(port).ok()?))
                 .ok()?
                 .local_addr()
                 .ok()
@@ -254,7 +261,7 @@ pub fn stable_loopback_address() -> std::io::Result<std::net::SocketAddr> {
         .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                "no free loopback port below the ephemeral range",
+                format!("no free port on {ip} below the ephemeral range"),
             )
         })
 }

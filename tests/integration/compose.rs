@@ -1,6 +1,8 @@
-//! docker-compose.yml cannot be run here (no Docker engine on our machines), so its
-//! structure is checked: the services, their health checks, dependency conditions, ports,
-//! and that tributary's environment only names configuration keys that exist.
+//! docker-compose.yml's structure, as Docker users get it: the services, their health
+//! checks, dependency conditions, ports, and that tributary's environment only names
+//! configuration keys that exist. The file itself runs for real in the container chaos
+//! suite (`make chaos-containers`: `compose-up` and the container faults), with the
+//! images built here put in place by stack/containers/compose.local.yml.
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -11,7 +13,22 @@ use tributary::config::{Config, DEFAULT_TOML, ENV_PREFIX};
 fn compose() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
         .expect("docker-compose.yml exists");
-    serde_norway::from_str(&text).expect("docker-compose.yml is valid YAML")
+    let mut value: Value = serde_norway::from_str(&text).expect("docker-compose.yml is valid YAML");
+    // `<<: *anchor` merges, as docker compose applies them.
+    value
+        .apply_merge()
+        .expect("docker-compose.yml's merge keys");
+    value
+}
+
+/// A value as docker compose interpolates it with nothing set: `${NAME:-default}` is
+/// its default.
+fn interpolated(value: &str) -> String {
+    value
+        .strip_prefix("${")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .and_then(|inner| inner.split_once(":-"))
+        .map_or_else(|| value.to_owned(), |(_, default)| default.to_owned())
 }
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
@@ -114,7 +131,12 @@ fn tributary_environment_matches_config_keys() {
             let path = key[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
             let value = match value {
                 Value::Number(n) => figment::value::Value::from(n.as_i64().expect("integer")),
-                Value::String(s) => figment::value::Value::from(s.clone()),
+                Value::String(s) => match interpolated(s) {
+                    n if n.parse::<i64>().is_ok() => {
+                        figment::value::Value::from(n.parse::<i64>().expect("integer"))
+                    }
+                    s => figment::value::Value::from(s),
+                },
                 other => panic!("{key}: unexpected value {other:?}"),
             };
             keys.insert(path.clone());

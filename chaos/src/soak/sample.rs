@@ -169,13 +169,12 @@ impl<'a> Sampler<'a> {
         let instance = run.instances.last();
         if let Some(instance) = instance {
             sample.rss_mib = rss_mib(instance.pid());
-            let base = format!("http://{}", instance.admin);
-            if let Some(status) = self.get(&format!("{base}/api/status")).await {
+            if let Some(status) = self.get(&instance.url("/api/status")).await {
                 sample.lag = serde_json::from_str::<serde_json::Value>(&status)
                     .ok()
                     .and_then(|s| s["lag"].as_i64());
             }
-            if let Some(metrics) = self.get(&format!("{base}/metrics")).await {
+            if let Some(metrics) = self.get(&instance.url("/metrics")).await {
                 self.windows.observe(instance.pid(), &metrics, started);
                 self.trend_windows
                     .observe(instance.pid(), &metrics, started);
