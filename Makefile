@@ -2,7 +2,8 @@
 # Both start the local stack (stack/stack.sh) first, installing what is missing.
 
 SHELL := /bin/bash
-CACHE_DIR ?= $(HOME)/.cache/tributary
+# The same cache as stack/stack.sh (TRIBUTARY_CACHE_DIR).
+CACHE_DIR ?= $(or $(TRIBUTARY_CACHE_DIR),$(HOME)/.cache/tributary)
 # Two cores on our machines: keep the build from starving the JVMs of the stack.
 CARGO_BUILD_JOBS ?= 2
 export CARGO_BUILD_JOBS
