@@ -25,7 +25,12 @@ seconds() {
 
 while true; do
 	now=$(date +%s)
-	for id in $(podman ps -q --no-trunc --filter status=running); do
+	running=$(podman ps -q --no-trunc --filter status=running)
+	# Forget containers that are gone (the chaos suite starts a new one per instance).
+	for id in "${!interval_s[@]}"; do
+		[[ $running == *"$id"* ]] || unset "interval_s[$id]" "next_due[$id]"
+	done
+	for id in $running; do
 		if [[ -z ${interval_s[$id]:-} ]]; then
 			declared=$(podman inspect -f '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Interval}}{{end}}' "$id" 2>/dev/null)
 			if [[ -z $declared ]]; then
