@@ -11,6 +11,13 @@ ask a real question and only succeed on a real answer:
     probe.py cql-all HOST PORT    a read of system_distributed (replication factor 3) at
                                   consistency ALL: ready when every replica of the ring
                                   is up and normal (a joining or down node fails it)
+    probe.py cql-schema PORT HOST...
+                                  each node's own schema version (system.local): ready
+                                  when every node reports the same one (schema agreement,
+                                  which a CREATE or DROP awaits)
+    probe.py cql-hints PORT HOST...
+                                  ready when no node holds hints (writes for a node that
+                                  was down, replayed to it once it is back)
 
 Prints one line describing the answer and exits 0, or prints the reason and exits 1.
 Standard library only, so it runs before anything else is installed.
@@ -142,8 +149,8 @@ def cql_all(host, port):
     return "every replica answered at consistency ALL"
 
 
-def cql(host, port):
-    r = cql_query(host, port, "SELECT release_version FROM system.local", CONSISTENCY_ONE)
+def rows(r):
+    """Skips a Rows result's metadata; the row count, the reader at the first row."""
     flags = r.take(">i")
     columns = r.take(">i")
     if flags & 0x0002:  # has_more_pages: paging state precedes the specs
@@ -156,20 +163,62 @@ def cql(host, port):
             r.string16()
             r.string16()
         r.string16()  # column name
-        r.take(">h")  # type id (varchar: no parameters)
-    if r.take(">i") < 1:
-        raise ValueError("system.local returned no row")
-    version = r.bytes32()
-    return f"cassandra {version.decode()}"
+        r.take(">h")  # type id (the native types asked for here take no parameters)
+    return r.take(">i")
+
+
+def first_value(r):
+    """The first row's first column of a Rows result, as bytes."""
+    if rows(r) < 1:
+        raise ValueError("no row")
+    return r.bytes32()
+
+
+def cql(host, port):
+    r = cql_query(host, port, "SELECT release_version FROM system.local", CONSISTENCY_ONE)
+    return f"cassandra {first_value(r).decode()}"
+
+
+def cql_schema(port, *hosts):
+    versions = {}
+    for host in hosts:
+        r = cql_query(host, port, "SELECT schema_version FROM system.local", CONSISTENCY_ONE)
+        versions[host] = first_value(r).hex()
+    if len(set(versions.values())) > 1:
+        listed = ", ".join(f"{h} {v[:8]}" for h, v in versions.items())
+        raise ValueError(f"schema versions disagree: {listed}")
+    return f"{len(hosts)} nodes agree on schema version {next(iter(versions.values()))[:8]}"
+
+
+def cql_hints(port, *hosts):
+    pending = []
+    for host in hosts:
+        r = cql_query(host, port, "SELECT address FROM system_views.pending_hints", CONSISTENCY_ONE)
+        if (n := rows(r)) > 0:
+            pending.append(f"{host} holds hints for {n} node(s)")
+    if pending:
+        raise ValueError(", ".join(pending))
+    return "no hints pending"
 
 
 def main(argv):
-    probes = {"kafka": kafka, "cql": cql, "cql-all": cql_all}
-    if len(argv) < 4 or argv[1] not in probes or (len(argv) > 4 and argv[1] != "kafka"):
+    probes = {
+        "kafka": kafka,
+        "cql": cql,
+        "cql-all": cql_all,
+        "cql-schema": cql_schema,
+        "cql-hints": cql_hints,
+    }
+    # Probes of every node take the port first, then the nodes.
+    of_every_node = {"cql-schema", "cql-hints"}
+    if len(argv) < 4 or argv[1] not in probes or (len(argv) > 4 and argv[1] not in of_every_node | {"kafka"}):
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        print(probes[argv[1]](argv[2], *(int(a) for a in argv[3:])))
+        if argv[1] in of_every_node:
+            print(probes[argv[1]](int(argv[2]), *argv[3:]))
+        else:
+            print(probes[argv[1]](argv[2], *(int(a) for a in argv[3:])))
         return 0
     except (OSError, ValueError, struct.error) as e:
         print(f"{argv[1]} not ready: {e}", file=sys.stderr)

@@ -480,9 +480,29 @@ impl Backend {
     }
 
     /// Whether every service is up and (cluster) every broker registered, the ring whole
-    /// and no partition under-replicated.
-    pub fn whole(&self) -> bool {
-        self.stack_command(&["status"]).is_ok()
+    /// and no partition under-replicated; if not, the status lines that say why.
+    pub fn whole(&self) -> Result<(), String> {
+        let Backend::Process {
+            stack_script,
+            stack,
+        } = self
+        else {
+            return Err("`status` needs the process backend".into());
+        };
+        let output = Command::new(stack_script)
+            .arg("status")
+            .env("TRIBUTARY_STACK", stack)
+            .output()
+            .map_err(|error| format!("cannot run {} status: {error}", stack_script.display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let why: Vec<&str> = stdout
+            .lines()
+            .filter(|line| line.split_whitespace().nth(1).is_none_or(|s| s != "up"))
+            .collect();
+        Err(why.join("; "))
     }
 
     fn execute(&self, command: Vec<String>) -> anyhow::Result<String> {

@@ -114,7 +114,8 @@ wait_formed() {
 }
 
 # For `status`: every broker registered, seen from every broker, every partition's
-# replicas in sync, and every Cassandra node up and normal.
+# replicas in sync, and every Cassandra node up, normal, on one schema version and
+# holding no hints.
 service_formed() {
 	local n answer
 	for n in "${CLUSTER_NODES[@]}"; do
@@ -136,7 +137,19 @@ service_formed() {
 		printf '%-12s no    cassandra: %s\n' formed "$answer"
 		return 1
 	fi
-	printf '%-12s yes   %s brokers registered with each broker, none under-replicated; cassandra %s\n' formed "${#CLUSTER_NODES[@]}" "$answer"
+	# Up and normal is not enough for a CREATE or DROP: the driver waits (60 s) until
+	# every node holds the same schema. And a node back from a kill takes its missed
+	# writes as hints for a while; Cassandra 5.0.6 can fail a DROP of a table that
+	# hints are still writing to ("Unknown CF" in MigrationStage), and that node then
+	# stays on its old schema version until it restarts.
+	local hosts=() schema
+	for n in "${CLUSTER_NODES[@]}"; do hosts+=("$(node_host "$n")"); done
+	if ! schema=$(python3 "$ROOT/stack/probe.py" cql-hints "$CASSANDRA_PORT" "${hosts[@]}" 2>&1) ||
+		! schema=$(python3 "$ROOT/stack/probe.py" cql-schema "$CASSANDRA_PORT" "${hosts[@]}" 2>&1); then
+		printf '%-12s no    cassandra: %s\n' formed "$schema"
+		return 1
+	fi
+	printf '%-12s yes   %s brokers registered with each broker, none under-replicated; cassandra %s, %s\n' formed "${#CLUSTER_NODES[@]}" "$answer" "$schema"
 }
 
 # Cassandra nodes join one after another (a node joins through the seed, and three JVMs
