@@ -243,7 +243,8 @@ impl Report {
             "\n{}\n",
             if self.trends_enforced() {
                 "Trends (enforced): the median of the last third against the middle third \
-                 (latency: of one-minute windows)."
+                 (latency: of one-minute windows); every third meets the same faults at the \
+                 same moments."
             } else {
                 "Trends (reported, not enforced under 30 minutes: too short to tell warm-up from growth)."
             }
@@ -440,16 +441,29 @@ impl Report {
 }
 
 /// PostgreSQL's CPU per record staged between the samples nearest `from_s` and `to_s`,
-/// in microseconds.
+/// in microseconds: summed over consecutive samples, leaving out each interval in which
+/// PostgreSQL restarted (its processes' CPU time starts again from zero, and what the
+/// killed ones used is gone) together with the records staged in it.
 fn postgres_us_per_record(samples: &[Sample], from_s: f64, to_s: f64) -> Option<f64> {
     let nearest = |t: f64| {
-        samples
-            .iter()
-            .min_by(|a, b| (a.t_s - t).abs().total_cmp(&(b.t_s - t).abs()))
+        (0..samples.len()).min_by(|&a, &b| {
+            (samples[a].t_s - t)
+                .abs()
+                .total_cmp(&(samples[b].t_s - t).abs())
+        })
     };
-    let (a, b) = (nearest(from_s)?, nearest(to_s)?);
-    let records = b.staged.checked_sub(a.staged).filter(|n| *n > 0)?;
-    Some((b.postgres_cpu_s? - a.postgres_cpu_s?) * 1e6 / records as f64)
+    let (from, to) = (nearest(from_s)?, nearest(to_s)?);
+    let (mut cpu_s, mut records) = (0.0, 0_u64);
+    for pair in samples.get(from..=to)?.windows(2) {
+        let (Some(a), Some(b)) = (pair[0].postgres_cpu_s, pair[1].postgres_cpu_s) else {
+            continue;
+        };
+        if b >= a {
+            cpu_s += b - a;
+            records += pair[1].staged.saturating_sub(pair[0].staged);
+        }
+    }
+    (records > 0).then(|| cpu_s * 1e6 / records as f64)
 }
 
 fn points(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
@@ -465,7 +479,8 @@ fn points(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f6
 /// single-node Kafka or Cassandra stops the pipeline for as long as that server takes to
 /// restart (20–30 s for Kafka; once, a commit-log replay of 97 s for Cassandra). Those
 /// few windows and samples land in one third or the other by the luck of the draw and,
-/// averaged, decide the verdict (the first hour-long soaks failed that way). What grows
+/// averaged, decide the verdict (the first hour-long soaks failed that way; since the
+/// third, each third replays one fault plan, see `soak::plan`). What grows
 /// with the record count — a table, an index, a map, a backlog — moves the typical
 /// window, which the median is. The cost of each fault is the chaos suite's to report
 /// (recovery and drain per fault kind), and the report lists the faults in every window.
@@ -532,6 +547,27 @@ mod tests {
             .map(|&(t, y)| (t, if t >= 40.0 { y.max(1_000.0) } else { y }))
             .collect();
         assert!(!trend("p99 latency ms", &slower, 60.0).flat);
+    }
+
+    #[test]
+    fn postgresql_cpu_per_record_leaves_out_its_restarts() {
+        let sample = |t_s: f64, staged: u64, cpu: f64| Sample {
+            t_s,
+            staged,
+            postgres_cpu_s: Some(cpu),
+            ..Sample::default()
+        };
+        // 10 s of CPU per million records, and a restart between 2 and 3 (CPU 25 → 1).
+        let samples = [
+            sample(0.0, 0, 5.0),
+            sample(1.0, 1_000_000, 15.0),
+            sample(2.0, 2_000_000, 25.0),
+            sample(3.0, 3_000_000, 1.0),
+            sample(4.0, 4_000_000, 11.0),
+        ];
+        let us = postgres_us_per_record(&samples, 0.0, 4.0).unwrap();
+        assert!((us - 10.0).abs() < 1e-9, "{us}");
+        assert_eq!(postgres_us_per_record(&samples, 2.0, 3.0), None);
     }
 
     #[test]
