@@ -17,7 +17,8 @@ ask a real question and only succeed on a real answer:
                                   which a CREATE or DROP awaits)
     probe.py cql-hints PORT HOST...
                                   ready when no node holds hints (writes for a node that
-                                  was down, replayed to it once it is back)
+                                  was down, replayed to it once it is back) nor is
+                                  replaying them
 
 Prints one line describing the answer and exits 0, or prints the reason and exits 1.
 Standard library only, so it runs before anything else is installed.
@@ -167,11 +168,18 @@ def rows(r):
     return r.take(">i")
 
 
-def first_value(r):
-    """The first row's first column of a Rows result, as bytes."""
+def first_row(r, columns=1):
+    """The first row's first `columns` values of a Rows result, as bytes."""
     if rows(r) < 1:
         raise ValueError("no row")
-    return r.bytes32()
+    values = [r.bytes32() for _ in range(columns)]
+    if any(v is None for v in values):
+        raise ValueError("a null value")
+    return values
+
+
+def first_value(r):
+    return first_row(r)[0]
 
 
 def cql(host, port):
@@ -191,37 +199,56 @@ def cql_schema(port, *hosts):
 
 
 def cql_hints(port, *hosts):
-    pending = []
+    # pending_hints lists the closed hint files waiting for dispatch; a file being
+    # replayed has left that queue, so the dispatcher's own pool must be idle too.
+    busy = []
     for host in hosts:
         r = cql_query(host, port, "SELECT address FROM system_views.pending_hints", CONSISTENCY_ONE)
         if (n := rows(r)) > 0:
-            pending.append(f"{host} holds hints for {n} node(s)")
-    if pending:
-        raise ValueError(", ".join(pending))
-    return "no hints pending"
+            busy.append(f"{host} holds hints for {n} node(s)")
+        r = cql_query(
+            host,
+            port,
+            "SELECT active_tasks, pending_tasks FROM system_views.thread_pools WHERE name = 'HintsDispatcher'",
+            CONSISTENCY_ONE,
+        )
+        active, pending = (int.from_bytes(v, "big") for v in first_row(r, 2))
+        if active or pending:
+            busy.append(f"{host} is replaying hints ({active} active, {pending} queued)")
+    if busy:
+        raise ValueError(", ".join(busy))
+    return "no hints pending or replaying"
 
 
 def main(argv):
+    # name: (probe, whether it takes PORT HOST... rather than HOST PORT, most arguments)
     probes = {
-        "kafka": kafka,
-        "cql": cql,
-        "cql-all": cql_all,
-        "cql-schema": cql_schema,
-        "cql-hints": cql_hints,
+        "kafka": (kafka, False, 3),
+        "cql": (cql, False, 2),
+        "cql-all": (cql_all, False, 2),
+        "cql-schema": (cql_schema, True, None),
+        "cql-hints": (cql_hints, True, None),
     }
-    # Probes of every node take the port first, then the nodes.
-    of_every_node = {"cql-schema", "cql-hints"}
-    if len(argv) < 4 or argv[1] not in probes or (len(argv) > 4 and argv[1] not in of_every_node | {"kafka"}):
+    name, args = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
+    if name not in probes:
+        print(__doc__, file=sys.stderr)
+        return 2
+    probe, port_first, most = probes[name]
+    try:
+        if port_first:
+            call_args = [int(args[0]), *args[1:]]
+        else:
+            call_args = [args[0], *(int(a) for a in args[1:])]
+        if len(args) < 2 or (most is not None and len(args) > most):
+            raise IndexError
+    except (IndexError, ValueError):
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        if argv[1] in of_every_node:
-            print(probes[argv[1]](int(argv[2]), *argv[3:]))
-        else:
-            print(probes[argv[1]](argv[2], *(int(a) for a in argv[3:])))
+        print(probe(*call_args))
         return 0
     except (OSError, ValueError, struct.error) as e:
-        print(f"{argv[1]} not ready: {e}", file=sys.stderr)
+        print(f"{name} not ready: {e}", file=sys.stderr)
         return 1
 
 

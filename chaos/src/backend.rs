@@ -479,8 +479,14 @@ impl Backend {
         ))
     }
 
-    /// Whether every service is up and (cluster) every broker registered, the ring whole
-    /// and no partition under-replicated; if not, the status lines that say why.
+    /// Restarts every Cassandra node whose schema version is not the majority's.
+    pub fn schema_resync(&self) -> anyhow::Result<()> {
+        self.stack_command(&["schema-resync"]).map(drop)
+    }
+
+    /// Whether every service is up and (cluster) every broker registered, no partition
+    /// under-replicated, the ring whole, on one schema version and holding no hints; if
+    /// not, the status lines that say why.
     pub fn whole(&self) -> Result<(), String> {
         let Backend::Process {
             stack_script,
@@ -502,6 +508,14 @@ impl Backend {
             .lines()
             .filter(|line| line.split_whitespace().nth(1).is_none_or(|s| s != "up"))
             .collect();
+        if why.is_empty() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!(
+                "status exited with {}: {}",
+                output.status,
+                stderr.trim()
+            ));
+        }
         Err(why.join("; "))
     }
 

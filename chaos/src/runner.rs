@@ -589,16 +589,25 @@ async fn run_inner(
         toxiproxy.delete(&proxy).await;
     }
     if outcome.passed {
-        if settings.profile.as_deref() == Some(CLUSTER_PROFILE) {
-            // A node back from a fault still takes its missed writes as hints; dropping
-            // their tables then can leave that node on its old schema for good (see
-            // service_formed in stack/profiles/cluster.sh). Drop once it has them.
-            wait_whole(&settings.backend).await?;
-        }
+        // A node back from a fault still takes its missed writes as hints; dropping
+        // their tables then can leave that node on its old schema for good (see
+        // service_formed in stack/profiles/cluster.sh). Drop once it has them; the
+        // verdict stands either way.
+        let whole = if settings.profile.as_deref() == Some(CLUSTER_PROFILE) {
+            wait_whole(&settings.backend).await
+        } else {
+            Ok(())
+        };
         // Nothing left to look at: the stack should not carry every scenario's tables
         // and partitions into the next one's restarts (see schema::isolated).
-        if let Err(error) = tributary::schema::isolated::drop(&config).await {
-            eprintln!("chaos: clean-up of {name}: {error}");
+        let dropped = match whole {
+            Ok(()) => tributary::schema::isolated::drop(&config)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(error) => Err(error.context("not dropped")),
+        };
+        if let Err(error) = dropped {
+            eprintln!("chaos: clean-up of {name}: {error:#}");
         }
     }
     Ok(())
@@ -882,14 +891,26 @@ const CLUSTER_NODES: u8 = 3;
 /// The node a partition cuts off: one of three, so that a quorum stands on the rest.
 const PARTITIONED_NODE: u8 = 3;
 
-/// Waits until the cluster is whole again (every node up, every replica in sync).
+/// Waits until the cluster is whole again: every node up, every replica in sync, one
+/// schema version, no hints pending (`stack.sh status` of the cluster profile). A node
+/// left on an old schema version for a minute is restarted (`schema-resync`): Cassandra
+/// does not pull the schema again by itself after a failed schema change.
 async fn wait_whole(backend: &Backend) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(300);
+    let started = Instant::now();
+    let mut resynced = false;
     loop {
         let Err(why) = backend.call(|b| Ok(b.whole())).await? else {
             return Ok(());
         };
-        if Instant::now() > until {
+        if !resynced
+            && why.contains("schema versions disagree")
+            && started.elapsed() > Duration::from_secs(60)
+        {
+            say(&format!("{why}: restarting the nodes left behind"));
+            backend.call(Backend::schema_resync).await?;
+            resynced = true;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
             bail!("the cluster was not whole within 300 s: {why}");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -184,7 +184,27 @@ service_stopped() {
 	partition_clear
 }
 
-PROFILE_COMMANDS=(who partition heal node-cgroup)
+# Each node's schema version; the nodes off the majority's are restarted, one after
+# another, each back up before the next.
+schema_resync() {
+	local n answer
+	local -A version
+	for n in "${CLUSTER_NODES[@]}"; do
+		answer=$(python3 "$ROOT/stack/probe.py" cql-schema "$CASSANDRA_PORT" "$(node_host "$n")") ||
+			die "schema-resync: cassandra-$n does not answer"
+		version[$n]=${answer##* }
+	done
+	local majority
+	majority=$(printf '%s\n' "${version[@]}" | sort | uniq -c | sort -rn | awk 'NR == 1 {print $2}')
+	for n in "${CLUSTER_NODES[@]}"; do
+		[[ ${version[$n]} == "$majority" ]] && continue
+		log "cassandra-$n is on schema ${version[$n]}, the others on $majority: restarting it"
+		stop_one "cassandra-$n"
+		start_one "cassandra-$n"
+	done
+}
+
+PROFILE_COMMANDS=(who partition heal node-cgroup schema-resync)
 
 # The cluster's own commands, for the chaos suite:
 #   who leader TOPIC PARTITION | who coordinator TRANSACTIONAL_ID | who controller
@@ -193,6 +213,9 @@ PROFILE_COMMANDS=(who partition heal node-cgroup)
 #   heal                   remove every partition
 #   node-cgroup N          node N's cgroup directory: a process that writes its pid to
 #                          cgroup.procs there is on node N's side of a partition
+#   schema-resync          restart every Cassandra node whose schema version is not the
+#                          majority's (a node left behind by a failed schema change,
+#                          see service_formed, loads the schema again at start)
 service_command() {
 	local bootstrap
 	bootstrap=$(node_list "$KAFKA_PORT")
@@ -214,6 +237,7 @@ service_command() {
 		partition_node "$n" "$(node_host "$n")" "$KAFKA_PORT,$KAFKA_CONTROLLER_PORT,$CASSANDRA_PORT,$CASSANDRA_STORAGE_PORT"
 		;;
 	heal) partition_heal ;;
+	schema-resync) schema_resync ;;
 	node-cgroup)
 		local dir
 		dir=$(node_cgroup_dir "${2:?node}")

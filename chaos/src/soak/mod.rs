@@ -58,6 +58,8 @@ pub struct SoakArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Injected {
     pub at_s: f64,
+    /// When the plan had it: later by as much as the fault before it overran its gap.
+    pub planned_s: f64,
     pub scenario: String,
     pub hold_ms: u64,
     /// Injecting or healing it failed (the soak goes on; the report says so).
@@ -138,6 +140,15 @@ fn faults(links: bool) -> Vec<scenario::Scenario> {
         .collect()
 }
 
+/// A soak shorter than half an hour cannot tell warm-up from growth: its trends are
+/// reported, not enforced (and it draws one fault plan for its whole length).
+fn trends_enforced(minutes: f64) -> bool {
+    minutes >= 30.0
+}
+
+/// The shortest time between one fault's heal and the next fault.
+const MIN_GAP: Duration = Duration::from_secs(30);
+
 /// When each fault is injected (from the soak's start) and which, by its index in the
 /// catalogue and its position in the plan (which seeds its hold).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,11 +161,13 @@ struct Planned {
 /// A fault every 30–90 s, drawn (seeded) for one `period` and played again in each
 /// following period until `duration`. A soak whose trends are enforced plays one plan per
 /// third: the middle and the last third, which the trends compare, then meet the same
-/// faults at the same moments and differ only in the records behind them. Drawn apart,
+/// faults at the same planned moments and differ only in the records behind them (a
+/// fault whose predecessor overran its gap waits `MIN_GAP` after it; the report counts
+/// those). Drawn apart,
 /// a third that drew two Cassandra kills against one that drew none decided the verdict
 /// (the third hour-long soak: p99's median 0.7 s in the middle third, 9 s in the last).
 fn plan(draw: &mut Draw, faults: usize, period: Duration, duration: Duration) -> Vec<Planned> {
-    let gap = |draw: &mut Draw| Duration::from_secs_f64(30.0 + 60.0 * draw.next());
+    let gap = |draw: &mut Draw| MIN_GAP + Duration::from_secs_f64(60.0 * draw.next());
     let mut one_period = Vec::new();
     let mut at = gap(draw);
     while at < period {
@@ -358,7 +371,7 @@ async fn drive(
     let mut sampler = sample::Sampler::new(config, run.settings).await;
     // The report's windows: 5 minutes for an hour, 30 s for a short soak. The trend's:
     // a minute (a short soak's trends are not enforced).
-    let (report_window, trend_window) = if args.minutes >= 30.0 {
+    let (report_window, trend_window) = if trends_enforced(args.minutes) {
         (Duration::from_secs(300), Duration::from_secs(60))
     } else {
         (Duration::from_secs(30), Duration::from_secs(30))
@@ -369,13 +382,16 @@ async fn drive(
     let mut injected = Vec::new();
     let mut verdict = Verdict::default();
     let interval = Duration::from_secs(args.sample_s.max(1));
-    let period = if args.minutes >= 30.0 {
+    let period = if trends_enforced(args.minutes) {
         duration / 3
     } else {
         duration
     };
     let mut plan = plan(&mut draw, catalogue.len(), period, duration).into_iter();
     let mut next_fault = plan.next();
+    // A fault's own injection (a restart waits until the service is ready) can outlast
+    // its gap: the next one then waits for the quiet time the plan's gaps promise.
+    let mut quiet_until = Duration::ZERO;
     let mut next_sample = Duration::ZERO;
     while started.elapsed() < duration {
         if started.elapsed() >= next_sample {
@@ -398,7 +414,7 @@ async fn drive(
             samples.push(sample);
             next_sample += interval;
         }
-        if let Some(planned) = next_fault.filter(|p| started.elapsed() >= p.at) {
+        if let Some(planned) = next_fault.filter(|p| started.elapsed() >= p.at.max(quiet_until)) {
             let scenario = &catalogue[planned.scenario];
             let schedule = Schedule::new(
                 args.seed,
@@ -431,10 +447,12 @@ async fn drive(
             .await;
             injected.push(Injected {
                 at_s,
+                planned_s: planned.at.as_secs_f64(),
                 scenario: scenario.name.clone(),
                 hold_ms: schedule.hold_ms,
                 error: result.err().map(|e| format!("{e:#}")),
             });
+            quiet_until = started.elapsed() + MIN_GAP;
             next_fault = plan.next();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

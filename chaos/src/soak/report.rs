@@ -135,10 +135,9 @@ impl Report {
             && (!self.trends_enforced() || self.trends.iter().all(|t| t.flat))
     }
 
-    /// A soak shorter than half an hour cannot tell warm-up from growth: its trends are
-    /// reported, not enforced.
+    /// See `soak::trends_enforced`.
     pub fn trends_enforced(&self) -> bool {
-        self.minutes >= 30.0
+        super::trends_enforced(self.minutes)
     }
 
     pub fn markdown(&self) -> String {
@@ -159,7 +158,13 @@ impl Report {
             Some(false) => "DIFFER",
             None => "never checked",
         };
-        let rows: [(&str, String); 13] = [
+        let late: Vec<f64> = self
+            .injected
+            .iter()
+            .map(|f| f.at_s - f.planned_s)
+            .filter(|late| *late > 1.0)
+            .collect();
+        let rows: [(&str, String); 14] = [
             (
                 "users staged / in Cassandra",
                 format!("{} / {}", v.users_staged, v.users_in_cassandra),
@@ -218,6 +223,13 @@ impl Report {
                 self.cassandra_mib_per_million
                     .map_or("-".into(), |m| format!("{m:.1} MiB per million records")),
             ),
+            (
+                "faults later than planned (the one before overran its gap)",
+                match late.iter().copied().reduce(f64::max) {
+                    Some(most) => format!("{}, at most {most:.0} s", late.len()),
+                    None => "0".into(),
+                },
+            ),
             ("error", v.error.clone().unwrap_or_else(|| "-".into())),
         ];
         md.push_str("| | |\n|---|---|\n");
@@ -243,8 +255,8 @@ impl Report {
             "\n{}\n",
             if self.trends_enforced() {
                 "Trends (enforced): the median of the last third against the middle third \
-                 (latency: of one-minute windows); every third meets the same faults at the \
-                 same moments."
+                 (latency: of one-minute windows); every third meets the same faults in the \
+                 same order at the same planned moments (see faults later than planned)."
             } else {
                 "Trends (reported, not enforced under 30 minutes: too short to tell warm-up from growth)."
             }
@@ -480,7 +492,7 @@ fn points(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f6
 /// restart (20–30 s for Kafka; once, a commit-log replay of 97 s for Cassandra). Those
 /// few windows and samples land in one third or the other by the luck of the draw and,
 /// averaged, decide the verdict (the first hour-long soaks failed that way; since the
-/// third, each third replays one fault plan, see `soak::plan`). What grows
+/// third hour-long soak, each third replays one fault plan, see `soak::plan`). What grows
 /// with the record count — a table, an index, a map, a backlog — moves the typical
 /// window, which the median is. The cost of each fault is the chaos suite's to report
 /// (recovery and drain per fault kind), and the report lists the faults in every window.
