@@ -120,6 +120,24 @@ impl Instance {
         }
     }
 
+    /// For a process that stopped making progress: every thread's stack (gdb, when this
+    /// machine has it), written next to its log as `.threads`; where it went.
+    pub fn dump_threads(&self) -> Option<PathBuf> {
+        if self.container.is_some() {
+            return None;
+        }
+        let output = Command::new("timeout")
+            .args(["120", "gdb", "-batch", "-p", &self.pid().to_string()])
+            .args(["-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let path = self.log.with_extension("threads");
+        std::fs::write(&path, &output.stdout).ok()?;
+        Some(path)
+    }
+
     /// Whether tributary still runs: the process, or (in a container, where the child
     /// only follows its log) the container.
     pub fn alive(&mut self) -> bool {
@@ -556,15 +574,23 @@ async fn run_inner(
     outcome.restarts = run.restarts();
     outcome.rebootstraps = run.rebootstraps();
     if drained.is_none() {
-        let alive = run
-            .instances
-            .iter_mut()
-            .map(Instance::alive)
-            .filter(|alive| *alive)
-            .count();
+        // A process alive but not draining is stuck somewhere: keep where.
+        let mut alive = 0;
+        let mut dumps = Vec::new();
+        for instance in &mut run.instances {
+            if instance.alive() {
+                alive += 1;
+                dumps.extend(instance.dump_threads().map(|p| p.display().to_string()));
+            }
+        }
         bail!(
-            "did not drain within {:?} ({alive} tributary process(es) alive)",
-            settings.drain_deadline
+            "did not drain within {:?} ({alive} tributary process(es) alive{})",
+            settings.drain_deadline,
+            if dumps.is_empty() {
+                String::new()
+            } else {
+                format!("; their threads: {}", dumps.join(", "))
+            }
         );
     }
     outcome.drain_s = Some(healed.elapsed().as_secs_f64());

@@ -32,6 +32,8 @@ install_packages() {
 	command -v runuser >/dev/null || missing+=(util-linux)
 	# The dashboard test drives Debian's headless Chromium.
 	command -v chromium >/dev/null || missing+=(chromium)
+	# The chaos suite keeps every thread's stack of a tributary that stopped draining.
+	command -v gdb >/dev/null || missing+=(gdb)
 	# The cluster's network partitions are iptables rules (lib/partition.sh).
 	if [[ $STACK == cluster ]] && ! command -v iptables >/dev/null; then missing+=(iptables); fi
 	((${#missing[@]} == 0)) && return 0
