@@ -1,10 +1,10 @@
 //! `tributary-chaos soak`: one tributary for a long time at a steady rate, a fault from
 //! the chaos catalogue every 30–90 s (seeded, one plan per third: see [`plan`]),
-//! retention shortened so that it acts many
-//! times, the reconciler on. Samples every few seconds what must stay flat as the record
-//! count grows (PostgreSQL's tables and indexes, Kafka's disk, tributary's RSS, lag,
-//! latency), then drains, asks the reconciler and `verify`, and writes the report
-//! ([`report`]). `make soak` runs it for an hour; `make soak-ci` for 5 minutes.
+//! retention shortened so that it acts many times, the reconciler on. Samples every few
+//! seconds what must stay flat as the record count grows (PostgreSQL's tables and
+//! indexes, Kafka's disk, tributary's RSS, lag, latency), then drains, asks the
+//! reconciler and `verify`, and writes the report ([`report`]). `make soak` runs it for
+//! an hour; `make soak-ci` for 5 minutes.
 
 mod report;
 mod sample;
@@ -163,9 +163,9 @@ struct Planned {
 /// third: the middle and the last third, which the trends compare, then meet the same
 /// faults at the same planned moments and differ only in the records behind them (a
 /// fault whose predecessor overran its gap waits `MIN_GAP` after it; the report counts
-/// those). Drawn apart,
-/// a third that drew two Cassandra kills against one that drew none decided the verdict
-/// (the third hour-long soak: p99's median 0.7 s in the middle third, 9 s in the last).
+/// those). Drawn apart, a third that drew two Cassandra kills against one that drew none
+/// decided the verdict (the third hour-long soak: p99's median 0.7 s in the middle
+/// third, 9 s in the last).
 fn plan(draw: &mut Draw, faults: usize, period: Duration, duration: Duration) -> Vec<Planned> {
     let gap = |draw: &mut Draw| MIN_GAP + Duration::from_secs_f64(60.0 * draw.next());
     let mut one_period = Vec::new();
