@@ -15,7 +15,7 @@ TRIBUTARY := target/debug/tributary
 STACK ?= single
 STACK_SH := TRIBUTARY_STACK=$(STACK) stack/stack.sh
 
-.PHONY: help demo test build schema stack-up stack-down stack-status lint fmt-check clippy deny chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
+.PHONY: help demo test build build-cli schema stack-up stack-down stack-status test-tools cqlsh psql lint fmt-check clippy deny chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -23,6 +23,7 @@ help:
 	@echo "make stack-up      start Kafka, Cassandra, PostgreSQL, Jaeger, Toxiproxy (installs what is missing)"
 	@echo "make stack-down    stop them"
 	@echo "make stack-status  one line per service: up or down"
+	@echo "make cqlsh         a CQL shell on the stack's Cassandra (cqlsh from PyPI, cached); make psql: PostgreSQL's"
 	@echo "                   STACK=cluster for any of the three: 3 Kafka brokers + 3 Cassandra nodes on 127.0.0.1-3"
 	@echo "                   STACK=containers: docker-compose.yml on podman, images built here"
 	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once, 4 long holds); make chaos: all (hours)"
@@ -34,11 +35,12 @@ help:
 
 DEMO_USERS ?= 10000
 
-demo: stack-up build
+# Only what the demo runs: the tributary binary, not the test, chaos and bench tools.
+demo: stack-up build-cli
 	$(TRIBUTARY) schema apply
 	$(TRIBUTARY) demo --users $(DEMO_USERS)
 
-test: stack-up lint
+test: stack-up test-tools lint
 	cargo test --workspace --locked
 	$(MAKE) chaos-ci
 	$(MAKE) soak-ci
@@ -47,13 +49,13 @@ test: stack-up lint
 	$(MAKE) deny
 
 # The chaos suite against the local stack: report in target/chaos/report.{json,md}.
-chaos-ci: stack-up build
+chaos-ci: stack-up test-tools build
 	target/debug/tributary-chaos --suite ci --seeds 1
 
 # The whole catalogue: every fault with seeded 2-5 s holds under three seeds, then every
 # store and source fault held 30 s and 3 minutes (seed 1: the hold is fixed), then the
 # cluster suite under three seeds. Hours.
-chaos: stack-up build
+chaos: stack-up test-tools build
 	target/debug/tributary-chaos --suite short --seeds 1,2,3 --out target/chaos/short
 	target/debug/tributary-chaos --suite long --seeds 1 --out target/chaos/long
 	$(MAKE) chaos-cluster CLUSTER_SEEDS=1,2,3
@@ -64,7 +66,7 @@ chaos: stack-up build
 # (about 40 s of staging) outlast every fault's hold, so the longest gap between
 # Cassandra commits measures the failover, not the end of the workload.
 CLUSTER_SEEDS ?= 1
-chaos-cluster: build
+chaos-cluster: test-tools build
 	stack/stack.sh down
 	TRIBUTARY_STACK=cluster stack/stack.sh up
 	target/debug/tributary-chaos --suite cluster --seeds $(CLUSTER_SEEDS) --users 30000 --out target/chaos-cluster; \
@@ -76,7 +78,7 @@ chaos-cluster: build
 # here (stack/containers/; tributary's from the release binary). Report in
 # target/chaos-containers/report.md. The single stack is stopped first and the
 # container stack after, as for the cluster.
-chaos-containers: build
+chaos-containers: test-tools build
 	cargo build --release --locked -p tributary
 	stack/stack.sh down
 	TRIBUTARY_STACK=containers stack/stack.sh up
@@ -112,6 +114,9 @@ bench: stack-up
 build:
 	cargo build --workspace --locked
 
+build-cli:
+	cargo build --locked -p tributary
+
 schema: build
 	$(TRIBUTARY) schema apply
 
@@ -123,6 +128,24 @@ stack-down:
 
 stack-status:
 	$(STACK_SH) status
+
+# What only the tests use: headless Chromium (the dashboard test) and gdb (the chaos
+# suite's thread dumps). Not part of stack-up, so `make demo` does not install them.
+test-tools:
+	$(STACK_SH) install-test-tools
+
+# Shells on the single stack's stores, with tributary's keyspace and schema selected.
+# cqlsh comes from PyPI into a virtualenv under the cache (once).
+CQLSH_VERSION := 6.2.2
+CQLSH := $(CACHE_DIR)/cqlsh-$(CQLSH_VERSION)/bin/cqlsh
+$(CQLSH):
+	stack/stack.sh install-cqlsh $(CQLSH_VERSION)
+
+cqlsh: stack-up $(CQLSH)
+	$(CQLSH) -k tributary 127.0.0.1 $${TRIBUTARY_STACK_CASSANDRA_PORT:-9042}
+
+psql: stack-up
+	PGOPTIONS=--search_path=tributary psql -X -h 127.0.0.1 -p $${TRIBUTARY_STACK_PG_PORT:-55432} -U postgres -d postgres
 
 lint: fmt-check clippy
 

@@ -3,6 +3,8 @@
 # PostgreSQL, Jaeger v2 and Toxiproxy as local processes.
 #
 #   stack/stack.sh install   install what is missing (apt packages, Maven classpaths, Go builds)
+#   stack/stack.sh install-test-tools   what only the tests use (Chromium, gdb)
+#   stack/stack.sh install-cqlsh VERSION   cqlsh from PyPI in a virtualenv (make cqlsh)
 #   stack/stack.sh up        install, then start every service one after another and wait
 #                            until each answers a real readiness probe
 #   stack/stack.sh down      stop every service (SIGTERM, then SIGKILL after a deadline)
@@ -87,6 +89,8 @@ main() {
 	local cmd=${1:-}
 	case $cmd in
 	install) cmd_install ;;
+	install-test-tools) install_test_tools ;;
+	install-cqlsh) install_cqlsh "${2:-}" ;;
 	up) cmd_up ;;
 	down) cmd_down ;;
 	status) cmd_status ;;
@@ -120,7 +124,7 @@ main() {
 			service_command "$@"
 			exit 0
 		fi
-		sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 		exit 2
 		;;
 	esac

@@ -30,21 +30,46 @@ install_packages() {
 	command -v g++ >/dev/null || missing+=(g++)
 	command -v make >/dev/null || missing+=(make)
 	command -v runuser >/dev/null || missing+=(util-linux)
-	# The dashboard test drives Debian's headless Chromium.
-	command -v chromium >/dev/null || missing+=(chromium)
-	# The chaos suite keeps every thread's stack of a tributary that stopped draining.
-	command -v gdb >/dev/null || missing+=(gdb)
 	# The cluster's network partitions are iptables rules (lib/partition.sh).
 	if [[ $STACK == cluster ]] && ! command -v iptables >/dev/null; then missing+=(iptables); fi
-	((${#missing[@]} == 0)) && return 0
-	if [[ $(id -u) != 0 ]]; then
-		die "missing packages: ${missing[*]} (install them with: sudo apt-get install -y ${missing[*]})"
-	fi
-	log "installing Debian packages: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt_install "${missing[@]}"
 	# Debian's postgresql package creates and starts a default cluster on 5432; ours is
 	# a separate throwaway cluster, the default one is left alone.
+}
+
+# What only the test suite needs (`stack.sh install-test-tools`, from `make test` and
+# the chaos targets): the dashboard test drives Debian's headless Chromium, and the
+# chaos suite keeps every thread's stack (gdb) of a tributary that stopped draining.
+install_test_tools() {
+	local missing=()
+	command -v chromium >/dev/null || missing+=(chromium)
+	command -v gdb >/dev/null || missing+=(gdb)
+	apt_install "${missing[@]}"
+}
+
+# Installs the Debian packages named, if any (as root; otherwise says how).
+apt_install() {
+	(($# == 0)) && return 0
+	if [[ $(id -u) != 0 ]]; then
+		die "missing packages: $* (install them with: sudo apt-get install -y $*)"
+	fi
+	log "installing Debian packages: $*"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# cqlsh $1 from PyPI into its own virtualenv under the cache (`make cqlsh`).
+install_cqlsh() {
+	local version=${1:?install-cqlsh VERSION} venv
+	venv=$CACHE_DIR/cqlsh-$version
+	[[ -x $venv/bin/cqlsh ]] && return 0
+	# Debian splits venv's pip bootstrap out of python3.
+	python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+	log "installing cqlsh $version from PyPI into $venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check "cqlsh==$version" ||
+		{ rm -rf "$venv"; die "pip could not install cqlsh==$version from PyPI"; }
 }
 
 # Resolve a Maven pom's runtime classpath into $1/lib, once.
