@@ -25,7 +25,7 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
-use tributary_actors::store::{self, StoreError};
+use tributary_actors::store::{self, Service, StoreError};
 use tributary_actors::supervisor::{
     self, ChildSpec, Drain, RestartPolicy, Strategy, SupervisorArgs, SupervisorMsg, TreeOutcome,
 };
@@ -99,9 +99,8 @@ impl SupervisionConfig {
 /// gives up (exit 1). Unreachable stores at start-up, or an admin address that cannot be
 /// bound, exit 2. `test_faults` enables the admin routes that inject failures.
 pub async fn run(config: &Config, test_faults: bool) -> i32 {
-    if let Err(error) = reach_stores(config).await {
-        eprintln!("error: {}", crate::error_chain(&error));
-        return exit::for_store_error(&error);
+    if let Err(code) = check_start(config).await {
+        return code;
     }
     let metrics_upkeep = crate::admin::spawn_metrics_upkeep();
     let observed = Observed::new(instance_name());
@@ -349,4 +348,32 @@ pub async fn reach_stores(config: &Config) -> Result<(), StoreError> {
     store::kafka::check(&config.kafka).await?;
     store::cassandra::connect(&config.cassandra).await?;
     Ok(())
+}
+
+/// The stores answer and the runs ledger was scheduled on this configuration's slots
+/// (`ledger::schedule_drift`). An exit code when not, after saying why: 2 for an
+/// unreachable store or a schedule that changed under the ledger.
+pub async fn check_start(config: &Config) -> Result<(), i32> {
+    let store_error = |error: StoreError| {
+        eprintln!("error: {}", crate::error_chain(&error));
+        exit::for_store_error(&error)
+    };
+    reach_stores(config).await.map_err(store_error)?;
+    let pool = store::postgres::pool(&config.postgres).map_err(store_error)?;
+    let client = pool.get().await.map_err(|e| {
+        store_error(StoreError::request(
+            Service::Postgres,
+            "no pooled connection",
+            true,
+            e,
+        ))
+    })?;
+    match tributary_actors::ingest::ledger::schedule_drift(&client, &config.ingest).await {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => {
+            eprintln!("error: {why}");
+            Err(exit::CONFIG)
+        }
+        Err(error) => Err(store_error(error)),
+    }
 }

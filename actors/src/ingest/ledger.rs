@@ -226,6 +226,45 @@ pub async fn last_and_total(
     Ok((row.get(0), row.get::<_, i64>(1).unsigned_abs()))
 }
 
+/// Whether the ledger was scheduled on this configuration's slots. A run's id is its
+/// slot, counted in `ingest.interval_ms` from `ingest.schedule_epoch`: with either
+/// changed, the newest run's id no longer starts where it was scheduled, and the
+/// scheduler would compare slots of two different clocks (a longer interval puts "now"
+/// before the newest run, and no run would be due for a long time; a shorter one makes
+/// every slot since then due). `Some(why)` names the keys and the values in use.
+///
+/// # Errors
+/// The ledger cannot be read.
+pub async fn schedule_drift(
+    client: &impl deadpool_postgres::GenericClient,
+    config: &Config,
+) -> Result<Option<String>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT run_id, scheduled_for FROM runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("read the newest run", e))?;
+    let Some(row) = row else { return Ok(None) };
+    let (run_id, scheduled_for): (i64, chrono::DateTime<chrono::Utc>) = (row.get(0), row.get(1));
+    if config.slot_start(run_id) == scheduled_for {
+        return Ok(None);
+    }
+    let epoch = config.epoch().unwrap_or_default();
+    let was_ms = (run_id > 0).then(|| (scheduled_for - epoch).num_milliseconds() / run_id);
+    Ok(Some(format!(
+        "ingest.interval_ms = {} (or ingest.schedule_epoch = {}) differs from the schedule the \
+         runs ledger was recorded with: run {run_id} is scheduled at {scheduled_for}, which \
+         this configuration puts at {}{}. Run ids are slots of that schedule: set the key \
+         back, or start on a new schema (postgres.schema)",
+        config.interval_ms,
+        config.schedule_epoch,
+        config.slot_start(run_id),
+        was_ms.map_or(String::new(), |ms| format!(" (recorded every {ms} ms)")),
+    )))
+}
+
 /// Records the run of `slot` with its page; `None` if the slot was already recorded.
 ///
 /// # Errors
