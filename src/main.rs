@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tributary::config::{Config, Redacted, Sources};
 use tributary::{exit, schema, telemetry};
 use tributary_actors::ingest::ledger::{RetrySelection, RunStatus};
@@ -56,6 +57,18 @@ enum Command {
         /// Users to move.
         #[arg(long, default_value_t = 10_000)]
         users: u64,
+        /// Read another randomuser.me-compatible API (e.g. https://randomuser.me/api/)
+        /// instead of serving the embedded source.
+        #[arg(long, value_name = "URL", value_parser = tributary::demo::parse_source_url)]
+        source_url: Option<String>,
+        /// Every log line on standard error and plain progress lines, instead of the
+        /// live display with warnings only (the full log then goes to --log-file).
+        #[arg(long)]
+        verbose: bool,
+        /// Where the full log goes without --verbose [default: a new
+        /// tributary-demo-<time>.log in the temporary directory].
+        #[arg(long, value_name = "FILE", conflicts_with = "verbose")]
+        log_file: Option<std::path::PathBuf>,
     },
     /// Compare PostgreSQL, Kafka (and Cassandra) by user id; exit 0 only when all match.
     Verify {
@@ -202,7 +215,35 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> ExitCode {
-    let telemetry = match telemetry::init(&config.telemetry) {
+    // The demo's display owns the terminal: logs go to a file, warnings above the bars.
+    let mut demo_display = None;
+    let logs = match &command {
+        Command::Demo {
+            verbose: false,
+            log_file,
+            ..
+        } => {
+            let path = log_file
+                .clone()
+                .unwrap_or_else(tributary::demo::default_log_file);
+            let file = match std::fs::File::create(&path) {
+                Ok(file) => file,
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot create the demo's log file {}: {error}",
+                        path.display()
+                    );
+                    return code(exit::FAILURE);
+                }
+            };
+            let display = tributary::demo::Display::for_stdout();
+            let terminal = BoxMakeWriter::new(display.log_writer());
+            demo_display = Some((display, path));
+            telemetry::Logs::Demo { file, terminal }
+        }
+        _ => telemetry::Logs::Stderr,
+    };
+    let telemetry = match telemetry::init(&config.telemetry, logs) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("error: {error}");
@@ -218,7 +259,20 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Config(ConfigCommand::Check) => config_check(&config).await,
         Command::Source { bind } => serve_source(&config, bind).await,
         Command::Run { test_faults } => tributary::run::run(&config, test_faults).await,
-        Command::Demo { users } => tributary::demo::demo(&config, users).await,
+        Command::Demo {
+            users, source_url, ..
+        } => {
+            let (display, log_file) = match demo_display {
+                Some((display, path)) => (display, Some(path)),
+                None => (tributary::demo::Display::plain(), None),
+            };
+            let options = tributary::demo::Options {
+                users,
+                source_url,
+                log_file,
+            };
+            tributary::demo::demo(&config, &options, display).await
+        }
         Command::Verify { since, runs, json } => {
             use tributary::verify::Window;
             let window = match (since, runs) {

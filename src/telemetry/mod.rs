@@ -8,8 +8,10 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
 use std::io::IsTerminal as _;
 use std::time::Duration;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::JsonFields;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -28,6 +30,10 @@ pub struct Config {
     /// path. Empty turns trace export off.
     #[serde(default = "default_otlp_endpoint")]
     pub otlp_endpoint: String,
+    /// Jaeger's query service (its API, and its UI where it has one), for the trace
+    /// `tributary demo` points at. Empty: none.
+    #[serde(default = "default_query_url")]
+    pub query_url: String,
     /// Fraction of traces recorded and exported, 0.0 to 1.0. A trace started upstream
     /// keeps its parent's decision.
     #[serde(default = "default_sampling_ratio")]
@@ -58,6 +64,9 @@ fn default_service_name() -> String {
 fn default_otlp_endpoint() -> String {
     "http://127.0.0.1:4318".into()
 }
+fn default_query_url() -> String {
+    "http://127.0.0.1:16686".into()
+}
 fn default_sampling_ratio() -> f64 {
     1.0
 }
@@ -73,6 +82,7 @@ impl Default for Config {
         Self {
             service_name: default_service_name(),
             otlp_endpoint: default_otlp_endpoint(),
+            query_url: default_query_url(),
             sampling_ratio: default_sampling_ratio(),
             export_timeout_ms: default_export_timeout_ms(),
             log_format: LogFormat::default(),
@@ -97,6 +107,13 @@ impl Config {
         let export_off = endpoint.is_empty();
         if !(export_off || endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             f.invalid("otlp_endpoint", format!("{endpoint:?} must start with http:// or https:// (or be empty to turn tracing off)"));
+        }
+        let query = self.query_url.trim();
+        if !(query.is_empty() || query.starts_with("http://") || query.starts_with("https://")) {
+            f.invalid(
+                "query_url",
+                format!("{query:?} must start with http:// or https:// (or be empty)"),
+            );
         }
         f.range("export_timeout_ms", self.export_timeout_ms, 100, 600_000);
         if let Err(e) = EnvFilter::try_new(&self.log_filter) {
@@ -154,25 +171,69 @@ pub fn tracer_provider(config: &Config) -> Result<Option<SdkTracerProvider>, Tel
     Ok(Some(provider))
 }
 
-/// The subscriber layers: the log formatter and, with a provider, the OpenTelemetry layer.
+/// Where log lines go.
+pub enum Logs {
+    /// Standard error, through the configured filter: every command but the demo.
+    Stderr,
+    /// The demo's display owns the terminal: only warnings and errors reach it, through
+    /// `terminal`; every line the configured filter passes goes to `file`.
+    Demo {
+        file: std::fs::File,
+        terminal: BoxMakeWriter,
+    },
+}
+
+/// The configured filter, or `RUST_LOG`'s when it is set and valid.
+fn log_filter(config: &Config) -> EnvFilter {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(&config.log_filter))
+}
+
+/// The subscriber layers: the log formatters and, with a provider, the OpenTelemetry
+/// layer.
 pub fn layers(
     config: &Config,
     provider: Option<&SdkTracerProvider>,
+    sink: Logs,
 ) -> Vec<Box<dyn Layer<Registry> + Send + Sync>> {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(&config.log_filter));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .fmt_fields(JsonFields::new())
-        .event_format(logs::Flat {
-            json: config.log_format == LogFormat::Json,
-            ansi: config.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
-        })
-        .with_filter(filter)
-        .boxed();
-    let mut layers = vec![fmt];
+    let json = config.log_format == LogFormat::Json;
+    let mut layers = Vec::new();
+    match sink {
+        Logs::Stderr => layers.push(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .fmt_fields(JsonFields::new())
+                .event_format(logs::Flat {
+                    json,
+                    ansi: !json && std::io::stderr().is_terminal(),
+                })
+                .with_filter(log_filter(config))
+                .boxed(),
+        ),
+        Logs::Demo { file, terminal } => {
+            layers.push(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .fmt_fields(JsonFields::new())
+                    .event_format(logs::Flat { json, ansi: false })
+                    .with_filter(log_filter(config))
+                    .boxed(),
+            );
+            layers.push(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(terminal)
+                    .fmt_fields(JsonFields::new())
+                    .event_format(logs::Flat {
+                        json,
+                        ansi: !json && std::io::stderr().is_terminal(),
+                    })
+                    .with_filter(LevelFilter::WARN)
+                    .boxed(),
+            );
+        }
+    }
     if let Some(provider) = provider {
         let tracer = provider.tracer("tributary");
         // Only our own spans: client libraries' (scylla's per-request spans) would bury
@@ -214,10 +275,10 @@ impl Telemetry {
 ///
 /// # Errors
 /// The exporter cannot be built, or a subscriber is already installed.
-pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+pub fn init(config: &Config, sink: Logs) -> Result<Telemetry, TelemetryError> {
     let provider = tracer_provider(config)?;
     tracing_subscriber::registry()
-        .with(layers(config, provider.as_ref()))
+        .with(layers(config, provider.as_ref(), sink))
         .try_init()
         .map_err(TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })

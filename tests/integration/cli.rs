@@ -154,20 +154,136 @@ async fn demo_moves_users_and_verifies() {
     tributary::schema::apply(&config, &[])
         .await
         .expect("schema apply");
-    let env = crate::common::isolated_env(&config);
-    let out = tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        tributary(&["demo", "--users", "2000"], &env)
+    let mut env = crate::common::isolated_env(&config);
+    // Traces on: the demo names one of its traces, asked from Jaeger.
+    env.push((
+        "TRIBUTARY__TELEMETRY__OTLP_ENDPOINT".into(),
+        config.telemetry.otlp_endpoint.clone(),
+    ));
+    let log = std::env::temp_dir().join(format!("{}.log", unique("it_demo_log")));
+    let log_arg = log.display().to_string();
+    let (out, rescheduled) = tokio::task::spawn_blocking(move || {
+        let mut env: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = tributary(&["demo", "--users", "2000", "--log-file", &log_arg], &env);
+        // Run ids are slots of the schedule: another interval on the same ledger is
+        // refused at start, naming the key, instead of scheduling nothing.
+        env.push(("TRIBUTARY__INGEST__INTERVAL_MS", "5000"));
+        (out, tributary(&["run"], &env))
     })
     .await
     .expect("demo task");
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // Not a terminal: plain lines, each phase once, and the final counts.
+    assert!(stdout.contains("fetching the first page…"), "{stdout}");
     assert!(
-        stdout.contains("runs 4/4  staged 2000  published 2000"),
+        stdout.contains("fetched 2000/2000  staged 2000  published 2000  in cassandra 2000"),
         "{stdout}"
     );
     assert!(stdout.contains("verify: OK"), "{stdout}");
+    assert_where_to_look(&stdout, &log);
+    let (_, refusal) = text(&rescheduled);
+    assert_eq!(rescheduled.status.code(), Some(2), "{refusal}");
+    assert!(
+        refusal.contains("ingest.interval_ms = 5000") && refusal.contains("recorded every 1000 ms"),
+        "{refusal}"
+    );
+    // Logs (JSON in tests) go to the file, not to the output.
+    assert!(!stdout.contains("\"level\""), "{stdout}");
+    let logged = std::fs::read_to_string(&log).expect("the demo's log file");
+    assert!(logged.contains("\"level\":\"INFO\""), "{logged}");
+    let _ = std::fs::remove_file(&log);
+}
+
+/// What the demo prints after verify: the Cassandra query, the dashboard, one run's
+/// trace from Jaeger's API, and the log file.
+fn assert_where_to_look(stdout: &str, log: &std::path::Path) {
+    let after = stdout
+        .split("Where to look next")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no 'Where to look next' in:\n{stdout}"));
+    assert!(after.contains("SELECT * FROM it_demo"), "{after}");
+    assert!(
+        after.contains("the dashboard      tributary run"),
+        "{after}"
+    );
+    assert!(
+        after.contains("one run's journey  trace ") && after.contains("INSERT created_users"),
+        "{after}"
+    );
+    assert!(after.contains(&log.display().to_string()), "{after}");
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`): the live display's
+/// stage bars and phase line, verify's table, and no log line among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_draws_live_bars_on_a_terminal() {
+    let config = crate::common::isolated_config("it_demo_tty");
+    tributary::schema::apply(&config, &[])
+        .await
+        .expect("schema apply");
+    let env = crate::common::isolated_env(&config);
+    let log = std::env::temp_dir().join(format!("{}.log", unique("it_demo_tty_log")));
+    let command = format!(
+        "stty cols 120 rows 40; {} demo --users 1000 --log-file {}",
+        env!("CARGO_BIN_EXE_tributary"),
+        log.display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut script = Command::new("script");
+        script
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(std::process::Stdio::null());
+        for (key, value) in &env {
+            script.env(key, value);
+        }
+        script.output().expect("script (util-linux) runs")
+    })
+    .await
+    .expect("demo task");
+    let (raw, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{raw}\n{stderr}");
+    let screen = without_escapes(&raw);
+    for stage in ["fetched", "staged", "published", "in cassandra"] {
+        assert!(
+            screen.contains(&format!("{stage} ")) && screen.contains("1,000/1,000"),
+            "no bar for {stage}:\n{screen}"
+        );
+    }
+    assert!(screen.contains("fetching the first page…"), "{screen}");
+    assert!(screen.contains("verify: OK"), "{screen}");
+    assert!(
+        !screen.contains(" INFO ") && !screen.contains("\"level\""),
+        "log lines on the terminal:\n{screen}"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// The text of a terminal session: ANSI escape sequences removed, carriage returns as
+/// line ends.
+fn without_escapes(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ parameters, then one final byte in @..~.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => out.push('\n'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// verify finds what is wrong: a user missing from Kafka, one delivered twice, and one

@@ -22,8 +22,11 @@ async fn otlp_span_appears_in_jaeger() {
     let provider = tributary::telemetry::tracer_provider(&config)
         .expect("exporter builds")
         .expect("tracing is on by default");
-    let subscriber =
-        tracing_subscriber::registry().with(tributary::telemetry::layers(&config, Some(&provider)));
+    let subscriber = tracing_subscriber::registry().with(tributary::telemetry::layers(
+        &config,
+        Some(&provider),
+        tributary::telemetry::Logs::Stderr,
+    ));
     tracing::subscriber::with_default(subscriber, || {
         // Only spans of tributary's own targets are exported.
         let span = tracing::info_span!(target: "tributary::schema", "schema_apply", store = "cassandra", objects = 3_u64);
