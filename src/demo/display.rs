@@ -99,13 +99,15 @@ enum Kind {
 
 impl Display {
     /// Live bars when standard output is a terminal, plain lines otherwise.
+    /// A terminal indicatif cannot draw on (TERM unset or `dumb`) gets plain lines too.
     pub fn for_stdout() -> Display {
-        if !std::io::stdout().is_terminal() {
+        let target = ProgressDrawTarget::stdout_with_hz(8);
+        if !std::io::stdout().is_terminal() || target.is_hidden() {
             return Display::plain();
         }
         Display {
             kind: Kind::Live {
-                bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(8)),
+                bars: MultiProgress::with_draw_target(target),
                 phase: ProgressBar::hidden(),
                 stages: Vec::new(),
             },

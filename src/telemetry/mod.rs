@@ -8,7 +8,6 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
 use std::io::IsTerminal as _;
 use std::time::Duration;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -176,12 +175,19 @@ pub enum Logs {
     /// Standard error, through the configured filter: every command but the demo.
     Stderr,
     /// The demo's display owns the terminal: only warnings and errors reach it, through
-    /// `terminal`; every line the configured filter passes goes to `file`.
+    /// `terminal` (see `DEMO_TERMINAL_FILTER`); every line the configured filter passes
+    /// goes to `file`.
     Demo {
         file: std::fs::File,
         terminal: BoxMakeWriter,
     },
 }
+
+/// What reaches the terminal under the demo's display: our warnings, and the client
+/// libraries' errors only. Their warnings are about conditions they retry themselves
+/// (librdkafka's "Failed to acquire transactional PID" while a fresh broker loads its
+/// transaction log): noise to someone watching a demo, kept in the log file.
+const DEMO_TERMINAL_FILTER: &str = "error,tributary=warn,tributary_actors=warn";
 
 /// The configured filter, or `RUST_LOG`'s when it is set and valid.
 fn log_filter(config: &Config) -> EnvFilter {
@@ -229,7 +235,7 @@ pub fn layers(
                         json,
                         ansi: !json && std::io::stderr().is_terminal(),
                     })
-                    .with_filter(LevelFilter::WARN)
+                    .with_filter(EnvFilter::new(DEMO_TERMINAL_FILTER))
                     .boxed(),
             );
         }

@@ -2,7 +2,7 @@
 //! probes, the admin token, the dashboard in headless Chromium, and graceful shutdown;
 //! through real `tributary run` processes against the real stack.
 
-use crate::common::{Tributary, embedded_source, eventually, isolated_env, unique};
+use crate::common::{Tributary, embedded_source, eventually, unique};
 use crate::ingest::{pg, prepare, workload};
 use crate::process::wait_verified;
 use serde_json::Value;
@@ -479,15 +479,9 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     };
     assert_eq!(pending, 0, "runs left pending after the drain");
 
-    // A restart without new runs finishes the rest, exactly once.
-    let env = env_with(
-        isolated_env(&config),
-        &[
-            ("TRIBUTARY__INGEST__SOURCE_URL", source.as_str()),
-            ("TRIBUTARY__INGEST__MAX_RUNS", &runs.to_string()),
-            ("TRIBUTARY__PUBLISH__POLL_INTERVAL_MS", "200"),
-        ],
-    );
+    // A restart without new runs (on the same schedule: run ids are its slots) finishes
+    // the rest, exactly once.
+    let env = workload(&config, &source, runs.unsigned_abs(), 200, &[]);
     let _again = Tributary::run("observe_drain_again", &env);
     wait_verified(&config, staged as u64, Duration::from_secs(240)).await;
 }
