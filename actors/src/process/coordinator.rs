@@ -17,6 +17,7 @@ use super::partition::{self, PartitionConsumerMsg, PartitionContext};
 use super::poll::{Doorbell, GroupConsumer, RebalanceContext, Route, Routes, poll_loop};
 use crate::directory::Directory;
 use crate::observe::{Consumption, Partitions};
+use crate::store::closing;
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{cassandra, kafka};
 use crate::supervisor::{Drain, Ping, RestartStats, Supervisor, SupervisorMsg};
@@ -212,7 +213,7 @@ impl Actor for Coordinator {
             cassandra: args.cassandra.clone(),
             keyspace: args.cassandra.keyspace.clone(),
             topic: topic.clone(),
-            dlq: Arc::new(dlq),
+            dlq: closing::shared(dlq),
             dlq_topic: args.kafka.topics.dlq.name.clone(),
             owner: args.owner.clone(),
             batch_size: args.config.batch_size,

@@ -19,6 +19,7 @@ use super::config::Config;
 use super::coordinator::CoordinatorMsg;
 use crate::directory::Directory;
 use crate::observe::{Consumption, NotConsuming, Partitions, TopicPartition};
+use crate::store::closing::{self, Shared};
 use crate::store::rebootstrap::KeptContext;
 use crate::store::{Service, StoreError, cassandra, kafka};
 use crate::supervisor::Ping;
@@ -27,7 +28,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -86,7 +86,7 @@ pub struct MonitorState {
     bootstrap_servers: String,
     cassandra: cassandra::Config,
     session: Option<Session>,
-    kafka: Arc<ProbeConsumer>,
+    kafka: Shared<ProbeConsumer>,
     request_timeout: Duration,
     partitions: Partitions,
     consumption: Consumption,
@@ -119,7 +119,7 @@ impl Actor for Monitor {
             request_timeout: args.kafka.request_timeout(),
             cassandra: args.cassandra,
             session: None,
-            kafka: Arc::new(kafka),
+            kafka: closing::shared(kafka),
             partitions: args.partitions,
             consumption: args.consumption,
             coordinator: args.coordinator,

@@ -7,6 +7,7 @@ use super::transformer::{Transformer, TransformerArgs, TransformerMsg};
 use super::writer::{Writer, WriterArgs, WriterMsg};
 use crate::directory::Directory;
 use crate::observe::{self, Partitions, Stage};
+use crate::store::closing::Shared;
 use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
@@ -21,7 +22,7 @@ pub struct PartitionContext {
     pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
-    pub dlq: Arc<crate::process::coordinator::DlqProducer>,
+    pub dlq: Shared<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
     pub owner: String,
     pub batch_size: usize,

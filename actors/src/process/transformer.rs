@@ -13,12 +13,12 @@ use super::writer::{WriteBatch, WriterMsg};
 use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
 use crate::publish::producer::{SCHEMA_VERSION, STAGED_AT_HEADER};
+use crate::store::closing::Shared;
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -27,7 +27,7 @@ pub struct Transformer;
 
 pub struct TransformerArgs {
     pub writer: crate::directory::Directory<WriterMsg>,
-    pub dlq: Arc<crate::process::coordinator::DlqProducer>,
+    pub dlq: Shared<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
     pub directory: crate::directory::Directory<TransformerMsg>,
 }
@@ -40,7 +40,7 @@ pub enum TransformerMsg {
 
 pub struct TransformerState {
     writer: ActorRef<WriterMsg>,
-    dlq: Arc<crate::process::coordinator::DlqProducer>,
+    dlq: Shared<crate::process::coordinator::DlqProducer>,
     dlq_topic: String,
 }
 

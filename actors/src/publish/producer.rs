@@ -14,6 +14,7 @@
 use super::config::Config;
 use super::wake::{self, Waker};
 use crate::observe::{self, Stage};
+use crate::store::closing::{self, Shared};
 use crate::store::kafka::{self, TopicSpec};
 use crate::store::postgres::{self, query_error};
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
@@ -90,7 +91,7 @@ pub struct ProducerState {
     brokers: Arc<BrokerLoss>,
     raw: TopicSpec,
     checkpoints: TopicSpec,
-    producer: Arc<KafkaProducer>,
+    producer: Shared<KafkaProducer>,
     pool: deadpool_postgres::Pool,
     /// The last outbox id committed to Kafka.
     last_outbox_id: i64,
@@ -146,7 +147,7 @@ impl Actor for Producer {
             .set("linger.ms", "5")
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)?;
-        let producer = Arc::new(producer);
+        let producer = closing::shared(producer);
         let init = producer.clone();
         // Fences the previous incarnation (this process's or a dead leader's) and aborts
         // its open transaction.

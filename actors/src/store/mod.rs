@@ -2,6 +2,7 @@
 //! Cassandra, and the error type that says which store failed and whether to retry.
 
 pub mod cassandra;
+pub mod closing;
 pub mod kafka;
 pub mod postgres;
 pub mod rebootstrap;

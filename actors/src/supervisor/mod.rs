@@ -712,13 +712,19 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         // Events about children that are no longer current (stopped by this supervisor
-        // for a restart, or killed as hung) find no slot and are ignored.
+        // for a restart, or killed as hung) find no slot and change nothing; a failure's
+        // error is still logged: a child declared hung may have failed for a reason of
+        // its own at the same moment, and that reason is the one to read.
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some(index) = state.slot_of(cell.get_id()) {
-                    state
-                        .child_down(&myself, index, crate::error_chain(error.as_ref()))
-                        .await?;
+                let error = crate::error_chain(error.as_ref());
+                match state.slot_of(cell.get_id()) {
+                    Some(index) => state.child_down(&myself, index, error).await?,
+                    None => tracing::info!(
+                        actor = cell.get_name().unwrap_or_default(),
+                        %error,
+                        "a replaced child failed: no restart (it is no longer current)"
+                    ),
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

@@ -30,6 +30,7 @@ use super::config::Reconcile;
 use super::readback;
 use crate::model::Digest;
 use crate::publish::producer::read_checkpoint;
+use crate::store::closing::{self, Shared};
 use crate::store::postgres::{self, query_error};
 use crate::store::rebootstrap::KeptContext;
 use crate::store::{Service, StoreError, cassandra, kafka};
@@ -39,7 +40,6 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use scylla::client::session::Session;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -75,15 +75,15 @@ pub struct ReconcilerState {
     cassandra_config: cassandra::Config,
     session: Option<Session>,
     /// Reads `users.raw`; its own client so that a partition's end is that topic's.
-    consumer: Arc<ReadConsumer>,
+    consumer: Shared<ReadConsumer>,
     /// Reads the DLQ.
-    dlq_consumer: Arc<ReadConsumer>,
+    dlq_consumer: Shared<ReadConsumer>,
     raw: String,
     dlq: String,
     keyspace: String,
     transactional_id: String,
     /// Asks whether Cassandra has committed everything a partition holds.
-    probe: Arc<ReadConsumer>,
+    probe: Shared<ReadConsumer>,
     /// Both readers are assigned at the committed positions.
     assigned: bool,
     /// The positions committed as this reconciler last read or wrote them: a fold
@@ -123,9 +123,9 @@ impl Actor for Reconciler {
             kafka_config: args.kafka,
             cassandra_config: args.cassandra,
             session: None,
-            consumer: Arc::new(consumer),
-            dlq_consumer: Arc::new(dlq_consumer),
-            probe: Arc::new(probe),
+            consumer: closing::shared(consumer),
+            dlq_consumer: closing::shared(dlq_consumer),
+            probe: closing::shared(probe),
             config: args.config,
             pool,
             transactional_id: args.transactional_id,
