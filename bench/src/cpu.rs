@@ -82,6 +82,11 @@ impl Sample {
     pub fn seconds(&self, name: &str) -> Option<f64> {
         self.0.get(name).copied()
     }
+
+    /// Every process group's seconds, by name.
+    pub fn into_map(self) -> BTreeMap<String, f64> {
+        self.0
+    }
 }
 
 /// Samples the stack services, each `(name, pids)` of `measured` (tributary instances,

@@ -48,6 +48,9 @@ pub struct Latency {
     pub trend_windows: Vec<LatencyWindow>,
 }
 
+/// The components whose CPU per record the report shows (`Sample::cpu_s`).
+const CPU_COMPONENTS: [&str; 4] = ["tributary", "postgres", "kafka", "cassandra"];
+
 /// Absolute slack of each trend (noise that is not growth) and, for latency, a ceiling
 /// the last third must stay under whatever the middle third did: a pipeline that fell
 /// behind in the middle and stayed behind is flat, not healthy (the 36-minute soak's
@@ -275,6 +278,24 @@ impl Report {
                 if t.flat { "flat" } else { "RISING" }
             );
         }
+        md.push_str(
+            "\nCPU per record staged, by component (reported, not enforced: where the \
+             machine's headroom goes as the data grows; restarts left out):\n\n\
+             | CPU µs/record | middle third | last third |\n|---|---:|---:|\n",
+        );
+        let duration = self.minutes * 60.0;
+        for component in CPU_COMPONENTS {
+            let per_record = |from: f64, to: f64| {
+                us_per_record(&self.samples, component, from, to)
+                    .map_or("-".to_owned(), |us| format!("{us:.1}"))
+            };
+            let _ = writeln!(
+                md,
+                "| {component} | {} | {} |",
+                per_record(duration / 3.0, 2.0 * duration / 3.0),
+                per_record(2.0 * duration / 3.0, duration)
+            );
+        }
         md.push_str("\n| records staged | at minute | PostgreSQL CPU µs/record (last minute) | PostgreSQL MiB | staged_users table / indexes MiB | runs table / indexes MiB |\n|---:|---:|---:|---:|---:|---:|\n");
         for threshold in [1_000_000_u64, 10_000_000] {
             let Some(s) = self.samples.iter().find(|s| s.staged >= threshold) else {
@@ -295,7 +316,7 @@ impl Report {
                 "| {} | {:.1} | {} | {:.1} | {} | {} |",
                 s.staged,
                 s.t_s / 60.0,
-                postgres_us_per_record(&self.samples, s.t_s - 60.0, s.t_s)
+                us_per_record(&self.samples, "postgres", s.t_s - 60.0, s.t_s)
                     .map_or("-".into(), |us| format!("{us:.1}")),
                 s.postgres_mib,
                 mib("staged_users"),
@@ -313,7 +334,7 @@ impl Report {
             else {
                 continue;
             };
-            let cpu = postgres_us_per_record(&self.samples, window_start, w.end_s);
+            let cpu = us_per_record(&self.samples, "postgres", window_start, w.end_s);
             let faults: Vec<&str> = self
                 .injected
                 .iter()
@@ -452,11 +473,11 @@ impl Report {
     }
 }
 
-/// PostgreSQL's CPU per record staged between the samples nearest `from_s` and `to_s`,
-/// in microseconds: summed over consecutive samples, leaving out each interval in which
-/// PostgreSQL restarted (its processes' CPU time starts again from zero, and what the
+/// The CPU `component` used per record staged between the samples nearest `from_s` and
+/// `to_s`, in microseconds: summed over consecutive samples, leaving out each interval
+/// in which it restarted (its processes' CPU time starts again from zero, and what the
 /// killed ones used is gone) together with the records staged in it.
-fn postgres_us_per_record(samples: &[Sample], from_s: f64, to_s: f64) -> Option<f64> {
+fn us_per_record(samples: &[Sample], component: &str, from_s: f64, to_s: f64) -> Option<f64> {
     let nearest = |t: f64| {
         (0..samples.len()).min_by(|&a, &b| {
             (samples[a].t_s - t)
@@ -467,7 +488,8 @@ fn postgres_us_per_record(samples: &[Sample], from_s: f64, to_s: f64) -> Option<
     let (from, to) = (nearest(from_s)?, nearest(to_s)?);
     let (mut cpu_s, mut records) = (0.0, 0_u64);
     for pair in samples.get(from..=to)?.windows(2) {
-        let (Some(a), Some(b)) = (pair[0].postgres_cpu_s, pair[1].postgres_cpu_s) else {
+        let (Some(a), Some(b)) = (pair[0].cpu_s.get(component), pair[1].cpu_s.get(component))
+        else {
             continue;
         };
         if b >= a {
@@ -562,11 +584,11 @@ mod tests {
     }
 
     #[test]
-    fn postgresql_cpu_per_record_leaves_out_its_restarts() {
+    fn cpu_per_record_leaves_out_restarts() {
         let sample = |t_s: f64, staged: u64, cpu: f64| Sample {
             t_s,
             staged,
-            postgres_cpu_s: Some(cpu),
+            cpu_s: BTreeMap::from([("postgres".to_owned(), cpu)]),
             ..Sample::default()
         };
         // 10 s of CPU per million records, and a restart between 2 and 3 (CPU 25 → 1).
@@ -577,9 +599,10 @@ mod tests {
             sample(3.0, 3_000_000, 1.0),
             sample(4.0, 4_000_000, 11.0),
         ];
-        let us = postgres_us_per_record(&samples, 0.0, 4.0).unwrap();
+        let us = us_per_record(&samples, "postgres", 0.0, 4.0).unwrap();
         assert!((us - 10.0).abs() < 1e-9, "{us}");
-        assert_eq!(postgres_us_per_record(&samples, 2.0, 3.0), None);
+        assert_eq!(us_per_record(&samples, "postgres", 2.0, 3.0), None);
+        assert_eq!(us_per_record(&samples, "kafka", 0.0, 4.0), None);
     }
 
     #[test]

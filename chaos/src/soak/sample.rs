@@ -24,8 +24,10 @@ pub struct Sample {
     /// Per table: (table bytes, index bytes).
     pub postgres: BTreeMap<String, (i64, i64)>,
     pub postgres_mib: f64,
-    /// CPU seconds PostgreSQL (all its processes) has used so far.
-    pub postgres_cpu_s: Option<f64>,
+    /// CPU seconds each component has used so far (all its processes): `postgres`,
+    /// `kafka`, `cassandra` and the sampled `tributary` instance. A restart starts its
+    /// count again from zero.
+    pub cpu_s: BTreeMap<String, f64>,
     pub outbox_rows: Option<i64>,
     pub cassandra_mib: f64,
     pub kafka_mib: f64,
@@ -202,7 +204,8 @@ impl<'a> Sampler<'a> {
                 .ok()
                 .map(|r| r.get(0));
         }
-        sample.postgres_cpu_s = tributary_bench::cpu::sample(&[], None).seconds("postgres");
+        let tributary: Vec<u32> = instance.map(|i| i.pid()).into_iter().collect();
+        sample.cpu_s = tributary_bench::cpu::sample(&[("tributary", &tributary)], None).into_map();
         sample.postgres_mib = sample
             .postgres
             .values()
