@@ -177,6 +177,7 @@ fn start_admin(
         observed.clone(),
         Readiness::new(config.clone()),
         token.clone(),
+        crate::telemetry::jaeger::Query::new(&config.telemetry),
     );
     let server = crate::admin::serve(listener, state, test_faults).map_err(|error| {
         eprintln!("error: cannot start the admin server: {error}");

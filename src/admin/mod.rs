@@ -6,6 +6,7 @@
 //! | `/readyz` | 200 when every store answers and every actor is running, else 503 |
 //! | `/metrics` | Prometheus text format |
 //! | `/api/status` | JSON: actor tree, partitions, records and throughput ([`crate::status`]) |
+//! | `/api/journey` | JSON: the latest sampled run's trace from Jaeger, hop by hop ([`crate::telemetry::jaeger`]) |
 //! | `/` | the live dashboard (one self-contained page) |
 //! | `POST /test/panic/{actor}` | only with `tributary run --test-faults`: arms a panic in the next message an actor of that kind handles, for the chaos suite |
 //!
@@ -16,6 +17,7 @@
 mod readiness;
 
 use crate::status::Observed;
+use crate::telemetry::jaeger::Query;
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
@@ -23,7 +25,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 use tributary_actors::faults;
 use tributary_actors::secret::{self, Secret};
 use tributary_actors::validate::Findings;
@@ -154,15 +157,62 @@ pub struct AdminState {
     pub observed: Observed,
     pub readiness: Readiness,
     token: Option<Secret>,
+    journey: Journeys,
 }
 
 impl AdminState {
-    pub fn new(observed: Observed, readiness: Readiness, token: Option<Secret>) -> Self {
+    pub fn new(
+        observed: Observed,
+        readiness: Readiness,
+        token: Option<Secret>,
+        jaeger: Option<Query>,
+    ) -> Self {
         Self {
             observed,
             readiness,
             token,
+            journey: Journeys {
+                jaeger,
+                last: Mutex::default(),
+            },
         }
+    }
+}
+
+/// How far back the journey panel looks for a trace.
+const JOURNEY_LOOKBACK: Duration = Duration::from_secs(600);
+/// An answer of Jaeger's is reused this long: every open dashboard asks.
+const JOURNEY_REUSE: Duration = Duration::from_secs(5);
+
+/// The dashboard's journey panel: Jaeger asked at most every [`JOURNEY_REUSE`].
+struct Journeys {
+    jaeger: Option<Query>,
+    last: Mutex<Option<(Instant, serde_json::Value)>>,
+}
+
+impl Journeys {
+    async fn latest(&self) -> serde_json::Value {
+        let Some(jaeger) = &self.jaeger else {
+            return serde_json::json!({
+                "available": false,
+                "reason": "traces are not exported or not queried (telemetry.otlp_endpoint, telemetry.query_url)",
+            });
+        };
+        if let Some((at, answer)) = &*self.last.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < JOURNEY_REUSE
+        {
+            return answer.clone();
+        }
+        let since = SystemTime::now()
+            .checked_sub(JOURNEY_LOOKBACK)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let answer = match jaeger.latest_journey(since).await {
+            Ok(journey) => serde_json::json!({ "available": true, "journey": journey }),
+            Err(error) => serde_json::json!({ "available": false, "reason": error }),
+        };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), answer.clone()));
+        answer
     }
 }
 
@@ -190,6 +240,10 @@ async fn metrics_text() -> HttpResponse {
 
 async fn api_status(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().json(state.observed.status())
+}
+
+async fn api_journey(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.journey.latest().await)
 }
 
 async fn dashboard() -> HttpResponse {
@@ -284,6 +338,7 @@ pub fn serve(
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
             .route("/api/status", web::get().to(api_status))
+            .route("/api/journey", web::get().to(api_journey))
             .route("/", web::get().to(dashboard));
         if test_faults {
             app.route("/test/panic/{kind}", web::post().to(panic_actor))

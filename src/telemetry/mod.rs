@@ -16,6 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 use tributary_actors::validate::Findings;
 
+pub mod jaeger;
 mod logs;
 
 /// `[telemetry]`: logs and traces.

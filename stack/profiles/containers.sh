@@ -63,7 +63,7 @@ service_address() {
 	postgres) echo "postgresql://postgres@$HOST:$TRIBUTARY_CONTAINERS_PG_PORT/postgres" ;;
 	kafka) echo "$HOST:$TRIBUTARY_CONTAINERS_KAFKA_PORT (kafka:9092 inside)" ;;
 	cassandra) echo "$HOST:$TRIBUTARY_CONTAINERS_CASSANDRA_PORT (CQL; cassandra:9042 inside)" ;;
-	jaeger) echo "OTLP http $HOST:$TRIBUTARY_CONTAINERS_OTLP_HTTP_PORT, query http://$HOST:$TRIBUTARY_CONTAINERS_JAEGER_QUERY_PORT" ;;
+	jaeger) echo "OTLP http $HOST:$TRIBUTARY_CONTAINERS_OTLP_HTTP_PORT, query API http://$HOST:$TRIBUTARY_CONTAINERS_JAEGER_QUERY_PORT/api/traces (this build has no web UI)" ;;
 	esac
 }
 

@@ -52,7 +52,7 @@ service_address() {
 	postgres) echo "postgresql://postgres@$HOST:$PG_PORT/postgres" ;;
 	kafka) echo "$HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)" ;;
 	cassandra) echo "$HOST:$CASSANDRA_PORT (CQL)" ;;
-	jaeger) echo "OTLP grpc $HOST:$JAEGER_OTLP_GRPC_PORT, OTLP http $HOST:$JAEGER_OTLP_HTTP_PORT, query http://$HOST:$JAEGER_QUERY_PORT" ;;
+	jaeger) echo "OTLP grpc $HOST:$JAEGER_OTLP_GRPC_PORT, OTLP http $HOST:$JAEGER_OTLP_HTTP_PORT, query API http://$HOST:$JAEGER_QUERY_PORT/api/traces (this build has no web UI: README, The local stack)" ;;
 	toxiproxy) echo "http://$HOST:$TOXIPROXY_PORT (API)" ;;
 	esac
 }

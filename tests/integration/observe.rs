@@ -511,9 +511,17 @@ fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
 async fn the_dashboard_renders_live_in_headless_chromium() {
     let config = prepare("it_obs_dash").await;
     let (source, _source) = embedded_source(Faults::default());
+    // Traces exported to the stack's Jaeger: the journey panel reads them back.
+    let endpoint = config.telemetry.otlp_endpoint.clone();
     let tributary = Tributary::run(
         "observe_dashboard",
-        &workload(&config, &source, 40, 200, &[]),
+        &workload(
+            &config,
+            &source,
+            40,
+            200,
+            &[("TRIBUTARY__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str())],
+        ),
     );
     let admin = tributary.admin_url().await;
     eventually(Duration::from_secs(120), || async {
@@ -525,6 +533,19 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
     })
     .await
     .expect("records flow");
+    // The exporter batches spans every few seconds.
+    let trace_id = eventually(Duration::from_secs(60), || async {
+        let body: serde_json::Value = reqwest::get(format!("{admin}/api/journey"))
+            .await?
+            .json()
+            .await?;
+        match body["journey"]["trace_id"].as_str() {
+            Some(id) => Ok(id.to_owned()),
+            None => anyhow::bail!("no journey yet: {body}"),
+        }
+    })
+    .await
+    .expect("a journey from Jaeger");
 
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("dashboard"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -597,6 +618,18 @@ async fn the_dashboard_renders_live_in_headless_chromium() {
         .unwrap_or(0);
     assert!(written_card > 0, "written card shows records: {html}");
     assert!(html.contains("data-series=\"written\""), "throughput chart");
+    // The journey panel: a run's trace, from the fetch to the Cassandra commit.
+    assert!(html.contains("id=\"journey-summary\""), "journey panel");
+    for hop in [
+        "GET source page",
+        "INSERT staged_users",
+        "INSERT created_users",
+    ] {
+        assert!(
+            html.contains(&format!("data-hop=\"{hop}\"")),
+            "{hop} in the journey ({trace_id}): {html}"
+        );
+    }
 
     let screenshot = dir.join("dashboard.png");
     let shot = tokio::task::spawn_blocking({
