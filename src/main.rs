@@ -226,7 +226,13 @@ async fn run(command: Command, config: Config) -> ExitCode {
             let path = log_file
                 .clone()
                 .unwrap_or_else(tributary::demo::default_log_file);
-            let file = match std::fs::File::create(&path) {
+            // A new file: never through a link someone left at that name in /tmp.
+            let created = if log_file.is_some() {
+                std::fs::File::create(&path)
+            } else {
+                std::fs::File::create_new(&path)
+            };
+            let file = match created {
                 Ok(file) => file,
                 Err(error) => {
                     eprintln!(

@@ -22,6 +22,17 @@ pub async fn stage(config: &Config, seed: &str, users: u64) -> anyhow::Result<u6
     Ok(runs)
 }
 
+/// The ledger's id of the bench's run `run`: a slot of the configuration's schedule
+/// counted from the first slot of this bench process, scheduled where the schedule puts
+/// it, as the scheduler records runs (`tributary run` refuses a ledger on another
+/// schedule). Slots from now on: runs dated months back would be past the outbox's and
+/// Kafka's retention, pruned during the measurement and left out of verify's Kafka check.
+fn run_id(config: &Config, run: u64) -> anyhow::Result<i64> {
+    static FIRST: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    let first = config.ingest.slot_at(*FIRST.get_or_init(chrono::Utc::now));
+    Ok(first + i64::try_from(run)?)
+}
+
 /// Stages run `run` (page `run + 1` of `seed`, its first `count` users) in one
 /// transaction with its runs row, and notifies the producer on commit, as the stager
 /// does: the rows' `fetched_at` is the staging commit that latency is measured from.
@@ -42,11 +53,15 @@ pub async fn stage_run(
         payloads.push(serde_json::from_str::<serde_json::Value>(&user.to_json())?);
     }
     let tx = client.transaction().await?;
-    let run_id = i64::try_from(run)?;
+    let run_id = run_id(config, run)?;
     tx.execute(
         "INSERT INTO runs (run_id, scheduled_for, status, requested_users, staged_users, attempts) \
-         VALUES ($1, now(), 'staged', $2, $2, 1)",
-        &[&run_id, &i32::try_from(count)?],
+         VALUES ($1, $3, 'staged', $2, $2, 1)",
+        &[
+            &run_id,
+            &i32::try_from(count)?,
+            &config.ingest.slot_start(run_id),
+        ],
     )
     .await?;
     tx.execute(

@@ -10,7 +10,7 @@ use crate::telemetry::jaeger::{Journey, Query};
 
 /// How long the demo waits for its spans to reach Jaeger (the exporter batches every
 /// few seconds).
-const TRACE_WAIT: Duration = Duration::from_secs(8);
+const TRACE_WAIT: Duration = Duration::from_secs(15);
 
 /// Asks Jaeger for a trace of this service that started after `since` and reached
 /// Cassandra; waits a little for the exporter's last batch. `None` when tracing is off

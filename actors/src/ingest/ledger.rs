@@ -248,7 +248,9 @@ pub async fn schedule_drift(
         .map_err(|e| query_error("read the newest run", e))?;
     let Some(row) = row else { return Ok(None) };
     let (run_id, scheduled_for): (i64, chrono::DateTime<chrono::Utc>) = (row.get(0), row.get(1));
-    if config.slot_start(run_id) == scheduled_for {
+    // Milliseconds: the schedule's unit (an epoch written with finer digits is stored
+    // by PostgreSQL to the microsecond).
+    if config.slot_start(run_id).timestamp_millis() == scheduled_for.timestamp_millis() {
         return Ok(None);
     }
     let epoch = config.epoch().unwrap_or_default();
@@ -257,7 +259,10 @@ pub async fn schedule_drift(
         "ingest.interval_ms = {} (or ingest.schedule_epoch = {}) differs from the schedule the \
          runs ledger was recorded with: run {run_id} is scheduled at {scheduled_for}, which \
          this configuration puts at {}{}. Run ids are slots of that schedule: set the key \
-         back, or start on a new schema (postgres.schema)",
+         back. Another schedule needs stores of its own — postgres.schema, \
+         cassandra.keyspace, the kafka.topics names, publish.transactional_id and \
+         process.group_id all new (a new schema alone would republish from the old \
+         producer checkpoint and skip its first records)",
         config.interval_ms,
         config.schedule_epoch,
         config.slot_start(run_id),

@@ -492,7 +492,9 @@ fn us_per_record(samples: &[Sample], component: &str, from_s: f64, to_s: f64) ->
         else {
             continue;
         };
-        if b >= a {
+        let same_process =
+            component != "tributary" || pair[0].tributary_pid == pair[1].tributary_pid;
+        if b >= a && same_process {
             cpu_s += b - a;
             records += pair[1].staged.saturating_sub(pair[0].staged);
         }

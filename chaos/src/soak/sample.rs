@@ -28,6 +28,9 @@ pub struct Sample {
     /// `kafka`, `cassandra` and the sampled `tributary` instance. A restart starts its
     /// count again from zero.
     pub cpu_s: BTreeMap<String, f64>,
+    /// The sampled tributary instance: its CPU counts only between samples of one
+    /// process (a successor's total may exceed its predecessor's).
+    pub tributary_pid: Option<u32>,
     pub outbox_rows: Option<i64>,
     pub cassandra_mib: f64,
     pub kafka_mib: f64,
@@ -204,7 +207,8 @@ impl<'a> Sampler<'a> {
                 .ok()
                 .map(|r| r.get(0));
         }
-        let tributary: Vec<u32> = instance.map(|i| i.pid()).into_iter().collect();
+        sample.tributary_pid = instance.map(|i| i.pid());
+        let tributary: Vec<u32> = sample.tributary_pid.into_iter().collect();
         sample.cpu_s = tributary_bench::cpu::sample(&[("tributary", &tributary)], None).into_map();
         sample.postgres_mib = sample
             .postgres
