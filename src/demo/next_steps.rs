@@ -70,7 +70,6 @@ pub fn render(config: &Config, journey: Option<&Journey>, log_file: Option<&str>
             format!("tributary run, then open http://{admin}/ (live actors, lag, throughput)"),
         );
     }
-    let query = config.telemetry.query_url.trim().trim_end_matches('/');
     match journey {
         Some(journey) => {
             item(
@@ -85,14 +84,17 @@ pub fn render(config: &Config, journey: Option<&Journey>, log_file: Option<&str>
                 ),
             );
         }
-        None if !query.is_empty() && config.telemetry.tracing_enabled() => item(
-            "traces",
-            format!(
-                "{query}/api/traces?service={} (no trace of this demo found in Jaeger yet)",
-                config.telemetry.service_name
-            ),
-        ),
-        None => {}
+        None => {
+            if let Some(query) = config.telemetry.query_base() {
+                item(
+                    "traces",
+                    format!(
+                        "{query}/api/traces?service={} (no trace of this demo found in Jaeger yet)",
+                        config.telemetry.service_name
+                    ),
+                );
+            }
+        }
     }
     if let Some(path) = log_file {
         item("the full log", path.to_owned());

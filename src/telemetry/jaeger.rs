@@ -120,10 +120,7 @@ pub struct Query {
 impl Query {
     /// `None` when traces are not exported or no query URL is configured.
     pub fn new(config: &Config) -> Option<Query> {
-        let url = config.query_url.trim().trim_end_matches('/');
-        if url.is_empty() || !config.tracing_enabled() {
-            return None;
-        }
+        let url = config.query_base()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()

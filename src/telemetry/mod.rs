@@ -124,6 +124,13 @@ impl Config {
     pub fn tracing_enabled(&self) -> bool {
         !self.otlp_endpoint.trim().is_empty()
     }
+
+    /// Jaeger's query service without a trailing slash, when traces are exported and a
+    /// query URL is configured.
+    pub fn query_base(&self) -> Option<&str> {
+        let url = self.query_url.trim().trim_end_matches('/');
+        (self.tracing_enabled() && !url.is_empty()).then_some(url)
+    }
 }
 
 /// Trace export could not be set up.
