@@ -20,6 +20,11 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// Whether `value` names an http:// or https:// URL.
+pub fn is_http_url(value: &str) -> bool {
+    value.starts_with("http://") || value.starts_with("https://")
+}
+
 /// Collects every finding, so one start-up reports all bad keys at once.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -54,6 +59,14 @@ impl Findings {
                 key,
                 format!("{value} is out of range: expected {min} to {max}"),
             );
+        }
+    }
+
+    /// `value` must be an http:// or https:// URL (the rest is checked by the client
+    /// that connects to it, with an error naming the address).
+    pub fn http_url(&mut self, key: &str, value: &str) {
+        if !is_http_url(value) {
+            self.invalid(key, format!("{value:?} must be an http:// or https:// URL"));
         }
     }
 

@@ -41,7 +41,7 @@ pub struct Options {
 /// Anything else, with what was expected.
 pub fn parse_source_url(url: &str) -> Result<String, String> {
     let url = url.trim();
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if tributary_actors::validate::is_http_url(url) {
         Ok(url.to_owned())
     } else {
         Err(format!("{url:?} is not an http:// or https:// URL"))

@@ -103,17 +103,14 @@ impl Config {
                 ),
             );
         }
-        let endpoint = self.otlp_endpoint.trim();
-        let export_off = endpoint.is_empty();
-        if !(export_off || endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            f.invalid("otlp_endpoint", format!("{endpoint:?} must start with http:// or https:// (or be empty to turn tracing off)"));
-        }
-        let query = self.query_url.trim();
-        if !(query.is_empty() || query.starts_with("http://") || query.starts_with("https://")) {
-            f.invalid(
-                "query_url",
-                format!("{query:?} must start with http:// or https:// (or be empty)"),
-            );
+        // Empty turns tracing off, or the demo's trace.
+        for (key, url) in [
+            ("otlp_endpoint", self.otlp_endpoint.trim()),
+            ("query_url", self.query_url.trim()),
+        ] {
+            if !url.is_empty() {
+                f.http_url(key, url);
+            }
         }
         f.range("export_timeout_ms", self.export_timeout_ms, 100, 600_000);
         if let Err(e) = EnvFilter::try_new(&self.log_filter) {

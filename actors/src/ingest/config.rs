@@ -214,12 +214,7 @@ impl Default for Config {
 
 impl Config {
     pub fn validate(&self, f: &mut Findings) {
-        if !(self.source_url.starts_with("http://") || self.source_url.starts_with("https://")) {
-            f.invalid(
-                "source_url",
-                format!("{:?} must be an http:// or https:// URL", self.source_url),
-            );
-        }
+        f.http_url("source_url", &self.source_url);
         f.non_empty("seed", &self.seed);
         if api_length(&self.seed) == NAT_SEED_LENGTH {
             f.invalid(
