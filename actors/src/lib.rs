@@ -31,6 +31,7 @@
 
 pub mod directory;
 pub mod faults;
+pub mod format;
 pub mod ingest;
 pub mod leader;
 pub mod model;

@@ -216,10 +216,10 @@ async fn the_reconciler_finds_a_lost_run_a_duplicated_run_and_wrong_aggregates()
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "tributary-schema",
-                    value: Some(tributary_actors::publish::producer::SCHEMA_VERSION),
+                    value: Some(tributary_actors::format::JSON_V1),
                 })
                 .insert(Header {
-                    key: tributary_actors::publish::producer::RUN_ID_HEADER,
+                    key: tributary_actors::format::RUN_ID_HEADER,
                     value: Some(&run),
                 });
             producer

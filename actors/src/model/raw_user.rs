@@ -293,7 +293,7 @@ impl<'a> RawUser<'a> {
         uuid::Uuid::parse_str(&self.login.uuid).unwrap_or_default()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         uuid::Uuid::parse_str(&self.login.uuid)
             .map_err(|e| format!("login.uuid: not a UUID: {e}"))?;
         if !self.email.contains('@') {
@@ -308,6 +308,15 @@ impl<'a> RawUser<'a> {
         }
         if self.name.first.trim().is_empty() || self.name.last.trim().is_empty() {
             return Err("name: first and last name are required".into());
+        }
+        // Avro's long (users.raw's schema) holds every postcode a staged record has.
+        if let Postcode::Number(n) = self.location.postcode
+            && i64::try_from(n).is_err()
+        {
+            return Err(format!(
+                "location.postcode: {n} is out of range (at most {})",
+                i64::MAX
+            ));
         }
         Ok(())
     }
@@ -398,6 +407,15 @@ pub(crate) mod tests {
             RawUser::parse(&bad_uuid)
                 .unwrap_err()
                 .starts_with("login.uuid: not a UUID")
+        );
+        let huge_postcode = SAMPLE.replace(
+            r#""postcode": 63104"#,
+            r#""postcode": 18446744073709551615"#,
+        );
+        let err = RawUser::parse(&huge_postcode).unwrap_err();
+        assert!(
+            err.starts_with("location.postcode: 18446744073709551615 is out of range"),
+            "{err}"
         );
         let negative_postcode = SAMPLE.replace(r#""postcode": 63104"#, r#""postcode": -5"#);
         let err = RawUser::parse(&negative_postcode).unwrap_err();

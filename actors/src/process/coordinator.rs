@@ -215,6 +215,7 @@ impl Actor for Coordinator {
             topic: topic.clone(),
             dlq: closing::shared(dlq),
             dlq_topic: args.kafka.topics.dlq.name.clone(),
+            registry: crate::format::registry::Registry::new(&args.kafka.registry)?.map(Arc::new),
             owner: args.owner.clone(),
             batch_size: args.config.batch_size,
             batch_linger: Duration::from_millis(args.config.batch_linger_ms),

@@ -24,6 +24,9 @@ pub struct PartitionContext {
     pub topic: String,
     pub dlq: Shared<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
+    /// The schema registry the transformers read Avro writer schemas from; shared, so
+    /// its cache of schemas by id outlives the partitions.
+    pub registry: Option<Arc<crate::format::registry::Registry>>,
     pub owner: String,
     pub batch_size: usize,
     pub batch_linger: Duration,
@@ -85,6 +88,7 @@ pub fn supervisor_args(
             dlq: c.dlq.clone(),
             dlq_topic: c.dlq_topic.clone(),
             directory: td.clone(),
+            registry: c.registry.clone(),
         },
     );
     let (c, td) = (ctx.clone(), transformer_dir);

@@ -1,7 +1,8 @@
 //! The transformer of one partition: Kafka records → [`CreatedUser`] rows. A record that
-//! fails validation (not JSON, unknown schema version, missing fields, a key that is not
-//! its user id) goes to the DLQ with the error in its headers, and is counted; nothing is
-//! dropped silently.
+//! fails validation (not a user in its format, an unknown format or writer schema,
+//! missing fields, a key that is not its user id) goes to the DLQ with the error in its
+//! headers, and is counted; nothing is dropped silently. A registry that cannot answer
+//! fails the batch instead: an outage is retried, never dead-lettered.
 //!
 //! The DLQ write is confirmed before the batch moves on, so the writer never commits an
 //! offset past a poison record that is not in the DLQ. A replay after a crash can write
@@ -10,15 +11,17 @@
 
 use super::partition::InFlight;
 use super::writer::{WriteBatch, WriterMsg};
+use crate::format::registry::Registry;
+use crate::format::{AVRO, JSON_V1, Readers, SCHEMA_HEADER, STAGED_AT_HEADER, WriterSchemas, avro};
 use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
-use crate::publish::producer::{SCHEMA_VERSION, STAGED_AT_HEADER};
 use crate::store::closing::Shared;
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -30,6 +33,8 @@ pub struct TransformerArgs {
     pub dlq: Shared<crate::process::coordinator::DlqProducer>,
     pub dlq_topic: String,
     pub directory: crate::directory::Directory<TransformerMsg>,
+    /// Where Avro records' writer schemas come from (`None`: no registry configured).
+    pub registry: Option<Arc<Registry>>,
 }
 
 pub enum TransformerMsg {
@@ -42,6 +47,7 @@ pub struct TransformerState {
     writer: ActorRef<WriterMsg>,
     dlq: Shared<crate::process::coordinator::DlqProducer>,
     dlq_topic: String,
+    registry: Option<Arc<Registry>>,
 }
 
 /// A record that cannot become a row, and why.
@@ -50,28 +56,54 @@ pub struct Poison {
     pub error: String,
 }
 
-/// Validates one record into a row.
+/// The record's encoding, from its [`SCHEMA_HEADER`].
+fn encoding(message: &OwnedMessage) -> Option<&[u8]> {
+    message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == SCHEMA_HEADER))
+        .and_then(|h| h.value)
+}
+
+/// The writer schema ids a batch's Avro records name (unreadable ones are left to
+/// [`transform`] to call poison).
+fn schema_ids(records: &[OwnedMessage]) -> impl Iterator<Item = u32> + '_ {
+    records
+        .iter()
+        .filter(|r| encoding(r) == Some(AVRO.as_bytes()))
+        .filter_map(|r| avro::unframe(r.payload()?).ok().map(|(id, _)| id))
+}
+
+/// Validates one record into a row; `schemas` holds the writer schemas of the batch's
+/// Avro records.
 ///
 /// # Errors
 /// The reason the record is poison, for its DLQ headers.
-pub fn transform(message: &OwnedMessage) -> Result<CreatedUser, Poison> {
+pub fn transform(message: &OwnedMessage, schemas: &Readers<'_>) -> Result<CreatedUser, Poison> {
     let poison = |error: String| Poison { error };
-    let version = message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == "tributary-schema"))
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned());
-    match version.as_deref() {
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => return Err(poison(format!("unknown schema version {other:?}"))),
-        None => return Err(poison("no tributary-schema header".into())),
-    }
-    let payload = message
-        .payload()
-        .ok_or_else(|| poison("empty payload".into()))?;
-    let text =
-        std::str::from_utf8(payload).map_err(|e| poison(format!("payload is not UTF-8: {e}")))?;
-    let raw = RawUser::parse(text).map_err(poison)?;
+    let payload = message.payload();
+    let mut value = apache_avro::types::Value::Null;
+    let raw = match encoding(message) {
+        Some(v) if v == JSON_V1.as_bytes() => {
+            let payload = payload.ok_or_else(|| poison("empty payload".into()))?;
+            let text = std::str::from_utf8(payload)
+                .map_err(|e| poison(format!("payload is not UTF-8: {e}")))?;
+            RawUser::parse(text).map_err(poison)?
+        }
+        Some(v) if v == AVRO.as_bytes() => {
+            let payload = payload.ok_or_else(|| poison("empty payload".into()))?;
+            let (id, datum) = avro::unframe(payload).map_err(poison)?;
+            let reader = schemas.get(id).map_err(poison)?;
+            avro::decode(reader, datum, &mut value)
+                .map_err(|e| poison(format!("schema id {id}: {e}")))?
+        }
+        Some(other) => {
+            return Err(poison(format!(
+                "unknown schema version {:?}",
+                String::from_utf8_lossy(other)
+            )));
+        }
+        None => return Err(poison(format!("no {SCHEMA_HEADER} header"))),
+    };
     if message.key() != Some(raw.login.uuid.as_bytes()) {
         return Err(poison(format!(
             "key {:?} is not the record's login.uuid {:?}",
@@ -107,6 +139,7 @@ impl Actor for Transformer {
             writer,
             dlq: args.dlq,
             dlq_topic: args.dlq_topic,
+            registry: args.registry,
         })
     }
 
@@ -153,10 +186,12 @@ impl Transformer {
                 span
             })
             .collect();
+        let schemas = WriterSchemas::fetch(state.registry.as_deref(), schema_ids(&records)).await?;
+        let readers = schemas.readers();
         let mut users = Vec::with_capacity(records.len());
         let mut poisoned = Vec::new();
         for record in &records {
-            match transform(record) {
+            match transform(record, &readers) {
                 Ok(user) => users.push(user),
                 Err(poison) => poisoned.push((record, poison)),
             }
@@ -246,7 +281,7 @@ mod tests {
     fn record(key: &str, payload: &str, schema: Option<&str>) -> OwnedMessage {
         let headers = schema.map(|v| {
             OwnedHeaders::new().insert(Header {
-                key: "tributary-schema",
+                key: SCHEMA_HEADER,
                 value: Some(v),
             })
         });
@@ -265,9 +300,45 @@ mod tests {
 
     #[test]
     fn a_valid_record_becomes_a_row_with_provenance() {
-        let user = transform(&record(ID, SAMPLE, Some("1"))).unwrap();
+        let user = transform(
+            &record(ID, SAMPLE, Some("1")),
+            &WriterSchemas::default().readers(),
+        )
+        .unwrap();
         assert_eq!(user.id.to_string(), ID);
         assert_eq!((user.provenance.partition, user.provenance.offset), (2, 17));
+    }
+
+    fn avro_record(key: &str, payload: Vec<u8>) -> OwnedMessage {
+        record(key, "", Some(AVRO)).set_payload(Some(payload))
+    }
+
+    #[test]
+    fn an_avro_record_becomes_the_same_row_as_its_json() {
+        let schema = avro::user_schema();
+        let user = RawUser::parse(SAMPLE).unwrap();
+        let framed = avro::frame(
+            3,
+            &avro::encode(&avro::writer(schema).unwrap(), &user).unwrap(),
+        );
+        let known = WriterSchemas::known([(3, Arc::new(schema.clone()))]);
+        let schemas = known.readers();
+        let from_avro = transform(&avro_record(ID, framed.clone()), &schemas).unwrap();
+        let from_json = transform(&record(ID, SAMPLE, Some("1")), &schemas).unwrap();
+        assert_eq!(from_avro, from_json);
+        // A schema id the batch could not fetch, and bytes that are not framed, are poison.
+        let unknown = transform(
+            &avro_record(ID, framed),
+            &WriterSchemas::default().readers(),
+        )
+        .unwrap_err();
+        assert!(unknown.error.contains("schema id 3"), "{}", unknown.error);
+        let json_as_avro = transform(&avro_record(ID, SAMPLE.into()), &schemas).unwrap_err();
+        assert!(
+            json_as_avro.error.contains("Confluent wire format"),
+            "{}",
+            json_as_avro.error
+        );
     }
 
     #[test]
@@ -290,7 +361,7 @@ mod tests {
             ),
         ];
         for (message, expected) in cases {
-            let poison = transform(&message).unwrap_err();
+            let poison = transform(&message, &WriterSchemas::default().readers()).unwrap_err();
             assert!(
                 poison.error.contains(expected),
                 "{} should mention {expected}",

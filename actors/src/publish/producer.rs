@@ -13,6 +13,8 @@
 
 use super::config::Config;
 use super::wake::{self, Waker};
+use crate::format::registry::Registry;
+use crate::format::{Encoder, OUTBOX_ID_HEADER, RUN_ID_HEADER, SCHEMA_HEADER, STAGED_AT_HEADER};
 use crate::observe::{self, Stage};
 use crate::store::closing::{self, Shared};
 use crate::store::kafka::{self, TopicSpec};
@@ -33,14 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// Version of the record format on `users.raw`, in the `tributary-schema` header.
-pub const SCHEMA_VERSION: &str = "1";
-/// Header with the record's staging time (ms since the Unix epoch), for the end-to-end
-/// latency histogram.
-pub const STAGED_AT_HEADER: &str = "tributary-staged-at";
-/// Header with the record's run (the schedule slot it was fetched in): where
-/// verification and the reconciler find a run's records.
-pub const RUN_ID_HEADER: &str = "tributary-run-id";
 /// The checkpoint partition: a single one, so reading it back is one partition scan.
 const CHECKPOINT_PARTITION: i32 = 0;
 
@@ -92,6 +86,8 @@ pub struct ProducerState {
     raw: TopicSpec,
     checkpoints: TopicSpec,
     producer: Shared<KafkaProducer>,
+    /// How records are written (`kafka.record_format`).
+    encoder: Arc<Encoder>,
     pool: deadpool_postgres::Pool,
     /// The last outbox id committed to Kafka.
     last_outbox_id: i64,
@@ -132,6 +128,13 @@ impl Actor for Producer {
     ) -> Result<ProducerState, ActorProcessingErr> {
         let pool = postgres::pool(&args.postgres)?;
         postgres::check(&pool, &args.postgres).await?;
+        let registry = Registry::new(&args.kafka.registry)?;
+        let encoder = Encoder::new(
+            args.kafka.record_format,
+            registry.as_ref(),
+            &args.kafka.topics.raw.name,
+        )
+        .await?;
         let timeout = args.config.call_timeout();
         let context = KeptContext::default();
         let brokers = context.loss.clone();
@@ -170,6 +173,7 @@ impl Actor for Producer {
             checkpoints: args.kafka.topics.checkpoints.clone(),
             config: args.config,
             producer,
+            encoder: Arc::new(encoder),
             pool,
             last_outbox_id,
             aborts_in_a_row: 0,
@@ -290,6 +294,8 @@ enum TxnOutcome {
     Aborted,
     /// Left open on purpose by `test_faults`: the next incarnation's init aborts it.
     LeftOpen,
+    /// Not begun: a row cannot be encoded in `kafka.record_format`.
+    Unencodable(String),
 }
 
 /// Publishes one batch and its checkpoint in one Kafka transaction.
@@ -306,6 +312,7 @@ async fn publish(
     };
     let spans = publish_spans(&mut rows, &state.raw.name, &state.config.transactional_id);
     let producer = state.producer.clone();
+    let encoder = state.encoder.clone();
     let (raw, checkpoints) = (state.raw.name.clone(), state.checkpoints.name.clone());
     let key = state.config.transactional_id.clone();
     let timeout = state.config.call_timeout();
@@ -323,19 +330,33 @@ async fn publish(
     };
     keep(&state.producer);
     let result = tokio::task::spawn_blocking(move || {
+        // Encoded before the transaction opens: a row that cannot be encoded publishes
+        // nothing (see `Encoder::encode`).
+        let mut encoded = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match encoder.encode(&row.payload) {
+                Ok(record) => encoded.push(record),
+                Err(error) => {
+                    return Ok(TxnOutcome::Unencodable(format!(
+                        "outbox row {}: {error}",
+                        row.id
+                    )));
+                }
+            }
+        }
         let attempt = || -> Result<TxnOutcome, KafkaError> {
             producer.begin_transaction()?;
-            for row in &rows {
+            for (row, (format, payload)) in rows.iter().zip(&encoded) {
                 let key = row.source_uuid.to_string();
                 let (id, run) = (row.id.to_string(), row.run_id.to_string());
                 let staged_at = row.staged_at_ms.to_string();
                 let mut headers = OwnedHeaders::new()
                     .insert(Header {
-                        key: "tributary-schema",
-                        value: Some(SCHEMA_VERSION),
+                        key: SCHEMA_HEADER,
+                        value: Some(*format),
                     })
                     .insert(Header {
-                        key: "tributary-outbox-id",
+                        key: OUTBOX_ID_HEADER,
                         value: Some(&id),
                     })
                     .insert(Header {
@@ -356,7 +377,7 @@ async fn publish(
                     &producer,
                     BaseRecord::to(&raw)
                         .key(&key)
-                        .payload(row.payload.as_bytes())
+                        .payload(payload.as_ref())
                         .headers(headers),
                 )?;
             }
@@ -444,6 +465,9 @@ async fn publish(
         }
         Ok(TxnOutcome::LeftOpen) => {
             Err(format!("injected fault: transaction {n} sent, not committed").into())
+        }
+        Ok(TxnOutcome::Unencodable(why)) => {
+            Err(format!("cannot publish the outbox batch: {why}").into())
         }
         Err(error) => Err(format!(
             "producer unusable, restarting it: {}",

@@ -53,6 +53,14 @@ pub struct Config {
     /// The topics tributary reads and writes.
     #[serde(default)]
     pub topics: Topics,
+    /// How the producer encodes `users.raw` records: `avro` (Confluent wire format, the
+    /// schema in `kafka.registry`) or `json` (the API's JSON, no registry). The
+    /// transformer reads both.
+    #[serde(default)]
+    pub record_format: crate::format::RecordFormat,
+    /// The Confluent-compatible schema registry (`[kafka.registry]`).
+    #[serde(default)]
+    pub registry: crate::format::registry::Config,
 }
 
 /// `[kafka.topics]`
@@ -155,6 +163,8 @@ impl Default for Config {
             sasl_password_file: None,
             properties: BTreeMap::new(),
             topics: Topics::default(),
+            record_format: crate::format::RecordFormat::default(),
+            registry: crate::format::registry::Config::default(),
         }
     }
 }
@@ -200,6 +210,13 @@ impl Config {
                 f.section(key, |f| spec.validate(f));
             }
         });
+        f.section("registry", |f| self.registry.validate(f));
+        if self.record_format == crate::format::RecordFormat::Avro && self.registry.url.is_empty() {
+            f.invalid(
+                "record_format",
+                "\"avro\" needs a schema registry: set kafka.registry.url, or record_format = \"json\"",
+            );
+        }
     }
 
     /// A consumer that reads what is committed, in its own group, and never commits:
@@ -412,7 +429,7 @@ pub fn header<'a, M: rdkafka::Message>(record: &'a M, key: &str) -> Option<&'a s
 /// The run a record of the raw topic (or the DLQ) was staged by: its
 /// `tributary-run-id` header.
 pub fn run_id<M: rdkafka::Message>(record: &M) -> Option<i64> {
-    header(record, crate::publish::producer::RUN_ID_HEADER).and_then(|v| v.parse().ok())
+    header(record, crate::format::RUN_ID_HEADER).and_then(|v| v.parse().ok())
 }
 
 /// The user a record is about: its key, the user's `login.uuid`.

@@ -15,6 +15,8 @@ pub enum Service {
     Postgres,
     Kafka,
     Cassandra,
+    /// The Confluent-compatible schema registry of `users.raw`'s Avro records.
+    Registry,
 }
 
 impl fmt::Display for Service {
@@ -23,6 +25,7 @@ impl fmt::Display for Service {
             Service::Postgres => "postgresql",
             Service::Kafka => "kafka",
             Service::Cassandra => "cassandra",
+            Service::Registry => "schema registry",
         })
     }
 }
@@ -50,6 +53,10 @@ pub enum StoreError {
         #[source]
         cause: Cause,
     },
+    /// The store refuses what the configuration asks of it and will go on refusing
+    /// (a schema its compatibility rule rejects): an operator decides. Fatal.
+    #[error("{service}: {what}")]
+    Refused { service: Service, what: String },
     /// A credential file named in the configuration cannot be read. Fatal.
     #[error("{service}: cannot read credential file")]
     Credentials {
@@ -91,7 +98,7 @@ impl StoreError {
         match self {
             StoreError::Unreachable { .. } => true,
             StoreError::Request { transient, .. } => *transient,
-            StoreError::Credentials { .. } => false,
+            StoreError::Credentials { .. } | StoreError::Refused { .. } => false,
         }
     }
 }
