@@ -11,11 +11,14 @@ pub const FAILURE: i32 = 1;
 /// unreadable credential file, or a store that cannot be reached. Fix and retry.
 pub const CONFIG: i32 = 2;
 
-/// The exit code for a store error: unreachable stores and credentials are set-up
-/// problems ([`CONFIG`]), anything else is a run-time failure.
+/// The exit code for a store error: unreachable stores, credentials and what a store
+/// refuses for good (an incompatible schema) are set-up problems ([`CONFIG`]), anything
+/// else is a run-time failure.
 pub fn for_store_error(error: &StoreError) -> i32 {
     match error {
-        StoreError::Unreachable { .. } | StoreError::Credentials { .. } => CONFIG,
+        StoreError::Unreachable { .. }
+        | StoreError::Credentials { .. }
+        | StoreError::Refused { .. } => CONFIG,
         StoreError::Request { .. } => FAILURE,
     }
 }

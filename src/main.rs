@@ -390,6 +390,29 @@ async fn config_check(config: &Config) -> i32 {
         .await
         .map(|_| config.cassandra.endpoint());
     report(Service::Cassandra, cassandra);
+    if config.kafka.record_format == tributary_actors::format::RecordFormat::Avro {
+        let kafka = &config.kafka;
+        let registry = async {
+            let registry = tributary_actors::format::registry::Registry::new(&kafka.registry)?;
+            let encoder = tributary_actors::format::Encoder::new(
+                kafka.record_format,
+                registry.as_ref(),
+                &kafka.topics.raw.name,
+            )
+            .await;
+            match encoder {
+                Ok(tributary_actors::format::Encoder::Avro { id, .. }) => {
+                    Ok(format!("{} (schema id {id})", kafka.registry.url))
+                }
+                Ok(_) => Ok(kafka.registry.url.clone()),
+                Err(what) => Err(store::StoreError::Refused {
+                    service: Service::Registry,
+                    what,
+                }),
+            }
+        };
+        report(Service::Registry, registry.await);
+    }
     worst
 }
 

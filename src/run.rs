@@ -24,6 +24,8 @@ use ractor::{ActorRef, SpawnErr};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tributary_actors::format::Encoder;
+use tributary_actors::format::registry::Registry;
 use tributary_actors::leader::{Leader, LeaderArgs, LeaderMsg};
 use tributary_actors::store::{self, Service, StoreError};
 use tributary_actors::supervisor::{
@@ -351,9 +353,20 @@ pub async fn reach_stores(config: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The stores answer and the runs ledger was scheduled on this configuration's slots
-/// (`ledger::schedule_drift`). An exit code when not, after saying why: 2 for an
-/// unreachable store or a schedule that changed under the ledger.
+/// Whether PostgreSQL said the ledger's table (or schema) does not exist.
+fn schema_missing(error: &StoreError) -> bool {
+    use tokio_postgres::error::SqlState;
+    std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| *code == SqlState::UNDEFINED_TABLE)
+}
+
+/// The stores answer, the schema was applied, the runs ledger was scheduled on this
+/// configuration's slots (`ledger::schedule_drift`) and, for Avro, tributary's schema
+/// is registered. An exit code when not, after saying why: 2 for an unreachable store,
+/// a missing schema, a schedule that changed under the ledger or an unregistered
+/// record schema.
 pub async fn check_start(config: &Config) -> Result<(), i32> {
     let store_error = |error: StoreError| {
         eprintln!("error: {}", crate::error_chain(&error));
@@ -370,11 +383,34 @@ pub async fn check_start(config: &Config) -> Result<(), i32> {
         ))
     })?;
     match tributary_actors::ingest::ledger::schedule_drift(&client, &config.ingest).await {
-        Ok(None) => Ok(()),
+        Ok(None) => {}
         Ok(Some(why)) => {
             eprintln!("error: {why}");
-            Err(exit::CONFIG)
+            return Err(exit::CONFIG);
         }
-        Err(error) => Err(store_error(error)),
+        Err(error) if schema_missing(&error) => {
+            eprintln!(
+                "error: {}\nhint: postgres.schema {:?} has no runs ledger: run `tributary schema apply` first",
+                crate::error_chain(&error),
+                config.postgres.schema
+            );
+            return Err(exit::CONFIG);
+        }
+        Err(error) => return Err(store_error(error)),
     }
+    // The producer asks the same at every start; asked here, a schema that was never
+    // registered is a set-up error before anything starts, not a restarting producer.
+    let registry = Registry::new(&config.kafka.registry).map_err(store_error)?;
+    let kafka = &config.kafka;
+    Encoder::new(
+        kafka.record_format,
+        registry.as_ref(),
+        &kafka.topics.raw.name,
+    )
+    .await
+    .map(drop)
+    .map_err(|why| {
+        eprintln!("error: {why}");
+        exit::CONFIG
+    })
 }

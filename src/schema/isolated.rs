@@ -1,6 +1,7 @@
 //! Dropping the objects of isolated runs: the tests, the chaos suite, the soak and the
 //! benchmarks each work in their own names ([`Config::isolate`]: a PostgreSQL schema, a
-//! Cassandra keyspace, three Kafka topics and a consumer group per run).
+//! Cassandra keyspace, three Kafka topics, their registry subject and a consumer group
+//! per run).
 //!
 //! Left behind, they pile up on the shared local stack run after run, and the stores pay
 //! for every one of them: Cassandra keeps a memtable and flushes per table, and a Kafka
@@ -14,6 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
+use tributary_actors::format::registry::{Registry, RegistryError};
+use tributary_actors::format::{RecordFormat, subject};
 use tributary_actors::store::{Service, StoreError, cassandra, postgres};
 
 use crate::config::Config;
@@ -33,6 +36,7 @@ pub async fn drop(config: &Config) -> Result<(), StoreError> {
         .map(|(_, spec)| spec.name.clone())
         .collect();
     drop_topics(config, &topics).await?;
+    drop_subjects(config, &[subject(&config.kafka.topics.raw.name)]).await?;
     drop_groups(config, std::slice::from_ref(&config.process.group_id)).await
 }
 
@@ -99,7 +103,43 @@ pub async fn drop_leftovers(
         .filter(stale)
         .collect();
     drop_groups(config, &groups).await?;
-    Ok(keyspaces.len() + schemas.len() + topics.len() + groups.len())
+    let subjects = match Registry::new(&config.kafka.registry)? {
+        Some(registry) if config.kafka.record_format == RecordFormat::Avro => registry
+            .subjects()
+            .await
+            .map_err(registry_error)?
+            .into_iter()
+            .filter(stale)
+            .collect(),
+        _ => Vec::new(),
+    };
+    drop_subjects(config, &subjects).await?;
+    Ok(keyspaces.len() + schemas.len() + topics.len() + groups.len() + subjects.len())
+}
+
+/// Deletes registry subjects (with `kafka.record_format = "avro"` only: without it no
+/// registry need be running).
+async fn drop_subjects(config: &Config, subjects: &[String]) -> Result<(), StoreError> {
+    if config.kafka.record_format != RecordFormat::Avro {
+        return Ok(());
+    }
+    let Some(registry) = Registry::new(&config.kafka.registry)? else {
+        return Ok(());
+    };
+    for subject in subjects {
+        registry
+            .delete_subject(subject)
+            .await
+            .map_err(registry_error)?;
+    }
+    Ok(())
+}
+
+fn registry_error(error: RegistryError) -> StoreError {
+    match error {
+        RegistryError::Store(e) => e,
+        other => StoreError::request(Service::Registry, other.to_string(), false, other),
+    }
 }
 
 async fn drop_keyspaces(config: &Config, keyspaces: &[String]) -> Result<(), StoreError> {

@@ -7,12 +7,14 @@
 //!
 //! Schema sources live in `config/`: PostgreSQL migrations in `config/postgres/migrations`
 //! (refinery, versioned), Cassandra tables in `config/cassandra/<table>.cql`, Kafka topic
-//! specifications in the `[kafka.topics]` section of the configuration.
+//! specifications in the `[kafka.topics]` section of the configuration, the Avro schema
+//! of `users.raw` in `actors/src/format/user.avsc`.
 
 pub mod cassandra;
 pub mod isolated;
 pub mod kafka;
 pub mod postgres;
+pub mod registry;
 
 use std::fmt;
 use tributary_actors::store::{Service, StoreError};
@@ -64,7 +66,7 @@ impl fmt::Display for Outcome {
 }
 
 /// Applies the schema to the stores in `only` (all three when empty), in the order
-/// PostgreSQL, Cassandra, Kafka.
+/// PostgreSQL, Cassandra, Kafka (with the schema registry's subject of its topic).
 ///
 /// # Errors
 /// The first store that cannot be reached or rejects a statement; outcomes of the
@@ -80,6 +82,8 @@ pub async fn apply(config: &Config, only: &[Service]) -> Result<Vec<Outcome>, St
     }
     if wanted(Service::Kafka) {
         outcomes.extend(kafka::apply(&config.kafka).await?);
+        // The topic's record schema belongs to the topic: applied with it.
+        outcomes.extend(registry::apply(&config.kafka).await?);
     }
     Ok(outcomes)
 }
