@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The local stack without Docker: real Apache Kafka (KRaft), Apache Cassandra 5.0,
-# PostgreSQL, Jaeger v2 and Toxiproxy as local processes.
+# PostgreSQL, Apicurio Registry, Jaeger v2 and Toxiproxy as local processes.
 #
-#   stack/stack.sh install   install what is missing (apt packages, Maven classpaths, Go builds)
+#   stack/stack.sh install   install what is missing (apt packages, Maven downloads, Go builds)
 #   stack/stack.sh install-test-tools   what only the tests use (Chromium, gdb)
 #   stack/stack.sh install-cqlsh VERSION   cqlsh from PyPI in a virtualenv (make cqlsh)
 #   stack/stack.sh up        install, then start every service one after another and wait
@@ -33,12 +33,13 @@ KAFKA_VERSION=4.1.1
 CASSANDRA_VERSION=5.0.6
 JAEGER_VERSION=v1.76.0 # the v1 tag of the Jaeger v2.13.0 release (see STACK.md)
 TOXIPROXY_VERSION=v2.12.0
+REGISTRY_VERSION=3.3.3 # Apicurio Registry (io.apicurio:apicurio-registry-app), Java 21+
 
 # Deadlines for readiness, in seconds. Cassandra's first boot on 2 cores is the slowest.
 READY_DEADLINE_S=${TRIBUTARY_STACK_READY_DEADLINE_S:-180}
 STOP_DEADLINE_S=${TRIBUTARY_STACK_STOP_DEADLINE_S:-30}
 
-for lib in common install postgres kafka cassandra tools partition containers; do
+for lib in common install postgres kafka cassandra registry tools partition containers; do
 	# shellcheck source=/dev/null
 	source "$ROOT/stack/lib/$lib.sh"
 done

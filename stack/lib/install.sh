@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Installation of everything a stack runs, once: Debian packages, the Kafka and Cassandra
-# classpaths resolved from Maven Central, Jaeger and Toxiproxy built with the Go
-# toolchain. Downloads and builds are cached under $CACHE_DIR.
+# classpaths resolved from Maven Central, Apicurio Registry's release archive from there
+# (the single stack's), Jaeger and Toxiproxy built with the Go toolchain. Downloads and builds are cached under $CACHE_DIR.
 
 pg_bindir() {
 	local dir
@@ -135,6 +135,7 @@ cmd_install() {
 	install_packages
 	install_kafka
 	install_cassandra
+	if [[ " ${SERVICES[*]} " == *" registry "* ]]; then install_registry; fi
 	install_toxiproxy
 	install_jaeger
 }

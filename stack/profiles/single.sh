@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The single-node stack (STACK=single, the default): one PostgreSQL, one Kafka broker
-# (combined with its controller), one Cassandra node, Jaeger and Toxiproxy, all on
+# (combined with its controller), one Cassandra node, a schema registry (Apicurio,
+# Confluent-compatible API), Jaeger and Toxiproxy, all on
 # 127.0.0.1 — what `make test`, the chaos suite and the soak run against. Replication
 # factor 1 everywhere: losing a node is an outage here, the cluster profile fails over.
 
@@ -21,8 +22,10 @@ JAEGER_OTLP_HTTP_PORT=${TRIBUTARY_STACK_JAEGER_OTLP_HTTP_PORT:-4318}
 JAEGER_QUERY_PORT=${TRIBUTARY_STACK_JAEGER_QUERY_PORT:-16686}
 JAEGER_HEALTH_PORT=${TRIBUTARY_STACK_JAEGER_HEALTH_PORT:-13133}
 TOXIPROXY_PORT=${TRIBUTARY_STACK_TOXIPROXY_PORT:-8474}
+REGISTRY_PORT=${TRIBUTARY_STACK_REGISTRY_PORT:-18081}
+REGISTRY_MANAGEMENT_PORT=${TRIBUTARY_STACK_REGISTRY_MANAGEMENT_PORT:-18082}
 
-SERVICES=(postgres kafka cassandra jaeger toxiproxy)
+SERVICES=(postgres kafka cassandra registry jaeger toxiproxy)
 
 service_start() {
 	case $1 in
@@ -42,6 +45,7 @@ service_start() {
 			CASSANDRA_SEEDS="$HOST:$CASSANDRA_STORAGE_PORT" CASSANDRA_TOKEN=0 CASSANDRA_HEAP=1g \
 			cassandra_start cassandra
 		;;
+	registry) start_registry ;;
 	jaeger) start_jaeger ;;
 	toxiproxy) start_toxiproxy ;;
 	esac
@@ -52,6 +56,7 @@ service_address() {
 	postgres) echo "postgresql://postgres@$HOST:$PG_PORT/postgres" ;;
 	kafka) echo "$HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)" ;;
 	cassandra) echo "$HOST:$CASSANDRA_PORT (CQL)" ;;
+	registry) echo "http://$HOST:$REGISTRY_PORT/apis/ccompat/v7 (Confluent-compatible API)" ;;
 	jaeger) echo "OTLP grpc $HOST:$JAEGER_OTLP_GRPC_PORT, OTLP http $HOST:$JAEGER_OTLP_HTTP_PORT, query API http://$HOST:$JAEGER_QUERY_PORT/api/traces (this build has no web UI: README, The local stack)" ;;
 	toxiproxy) echo "http://$HOST:$TOXIPROXY_PORT (API)" ;;
 	esac
@@ -63,6 +68,7 @@ service_probe() {
 	postgres) probe_postgres ;;
 	kafka) python3 "$ROOT/stack/probe.py" kafka "$HOST" "$KAFKA_PORT" 2>/dev/null ;;
 	cassandra) python3 "$ROOT/stack/probe.py" cql "$HOST" "$CASSANDRA_PORT" 2>/dev/null ;;
+	registry) probe_registry ;;
 	jaeger) probe_jaeger ;;
 	toxiproxy) probe_toxiproxy ;;
 	esac
@@ -79,6 +85,7 @@ export TRIBUTARY__POSTGRES__HOST=$HOST
 export TRIBUTARY__POSTGRES__PORT=$PG_PORT
 export TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
 export TRIBUTARY__CASSANDRA__CONTACT_POINTS=$HOST:$CASSANDRA_PORT
+export TRIBUTARY__KAFKA__REGISTRY__URL=http://$HOST:$REGISTRY_PORT/apis/ccompat/v7
 export TRIBUTARY__TELEMETRY__OTLP_ENDPOINT=http://$HOST:$JAEGER_OTLP_HTTP_PORT
 export TRIBUTARY_STACK_JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
 export TRIBUTARY_STACK_TOXIPROXY_URL=http://$HOST:$TOXIPROXY_PORT
