@@ -11,6 +11,7 @@ mod consumption;
 mod ingest;
 mod observe;
 mod process;
+mod registry;
 mod source_contract;
 mod stores;
 mod telemetry;

@@ -69,10 +69,10 @@ async fn kafka_read_committed_sees_committed_transactions_only() {
     assert_eq!(
         outcomes
             .iter()
-            .filter(|o| o.action == Action::Created)
+            .filter(|o| o.service == Service::Kafka && o.action == Action::Created)
             .count(),
         3,
-        "{outcomes:?}"
+        "the three topics: {outcomes:?}"
     );
     let topic = config.kafka.topics.raw.name.clone();
     let kafka = config.kafka.clone();
