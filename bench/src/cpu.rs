@@ -1,5 +1,5 @@
 //! CPU time of everything sharing the machine during a phase: tributary (or the bench's
-//! own client), Cassandra, Kafka and PostgreSQL, from /proc. It explains the ceilings:
+//! own client), Cassandra, Kafka, PostgreSQL and the schema registry, from /proc. It explains the ceilings:
 //! on a small machine every process competes for the same cores, so records/s is bounded
 //! by cores ÷ (CPU seconds one record costs across all of them).
 
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The stack services whose pid files stack/stack.sh writes.
-const SERVICES: [&str; 3] = ["cassandra", "kafka", "postgres"];
+const SERVICES: [&str; 4] = ["cassandra", "kafka", "postgres", "registry"];
 
 /// Where the stack's pid files are (`TRIBUTARY_STACK_DIR`, as stack/stack.sh).
 fn stack_dir() -> PathBuf {

@@ -17,6 +17,7 @@ use process::{Instance, Reading, sample_until};
 use std::path::PathBuf;
 use std::time::Duration;
 use tributary::config::{Config, Sources};
+use tributary_actors::format::RecordFormat;
 use tributary_bench::cpu;
 
 #[derive(Debug, Parser)]
@@ -50,6 +51,11 @@ struct Args {
     /// record (measured: Cassandra 0.128 instead of 0.045 CPU-s per 1,000 rows). 0 skips it.
     #[arg(long, default_value_t = 100_000)]
     warmup_users: u64,
+    /// Record formats of users.raw measured end to end (`kafka.record_format`): the first
+    /// is the main end-to-end run (its topic feeds the ceilings and Spark), the others are
+    /// measured on the same number of users for the comparison.
+    #[arg(long, value_delimiter = ',', default_value = "avro,json")]
+    formats: Vec<Format>,
     /// Skip the Spark baseline (it downloads pyspark and connectors on first use).
     #[arg(long)]
     no_spark: bool,
@@ -70,6 +76,29 @@ struct Args {
 }
 
 const SEED: &str = "tributary-bench";
+
+/// `--formats`: the values of `kafka.record_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Avro,
+    Json,
+}
+
+impl Format {
+    fn record_format(self) -> RecordFormat {
+        match self {
+            Format::Avro => RecordFormat::Avro,
+            Format::Json => RecordFormat::Json,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Avro => "avro",
+            Format::Json => "json",
+        }
+    }
+}
 
 fn isolated(name: &str) -> anyhow::Result<Config> {
     let mut config = Config::load(&Sources::default()).context("configuration")?;
@@ -152,17 +181,36 @@ struct Run {
 }
 
 /// Pre-stages `users`, runs `instances` tributary processes in one group until all are
-/// written.
+/// written, in the first of `--formats`.
 async fn end_to_end(args: &Args, name: &str, users: u64, instances: usize) -> anyhow::Result<Run> {
-    let config = isolated(name)?;
+    let format = args.formats.first().copied().unwrap_or(Format::Avro);
+    end_to_end_in(args, name, users, instances, format).await
+}
+
+/// [`end_to_end`] with users.raw in `format`.
+async fn end_to_end_in(
+    args: &Args,
+    name: &str,
+    users: u64,
+    instances: usize,
+    format: Format,
+) -> anyhow::Result<Run> {
+    let mut config = isolated(name)?;
+    config.kafka.record_format = format.record_format();
     tributary::schema::apply(&config, &[])
         .await
         .context("schema apply")?;
     let runs = prestage::stage(&config, SEED, users).await?;
-    eprintln!("bench: {name}: {users} users staged in {runs} runs; {instances} instance(s)");
+    eprintln!(
+        "bench: {name}: {users} users staged in {runs} runs; {instances} instance(s); users.raw in {}",
+        format.name()
+    );
     let env = run_env(
         &config,
-        &[("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string())],
+        &[
+            ("TRIBUTARY__INGEST__MAX_RUNS", runs.to_string()),
+            ("TRIBUTARY__KAFKA__RECORD_FORMAT", format.name().to_owned()),
+        ],
     );
     settle().await;
     let before = cpu::sample(&[], None);
@@ -284,6 +332,35 @@ async fn main() -> anyhow::Result<()> {
         report_check.is_clean(),
         "verify after the e2e phase: {report_check:?}"
     );
+    // The same users in the other record formats: what the encoding costs.
+    let main_format = args.formats.first().copied().unwrap_or(Format::Avro);
+    let mut formats = vec![report::FormatRun {
+        format: main_format.name().into(),
+        records_per_s: e2e_rate,
+        cpu: e2e_cpu.clone(),
+    }];
+    for &format in args.formats.iter().skip(1) {
+        let run = end_to_end_in(
+            &args,
+            &format!("e2e_{}", format.name()),
+            args.users,
+            1,
+            format,
+        )
+        .await?;
+        let rate = sustained(&run.readings, args.users);
+        eprintln!(
+            "bench: e2e in {}: {rate:.0} records/s, CPU s per 1,000 records {:?}",
+            format.name(),
+            run.cpu.per_1000_records
+        );
+        cleanup::tidy(&run.config).await;
+        formats.push(report::FormatRun {
+            format: format.name().into(),
+            records_per_s: rate,
+            cpu: run.cpu,
+        });
+    }
     if args.e2e_only {
         for r in e2e.iter().step_by(2) {
             eprintln!(
@@ -401,6 +478,7 @@ async fn main() -> anyhow::Result<()> {
             cpu: e2e_cpu,
             readings: e2e,
         },
+        formats,
         kafka,
         cassandra,
         spark,

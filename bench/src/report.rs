@@ -25,6 +25,15 @@ pub struct EndToEnd {
     pub readings: Vec<Reading>,
 }
 
+/// One end-to-end run per record format of users.raw, on the same users.
+#[derive(Debug, Serialize)]
+pub struct FormatRun {
+    /// `kafka.record_format`.
+    pub format: String,
+    pub records_per_s: f64,
+    pub cpu: tributary_bench::cpu::Usage,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Scaling {
     pub instances: usize,
@@ -60,6 +69,8 @@ pub struct Report {
     pub versions: Vec<(String, String)>,
     pub users: u64,
     pub e2e: EndToEnd,
+    /// The end-to-end run in each record format (the first is `e2e`).
+    pub formats: Vec<FormatRun>,
     pub kafka: KafkaCeiling,
     pub cassandra: Vec<CassandraCeiling>,
     pub spark: Option<Spark>,
@@ -207,6 +218,13 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
         "| tributary end to end, {} users pre-staged | {:.0} | first publish → last Cassandra commit; peak RSS {:.0} MiB |",
         report.users, t, report.e2e.peak_rss_mib
     );
+    for run in report.formats.iter().skip(1) {
+        let _ = writeln!(
+            md,
+            "| tributary end to end, users.raw in {} | {:.0} | the same users; CPU per record in the table below |",
+            run.format, run.records_per_s
+        );
+    }
     let _ = writeln!(
         md,
         "| tributary through the embedded source, flat out | {:.0} | fetch → parse → stage → publish → write, the source generating users in the bench process on the same cores |",
@@ -345,8 +363,20 @@ fn cpu_table(md: &mut String, report: &Report) {
         .cassandra
         .iter()
         .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s));
-    let mut runs: Vec<(&str, &tributary_bench::cpu::Usage)> =
-        vec![("tributary end to end, pre-staged", &report.e2e.cpu)];
+    let labels: Vec<String> = report
+        .formats
+        .iter()
+        .map(|run| format!("tributary end to end, pre-staged, {}", run.format))
+        .collect();
+    let mut runs: Vec<(&str, &tributary_bench::cpu::Usage)> = report
+        .formats
+        .iter()
+        .zip(&labels)
+        .map(|(run, label)| (label.as_str(), &run.cpu))
+        .collect();
+    if runs.is_empty() {
+        runs.push(("tributary end to end, pre-staged", &report.e2e.cpu));
+    }
     if let Some(best) = best {
         runs.push(("raw Cassandra upserts (ceiling)", &best.cpu));
     }

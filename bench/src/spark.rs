@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tributary::config::Config;
+use tributary_actors::format::RecordFormat;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Spark {
@@ -62,6 +63,11 @@ pub async fn run(source: &Config, users: u64, out: &Path) -> anyhow::Result<Spar
     let checkpoint = out.join(format!("spark-checkpoint-{}", &suffix[..6]));
     let log = std::fs::File::create(out.join("spark.log"))?;
     let started = Instant::now();
+    // Avro records are decoded with the schema Spark fetches from the registry.
+    let (format, registry) = match source.kafka.record_format {
+        RecordFormat::Avro => ("avro", source.kafka.registry.url.as_str()),
+        RecordFormat::Json => ("json", ""),
+    };
     let mut child = tokio::process::Command::new("bench/baselines/spark/run.sh")
         .args([
             config.kafka.bootstrap_servers.as_str(),
@@ -70,6 +76,8 @@ pub async fn run(source: &Config, users: u64, out: &Path) -> anyhow::Result<Spar
             port,
             config.cassandra.keyspace.as_str(),
             &checkpoint.display().to_string(),
+            format,
+            registry,
         ])
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Spark baseline job (users_to_cassandra.py) with pyspark 3.5 from PyPI and the
-# Kafka and Cassandra connectors from Maven Central, all cached under
+# Kafka, Avro and Cassandra connectors from Maven Central, all cached under
 # ${TRIBUTARY_CACHE_DIR:-~/.cache/tributary}. Arguments are the job's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,5 +26,5 @@ exec "$venv/bin/spark-submit" \
 	--driver-memory 1g \
 	--conf "spark.jars.ivySettings=$here/ivysettings.xml" \
 	--driver-java-options "-Divy.cache.root=$cache/ivy" \
-	--packages "org.apache.spark:spark-sql-kafka-0-10_2.12:$version,com.datastax.spark:spark-cassandra-connector_2.12:3.5.1" \
+	--packages "org.apache.spark:spark-sql-kafka-0-10_2.12:$version,org.apache.spark:spark-avro_2.12:$version,com.datastax.spark:spark-cassandra-connector_2.12:3.5.1" \
 	"$here/users_to_cassandra.py" "$@"
