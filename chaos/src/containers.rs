@@ -4,7 +4,10 @@
 //! moving users exactly once.
 
 use crate::backend::Backend;
-use crate::runner::{Instance, Outcome, Progressor, Run, Settings, free_port, wait_for};
+use crate::instance::{Instance, Run, free_port};
+use crate::report::Outcome;
+use crate::settings::Settings;
+use crate::watch::{Progressor, wait_for};
 use anyhow::{Context, bail};
 use std::process::{Command, Stdio};
 use std::time::Instant;

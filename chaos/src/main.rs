@@ -8,11 +8,15 @@
 
 mod backend;
 mod containers;
+mod fault;
+mod instance;
 mod report;
 mod runner;
 mod scenario;
+mod settings;
 mod soak;
 mod toxiproxy;
+mod watch;
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -172,8 +176,8 @@ async fn main() -> ExitCode {
     let (on_cluster, in_containers) = (count(&cluster_names), count(&container_names));
     let stack = match (on_cluster, in_containers) {
         (0, 0) => "single",
-        (n, 0) if n == scenarios.len() => runner::CLUSTER_PROFILE,
-        (0, n) if n == scenarios.len() => runner::CONTAINERS_PROFILE,
+        (n, 0) if n == scenarios.len() => settings::CLUSTER_PROFILE,
+        (0, n) if n == scenarios.len() => settings::CONTAINERS_PROFILE,
         _ => {
             eprintln!(
                 "error: cluster, container and single-stack scenarios run against different stacks: they cannot run together"
@@ -183,15 +187,15 @@ async fn main() -> ExitCode {
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let backend = match cli.backend {
-        BackendArg::Process if stack != runner::CONTAINERS_PROFILE => backend::Backend::Process {
+        BackendArg::Process if stack != settings::CONTAINERS_PROFILE => backend::Backend::Process {
             stack_script: root.join("stack/stack.sh"),
             stack: stack.to_owned(),
         },
         _ => backend::Backend::Compose(backend::Compose::from_env(&root)),
     };
-    let launch = if stack == runner::CONTAINERS_PROFILE {
+    let launch = if stack == settings::CONTAINERS_PROFILE {
         match backend.call(|b| b.gateway()).await {
-            Ok(gateway) => runner::Launch::Container { gateway },
+            Ok(gateway) => settings::Launch::Container { gateway },
             Err(error) => {
                 eprintln!(
                     "error: the container stack's network: {error:#} (is it up? make stack-up STACK=containers)"
@@ -200,7 +204,7 @@ async fn main() -> ExitCode {
             }
         }
     } else {
-        runner::Launch::Process
+        settings::Launch::Process
     };
     let tributary_bin = cli.tributary_bin.unwrap_or_else(|| {
         std::env::current_exe()
@@ -209,7 +213,7 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from("tributary"))
     });
     tributary_actors::install_tls_provider();
-    let settings = runner::Settings {
+    let settings = settings::Settings {
         users: cli.users,
         users_per_run: cli.users_per_run,
         interval_ms: cli.interval_ms,
@@ -225,7 +229,7 @@ async fn main() -> ExitCode {
         Some(Command::Soak(args)) => args.out.join("logs"),
         None => settings.work_dir.clone(),
     };
-    let settings = runner::Settings {
+    let settings = settings::Settings {
         work_dir,
         ..settings
     };

@@ -1,8 +1,49 @@
 //! The report: target/chaos/report.json and a markdown table.
 
-use crate::runner::Outcome;
+use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub missing: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    pub aggregate_errors: usize,
+    /// Seconds from the heal until the first new commit in Cassandra.
+    pub recovery_s: Option<f64>,
+    /// Seconds from the heal until everything was in Cassandra.
+    pub drain_s: Option<f64>,
+    /// The longest time, from the fault until the drain, in which Cassandra's count of
+    /// committed users did not grow: how long tributary stopped committing.
+    pub longest_gap_s: Option<f64>,
+    /// Actor failures logged by the tributary processes (each followed by a restart).
+    pub restarts: usize,
+    /// Kafka clients that lost every broker and got their bootstrap servers back.
+    pub rebootstraps: usize,
+    pub passed: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// Fills in verify's findings: passed when verify is clean and exactly `expected`
+    /// users were staged and are in Cassandra.
+    pub(crate) fn judge(&mut self, report: &tributary::verify::Report, expected: u64) {
+        self.delivered = report.in_cassandra;
+        self.missing = report.missing + expected.saturating_sub(report.staged);
+        self.duplicated = report.duplicated;
+        self.unexpected = report.unexpected;
+        self.aggregate_errors = report.aggregate_errors.len();
+        self.passed =
+            report.is_clean() && report.staged == expected && report.in_cassandra == expected;
+    }
+}
 
 pub fn markdown(outcomes: &[Outcome]) -> String {
     let mut md = String::from(

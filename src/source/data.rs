@@ -17,7 +17,7 @@ pub struct Nationality {
     pub code: String,
     /// `location.country`.
     pub country: String,
-    /// Phone number templates (see [`super::generate::fill`]); one is drawn per user.
+    /// Phone number templates (see [`super::random::fill`]); one is drawn per user.
     pub phone: Vec<String>,
     pub cell: Vec<String>,
     /// `id.name`; empty for nationalities whose `id` is `{"name": "", "value": null}`.

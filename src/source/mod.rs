@@ -8,6 +8,9 @@
 pub mod config;
 mod data;
 pub mod generate;
+mod national_id;
+mod random;
 pub mod server;
+mod transliterate;
 
 pub use config::{Config, Faults};

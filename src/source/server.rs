@@ -8,7 +8,8 @@
 
 use super::config::{Config, Faults};
 use super::data::{self, Nationality};
-use super::generate::{self, API_VERSION, Rng};
+use super::generate::{self, API_VERSION};
+use super::random::Rng;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod compose;
 mod consumption;
+mod dashboard;
 mod ingest;
 mod observe;
 mod process;

@@ -3,7 +3,9 @@
 
 use super::*;
 use ractor::ActorStatus;
+use ractor::rpc::CallResult;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// What the test actor does with a [`Cmd::Fail`].

@@ -6,12 +6,17 @@
 //! reconciler and `verify`, and writes the report ([`report`]). `make soak` runs it for
 //! an hour; `make soak-ci` for 5 minutes.
 
+mod render;
 mod report;
 mod sample;
 
-use crate::runner::{self, Progressor, Run, Settings, Source};
+use crate::fault::{self, Source};
+use crate::instance::Run;
+use crate::runner;
 use crate::scenario::{self, Fault, Link, Schedule};
+use crate::settings::Settings;
 use crate::toxiproxy::Toxiproxy;
+use crate::watch::{self, Progressor};
 use anyhow::Context as _;
 use sample::Sample;
 use serde::Serialize;
@@ -256,7 +261,7 @@ pub async fn soak(settings: &Settings, args: &SoakArgs) -> anyhow::Result<bool> 
         runs,
     );
     for (link, proxy) in &links {
-        env.extend(runner::route_through_proxy(&toxiproxy, proxy, *link, &config).await?);
+        env.extend(fault::route_through_proxy(&toxiproxy, proxy, *link, &config).await?);
     }
     env.extend(upkeep_env(args.minutes));
     let mut run = Run {
@@ -435,7 +440,7 @@ async fn drive(
                 at_s, scenario.name, schedule.hold_ms
             );
             let backend = run.settings.backend.clone();
-            let result = runner::inject(
+            let result = fault::inject(
                 run,
                 &backend,
                 toxiproxy,
@@ -464,7 +469,7 @@ async fn drive(
         config,
         probe: None,
     };
-    let drained = runner::wait_for(DRAIN_DEADLINE, async || {
+    let drained = watch::wait_for(DRAIN_DEADLINE, async || {
         let p = probe.read().await?;
         p.drained(runs as i64).then_some(p)
     })
@@ -488,7 +493,7 @@ async fn drive(
 
     // The reconciler: every run judged, and an aggregate check after the drain.
     let drained_at = chrono::Utc::now();
-    let reconciled = runner::wait_for(Duration::from_secs(180), async || {
+    let reconciled = watch::wait_for(Duration::from_secs(180), async || {
         let r = sampler.reconciliation(run).await?;
         let checked_after = r
             .aggregates

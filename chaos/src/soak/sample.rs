@@ -2,7 +2,9 @@
 //! index sizes, Cassandra's and Kafka's disk, lag, the reconciler's findings, and the
 //! latency of each window from the process's histogram.
 
-use crate::runner::{Progressor, Run, Settings};
+use crate::instance::Run;
+use crate::settings::Settings;
+use crate::watch::Progressor;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
