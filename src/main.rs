@@ -393,7 +393,7 @@ async fn config_check(config: &Config) -> i32 {
     if config.kafka.record_format == tributary_actors::format::RecordFormat::Avro {
         let kafka = &config.kafka;
         let registry = async {
-            let registry = tributary_actors::format::registry::Registry::new(&kafka.registry)?;
+            let registry = tributary_actors::store::registry::Registry::new(&kafka.registry)?;
             let encoder = tributary_actors::format::Encoder::new(
                 kafka.record_format,
                 registry.as_ref(),

@@ -2,7 +2,7 @@
 //! PostgreSQL, the producer's committed checkpoint in Kafka, users committed in
 //! Cassandra. What the demo waits on before verify, and what the chaos suite polls.
 
-use tributary_actors::publish::producer::read_checkpoint;
+use tributary_actors::publish::checkpoint::read_checkpoint;
 use tributary_actors::store::postgres::{self, query_error};
 use tributary_actors::store::{Service, StoreError};
 

@@ -15,8 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
-use tributary_actors::format::registry::{Registry, RegistryError};
 use tributary_actors::format::{RecordFormat, subject};
+use tributary_actors::store::registry::{Registry, RegistryError};
 use tributary_actors::store::{Service, StoreError, cassandra, postgres};
 
 use crate::config::Config;

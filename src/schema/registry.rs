@@ -8,9 +8,9 @@
 //! as none); a schema the rule refuses stops apply with exit code 2.
 
 use super::{Action, Outcome};
-use tributary_actors::format::registry::{Registry, RegistryError};
 use tributary_actors::format::{RecordFormat, avro, subject};
 use tributary_actors::store::kafka::Config;
+use tributary_actors::store::registry::{Registry, RegistryError};
 use tributary_actors::store::{Service, StoreError};
 
 /// The subject's compatibility rule.

@@ -7,8 +7,9 @@ use crate::config::Config;
 use futures::StreamExt;
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use tributary_actors::format::headers;
 use tributary_actors::store::postgres::{self, query_error};
-use tributary_actors::store::{Service, StoreError, cassandra, kafka as store_kafka};
+use tributary_actors::store::{Service, StoreError, cassandra};
 
 /// Fills `report`'s missing, duplicated and unexpected counts and samples.
 #[allow(clippy::too_many_arguments)]
@@ -78,10 +79,10 @@ pub(super) async fn name_users(
         &config.kafka.topics.raw.name,
         HashMap::<uuid::Uuid, (u64, Option<i64>)>::new(),
         move |seen, message| {
-            let Some(id) = store_kafka::user_id(message) else {
+            let Some(id) = headers::user_id(message) else {
                 return;
             };
-            let run = store_kafka::run_id(message);
+            let run = headers::run_id(message);
             if watched.contains(&id)
                 || run.is_some_and(|r| wanted.contains(&r))
                 || unclaimed.contains(&id)

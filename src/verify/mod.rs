@@ -11,17 +11,20 @@
 
 mod drill;
 mod kafka;
+mod report;
+mod window;
 
 pub use kafka::read_committed_keys;
+pub use report::{Report, Samples};
+pub use window::{Window, parse_runs, parse_since};
 
 use futures::StreamExt;
 use rdkafka::Message;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
+use tributary_actors::format::headers;
 use tributary_actors::model::Digest;
 use tributary_actors::store::postgres::{self, query_error};
-use tributary_actors::store::{Service, StoreError, cassandra, kafka as store_kafka};
+use tributary_actors::store::{Service, StoreError, cassandra};
 use tributary_actors::upkeep::readback;
 
 use crate::config::Config;
@@ -34,209 +37,6 @@ const DRILL_RUNS: usize = 20;
 /// Records without a run (not written by tributary) kept by id for the drill-down;
 /// past this many they are only counted.
 const UNATTRIBUTED_IDS: usize = 100_000;
-
-/// Which runs a check covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// Every run the ledger still holds, and everything no run claims.
-    Retained,
-    /// Runs scheduled within this long.
-    Since(std::time::Duration),
-    /// Runs with ids in `from..=to`.
-    Runs(i64, i64),
-}
-
-impl fmt::Display for Window {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Window::Retained => f.write_str("everything retained"),
-            Window::Since(d) => write!(f, "runs of the last {} s", d.as_secs()),
-            Window::Runs(a, b) => write!(f, "runs {a}..{b}"),
-        }
-    }
-}
-
-/// Parses `--since`: a whole number and a unit (`s`, `m`, `h`, `d`), as in `90m` or `7d`.
-///
-/// # Errors
-/// A message naming the accepted form.
-pub fn parse_since(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("'{text}' has no unit: write it as 90s, 30m, 12h or 7d"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' does not start with a whole number (as in 30m or 7d)"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("'{text}': unit '{unit}' is not one of s, m, h, d")),
-    };
-    if number == 0 {
-        return Err(format!("'{text}' is an empty window"));
-    }
-    number
-        .checked_mul(seconds)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("'{text}' is too long"))
-}
-
-/// Parses `--runs`: `FROM..TO`, both run ids, inclusive.
-///
-/// # Errors
-/// A message naming the accepted form.
-pub fn parse_runs(text: &str) -> Result<(i64, i64), String> {
-    let (from, to) = text
-        .split_once("..")
-        .ok_or_else(|| format!("'{text}' is not FROM..TO (as in 100..250)"))?;
-    let id = |part: &str| {
-        part.trim()
-            .parse::<i64>()
-            .map_err(|_| format!("'{part}' in '{text}' is not a run id"))
-    };
-    let (from, to) = (id(from)?, id(to)?);
-    if from > to {
-        return Err(format!("'{text}': {from} comes after {to}"));
-    }
-    Ok((from, to))
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// What was checked.
-    pub window: String,
-    /// Runs checked.
-    pub runs: u64,
-    /// Runs whose three digests do not agree.
-    pub runs_differing: u64,
-    /// Users staged in PostgreSQL.
-    pub staged: u64,
-    /// Distinct user ids in the raw topic (read_committed).
-    pub in_kafka: u64,
-    /// Records in the raw topic, duplicates included.
-    pub kafka_records: u64,
-    /// Rows in Cassandra's created_users.
-    pub in_cassandra: u64,
-    /// Staged ids absent from Kafka or from Cassandra (not delivered end to end).
-    pub missing: u64,
-    /// Staged ids absent from Kafka.
-    pub missing_in_kafka: u64,
-    /// Staged ids absent from Cassandra.
-    pub missing_in_cassandra: u64,
-    /// Ids present more than once in Kafka.
-    pub duplicated: u64,
-    /// Ids in Kafka or Cassandra that were never staged.
-    pub unexpected: u64,
-    /// Aggregate differences (Cassandra vs everything staged), one line each.
-    pub aggregate_errors: Vec<String>,
-    /// Records quarantined at ingest, for the summary (not an error).
-    pub quarantined: u64,
-    /// Distinct keys in the DLQ: poison records, accounted for (not unexpected).
-    pub in_dlq: u64,
-    /// Example ids per finding.
-    pub samples: Samples,
-    /// Rows in Cassandra written before rows carried their run id (not attributable to a
-    /// run; counted, not an error).
-    pub legacy_rows: u64,
-    /// Runs older than the raw topic's retention: checked against Cassandra only.
-    pub runs_past_kafka_retention: u64,
-    /// Differing runs whose users could not be named (beyond the drill-down's bound, or
-    /// their outbox rows already pruned): counted from digests only.
-    pub runs_not_named: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Samples {
-    pub missing: Vec<String>,
-    pub duplicated: Vec<String>,
-    pub unexpected: Vec<String>,
-    /// Runs whose digests differ.
-    pub runs: Vec<i64>,
-}
-
-impl Report {
-    /// Everything matches.
-    pub fn is_clean(&self) -> bool {
-        self.missing == 0
-            && self.duplicated == 0
-            && self.unexpected == 0
-            && self.runs_differing == 0
-            && self.aggregate_errors.is_empty()
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<28} {}", "checked", self.window)?;
-        writeln!(f, "{:<28} {:>10}", "runs", self.runs)?;
-        writeln!(f, "{:<28} {:>10}", "staged in postgresql", self.staged)?;
-        writeln!(
-            f,
-            "{:<28} {:>10}",
-            "quarantined at ingest", self.quarantined
-        )?;
-        writeln!(f, "{:<28} {:>10}", "distinct ids in kafka", self.in_kafka)?;
-        writeln!(f, "{:<28} {:>10}", "records in kafka", self.kafka_records)?;
-        writeln!(f, "{:<28} {:>10}", "rows in cassandra", self.in_cassandra)?;
-        writeln!(f, "{:<28} {:>10}", "poison records in the dlq", self.in_dlq)?;
-        writeln!(
-            f,
-            "{:<28} {:>10}  {:?}",
-            "runs differing", self.runs_differing, self.samples.runs
-        )?;
-        writeln!(
-            f,
-            "{:<28} {:>10}  {:?}",
-            "missing", self.missing, self.samples.missing
-        )?;
-        writeln!(
-            f,
-            "{:<28} {:>10}  {:?}",
-            "duplicated", self.duplicated, self.samples.duplicated
-        )?;
-        writeln!(
-            f,
-            "{:<28} {:>10}  {:?}",
-            "unexpected", self.unexpected, self.samples.unexpected
-        )?;
-        if self.runs_past_kafka_retention > 0 {
-            writeln!(
-                f,
-                "{:<28} {:>10}  (older than the raw topic's retention.ms: checked against Cassandra only)",
-                "runs past kafka retention", self.runs_past_kafka_retention
-            )?;
-        }
-        if self.runs_not_named > 0 {
-            writeln!(
-                f,
-                "{:<28} {:>10}  (counted from digests: check them with --runs)",
-                "runs not named by id", self.runs_not_named
-            )?;
-        }
-        writeln!(
-            f,
-            "{:<28} {:>10}",
-            "aggregate errors",
-            self.aggregate_errors.len()
-        )?;
-        for error in &self.aggregate_errors {
-            writeln!(f, "  {error}")?;
-        }
-        write!(
-            f,
-            "{}",
-            if self.is_clean() {
-                "verify: OK"
-            } else {
-                "verify: MISMATCH"
-            }
-        )
-    }
-}
 
 /// Runs verify and prints its report (a table, or JSON); the exit code is 0 only when
 /// everything matches. Shared by `tributary verify` and `tributary demo`.
@@ -334,8 +134,7 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
             if let Some(key) = message.key() {
                 keys.insert(key.to_vec());
             }
-            if let (Some(run), Some(id)) =
-                (store_kafka::run_id(message), store_kafka::user_id(message))
+            if let (Some(run), Some(id)) = (headers::run_id(message), headers::user_id(message))
                 && wanted.contains(&run)
             {
                 by_run.entry(run).or_default().insert(id);
@@ -362,8 +161,8 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
             records: 0,
         },
         move |fold: &mut KafkaFold, message| {
-            let run = store_kafka::run_id(message);
-            match (run, store_kafka::user_id(message)) {
+            let run = headers::run_id(message);
+            match (run, headers::user_id(message)) {
                 (Some(run), Some(id)) if wanted.contains(&run) => {
                     fold.records += 1;
                     fold.runs.entry(run).or_default().add(id);
@@ -609,31 +408,5 @@ pub async fn cassandra_aggregates(
 fn push_sample(samples: &mut Vec<String>, id: &str) {
     if samples.len() < SAMPLE {
         samples.push(id.to_owned());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn since_takes_a_number_and_a_unit() {
-        assert_eq!(parse_since("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_since("30m"), Ok(Duration::from_secs(1_800)));
-        assert_eq!(parse_since("12h"), Ok(Duration::from_secs(43_200)));
-        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(604_800)));
-        for bad in ["7", "d", "7w", "0m", "-1h", "1.5h", "99999999999999999999d"] {
-            assert!(parse_since(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn runs_take_an_inclusive_range() {
-        assert_eq!(parse_runs("100..250"), Ok((100, 250)));
-        assert_eq!(parse_runs("7..7"), Ok((7, 7)));
-        for bad in ["100", "250..100", "a..b", "1...3"] {
-            assert!(parse_runs(bad).is_err(), "{bad} accepted");
-        }
     }
 }

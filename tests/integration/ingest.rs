@@ -10,7 +10,7 @@ use tributary::config::Config;
 use tributary::schema;
 use tributary::source::Faults;
 use tributary::verify::read_committed_keys;
-use tributary_actors::publish::producer::read_checkpoint;
+use tributary_actors::publish::checkpoint::read_checkpoint;
 use tributary_actors::store::postgres;
 
 /// A bounded workload: `runs` runs of `users` users, one every 100 ms.

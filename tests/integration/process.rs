@@ -356,8 +356,14 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing() {
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                 };
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                assert_eq!(header("tributary-source-partition").as_deref(), Some("0"));
-                errors.insert(key, header("tributary-error").unwrap_or_default());
+                assert_eq!(
+                    header(tributary_actors::format::headers::SOURCE_PARTITION_HEADER).as_deref(),
+                    Some("0")
+                );
+                errors.insert(
+                    key,
+                    header(tributary_actors::format::headers::ERROR_HEADER).unwrap_or_default(),
+                );
             }
         }
         errors

@@ -15,10 +15,10 @@ use std::time::Duration;
 use tributary::config::Config;
 use tributary::schema::{self, Action};
 use tributary::source::Faults;
-use tributary_actors::format::registry::Registry;
 use tributary_actors::format::{AVRO, SCHEMA_HEADER, avro, subject};
 use tributary_actors::model::RawUser;
 use tributary_actors::model::raw_user::parse_page;
+use tributary_actors::store::registry::Registry;
 use tributary_actors::store::{Service, cassandra};
 
 fn registry(config: &Config) -> Registry {
@@ -249,7 +249,10 @@ async fn a_compatible_new_schema_flows_through_and_older_records_still_decode() 
             {
                 let error = message
                     .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "tributary-error"))
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == tributary_actors::format::headers::ERROR_HEADER)
+                    })
                     .and_then(|h| h.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned());
                 return Some((message.payload().map(<[u8]>::to_vec), error));

@@ -11,43 +11,21 @@
 //! that switched keeps its older records readable.
 
 pub mod avro;
-pub mod registry;
+pub mod headers;
+
+pub use crate::store::kafka::RecordFormat;
+pub use headers::{
+    AVRO, JSON_V1, OUTBOX_ID_HEADER, RUN_ID_HEADER, SCHEMA_HEADER, STAGED_AT_HEADER,
+};
 
 use crate::model::RawUser;
 use crate::store::StoreError;
+use crate::store::registry::{Registry, RegistryError};
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use registry::{Registry, RegistryError};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Header naming the payload's encoding ([`JSON_V1`] or [`AVRO`]).
-pub const SCHEMA_HEADER: &str = "tributary-schema";
-/// [`SCHEMA_HEADER`] of a record whose payload is the API's JSON.
-pub const JSON_V1: &str = "1";
-/// [`SCHEMA_HEADER`] of a record whose payload is Avro in the Confluent wire format.
-pub const AVRO: &str = "avro";
-/// Header with the record's outbox id (its position in PostgreSQL's outbox).
-pub const OUTBOX_ID_HEADER: &str = "tributary-outbox-id";
-/// Header with the record's staging time (ms since the Unix epoch), for the end-to-end
-/// latency histogram.
-pub const STAGED_AT_HEADER: &str = "tributary-staged-at";
-/// Header with the record's run (the schedule slot it was fetched in): where
-/// verification and the reconciler find a run's records.
-pub const RUN_ID_HEADER: &str = "tributary-run-id";
-
-/// `kafka.record_format`: how the producer encodes `users.raw` records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordFormat {
-    /// Avro in the Confluent wire format, the schema in `kafka.registry`.
-    #[default]
-    Avro,
-    /// The API's JSON; no registry.
-    Json,
-}
 
 /// The registry subject of a topic's record values (Confluent's TopicNameStrategy).
 pub fn subject(topic: &str) -> String {

@@ -13,17 +13,18 @@
 //! monitoring only: recovery never reads them.
 
 use super::config::Config;
-use super::partition::{self, PartitionConsumerMsg, PartitionContext};
+use super::messages::{CoordinatorMsg, DlqProducer, PartitionConsumerMsg};
+use super::partition::{self, PartitionContext};
 use super::poll::{Doorbell, GroupConsumer, RebalanceContext, Route, Routes, poll_loop};
 use crate::directory::Directory;
 use crate::observe::{Consumption, Partitions};
 use crate::store::closing;
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{cassandra, kafka};
-use crate::supervisor::{Drain, Ping, RestartStats, Supervisor, SupervisorMsg};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use crate::supervisor::{Drain, RestartStats, Supervisor, SupervisorMsg};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,63 +57,9 @@ pub struct CoordinatorArgs {
     pub directory: Directory<CoordinatorMsg>,
 }
 
-pub enum CoordinatorMsg {
-    /// Partitions assigned to this instance by a rebalance.
-    Assigned(Vec<i32>),
-    /// Partitions revoked: drain, stop, then signal `done` (the rebalance callback waits).
-    Revoked {
-        partitions: Vec<i32>,
-        done: std::sync::mpsc::Sender<()>,
-    },
-    /// A partition pipeline is up and resumes at `next_offset`.
-    Ready {
-        partition: i32,
-        next_offset: i64,
-        consumer: ActorRef<PartitionConsumerMsg>,
-    },
-    /// A writer committed `offset` in Cassandra.
-    Committed {
-        partition: i32,
-        offset: i64,
-    },
-    /// A writer found a newer owner epoch: its partition belongs to another instance.
-    Fenced {
-        partition: i32,
-        epoch: i64,
-    },
-    Ping(RpcReplyPort<()>),
-    /// Graceful shutdown: stop routing, hand over partial batches and wait until every
-    /// routed record is committed in Cassandra.
-    Drain(Drain),
-    /// Every second: give the bootstrap servers back to a Kafka client that lost every
-    /// broker ([`crate::store::rebootstrap`]).
-    KeepClients,
-    /// From the monitor's watchdog: this instance has not consumed for
-    /// `process.stall_restart_ms` while records wait. The coordinator fails, and its
-    /// supervisor starts a new one with a new consumer: a fresh member of the group.
-    Rebuild {
-        reason: String,
-    },
-}
-
-impl From<Drain> for CoordinatorMsg {
-    fn from(drain: Drain) -> Self {
-        CoordinatorMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for CoordinatorMsg {
-    fn from(ping: Ping) -> Self {
-        CoordinatorMsg::Ping(ping.0)
-    }
-}
-
 struct Pipeline {
     supervisor: ActorRef<SupervisorMsg>,
 }
-
-/// The producer that writes poison records to the DLQ.
-pub type DlqProducer = FutureProducer<KeptContext>;
 
 pub struct CoordinatorState {
     config: Config,
@@ -215,7 +162,7 @@ impl Actor for Coordinator {
             topic: topic.clone(),
             dlq: closing::shared(dlq),
             dlq_topic: args.kafka.topics.dlq.name.clone(),
-            registry: crate::format::registry::Registry::new(&args.kafka.registry)?.map(Arc::new),
+            registry: crate::store::registry::Registry::new(&args.kafka.registry)?.map(Arc::new),
             owner: args.owner.clone(),
             batch_size: args.config.batch_size,
             batch_linger: Duration::from_millis(args.config.batch_linger_ms),
@@ -312,7 +259,7 @@ impl Coordinator {
         state: &mut CoordinatorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CoordinatorMsg::Assigned(partitions) => {
+            CoordinatorMsg::Assigned { partitions } => {
                 for partition in partitions {
                     if state.pipelines.contains_key(&partition) {
                         continue;

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod coordinator;
+pub mod messages;
 pub mod monitor;
 pub mod partition;
 pub mod poll;
@@ -27,7 +28,8 @@ pub use config::Config;
 use crate::directory::Directory;
 use crate::store::{cassandra, kafka};
 use crate::supervisor::{ChildSpec, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg};
-use coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
+use coordinator::{Coordinator, CoordinatorArgs};
+use messages::CoordinatorMsg;
 use monitor::{Monitor, MonitorArgs, MonitorMsg};
 
 /// The process supervisor with its coordinator.

@@ -16,7 +16,7 @@
 //! a new consumer: a fresh member of the group.
 
 use super::config::Config;
-use super::coordinator::CoordinatorMsg;
+use super::messages::CoordinatorMsg;
 use crate::directory::Directory;
 use crate::observe::{Consumption, NotConsuming, Partitions, TopicPartition};
 use crate::store::closing::{self, Shared};

@@ -2,14 +2,16 @@
 //! one_for_all supervisor: if any of the three fails, all restart and processing resumes
 //! from the offset committed in Cassandra.
 
-use super::coordinator::CoordinatorMsg;
-use super::transformer::{Transformer, TransformerArgs, TransformerMsg};
-use super::writer::{Writer, WriterArgs, WriterMsg};
+use super::messages::{
+    CoordinatorMsg, DlqProducer, InFlight, PartitionConsumerMsg, TransformerMsg, WriterMsg,
+};
+use super::transformer::{Transformer, TransformerArgs};
+use super::writer::{Writer, WriterArgs};
 use crate::directory::Directory;
 use crate::observe::{self, Partitions, Stage};
 use crate::store::closing::Shared;
 use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,11 +24,11 @@ pub struct PartitionContext {
     pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
-    pub dlq: Shared<crate::process::coordinator::DlqProducer>,
+    pub dlq: Shared<DlqProducer>,
     pub dlq_topic: String,
     /// The schema registry the transformers read Avro writer schemas from; shared, so
     /// its cache of schemas by id outlives the partitions.
-    pub registry: Option<Arc<crate::format::registry::Registry>>,
+    pub registry: Option<Arc<crate::store::registry::Registry>>,
     pub owner: String,
     pub batch_size: usize,
     pub batch_linger: Duration,
@@ -149,7 +151,7 @@ fn consume_spans(records: &[OwnedMessage], partition: i32) -> Vec<opentelemetry:
 }
 
 fn traceparent_header(record: &OwnedMessage) -> Option<&str> {
-    crate::store::kafka::header(record, crate::trace::TRACEPARENT)
+    crate::format::headers::header(record, crate::trace::TRACEPARENT)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -166,43 +168,12 @@ pub struct PartitionConsumerArgs {
     pub partitions: Partitions,
 }
 
-pub enum PartitionConsumerMsg {
-    /// Records routed by the coordinator's poll thread, in offset order: whatever it
-    /// read of the partition in one go (one message per chunk, not per record).
-    Records(Vec<OwnedMessage>),
-    /// The linger timer of batch `batch` expired.
-    Flush { batch: u64 },
-    /// Hand over the partial batch now (revocation); reply when sent.
-    Drain(RpcReplyPort<()>),
-}
-
 /// Batches of a partition in flight at most before the next one waits: one being
 /// written, one being transformed or queued for the writer. While the writer is busy the
 /// pending batch keeps growing (up to `batch_size`), so a loaded partition writes fewer,
 /// larger batches — fewer offset-commit LWTs per row — and a quiet one still flushes
 /// after `batch_linger`.
 const PIPELINE_DEPTH: u64 = 2;
-
-/// A batch's place in its partition's pipeline, counted from the consumer's flush until
-/// the writer is done with it. Counted by dropping: a batch lost with a failed
-/// incarnation (in a mailbox, mid-write) stops counting too, so a crash can never leave
-/// the count — and with it the consumer's flushing — stuck. Each consumer incarnation
-/// counts on its own counter.
-#[derive(Debug)]
-pub struct InFlight(Arc<AtomicU64>);
-
-impl InFlight {
-    fn new(counter: &Arc<AtomicU64>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 pub struct PartitionConsumerState {
     partition: i32,
@@ -241,11 +212,11 @@ impl PartitionConsumerState {
         self.partitions
             .update(self.partition, |p| p.in_flight_batches += 1);
         let traces = consume_spans(&records, self.partition);
-        self.transformer.send_message(TransformerMsg::Transform(
+        self.transformer.send_message(TransformerMsg::Transform {
             records,
             traces,
-            InFlight::new(&self.in_flight),
-        ))?;
+            in_flight: InFlight::new(&self.in_flight),
+        })?;
         Ok(())
     }
 }
@@ -352,22 +323,4 @@ fn linger(myself: &ActorRef<PartitionConsumerMsg>, state: &mut PartitionConsumer
     myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
         batch,
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_counts_until_dropped_wherever_it_is_dropped() {
-        let counter = Arc::new(AtomicU64::new(0));
-        let first = InFlight::new(&counter);
-        let second = InFlight::new(&counter);
-        assert_eq!(counter.load(Ordering::SeqCst), 2);
-        drop(first);
-        assert_eq!(counter.load(Ordering::SeqCst), 1);
-        // A batch lost with a mailbox (here: a dropped queue) stops counting too.
-        drop(vec![second]);
-        assert_eq!(counter.load(Ordering::SeqCst), 0);
-    }
 }

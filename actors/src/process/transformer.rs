@@ -9,17 +9,16 @@
 //! a poison record to the DLQ twice: each DLQ record carries its source topic, partition
 //! and offset in headers for consumers that need to deduplicate.
 
-use super::partition::InFlight;
-use super::writer::{WriteBatch, WriterMsg};
-use crate::format::registry::Registry;
-use crate::format::{AVRO, JSON_V1, Readers, SCHEMA_HEADER, STAGED_AT_HEADER, WriterSchemas, avro};
+use super::messages::{DlqProducer, TransformerMsg, WriteBatch, WriterMsg};
+use crate::format::{AVRO, JSON_V1, Readers, SCHEMA_HEADER, WriterSchemas, avro, headers};
 use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
 use crate::store::closing::Shared;
+use crate::store::registry::Registry;
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,22 +29,16 @@ pub struct Transformer;
 
 pub struct TransformerArgs {
     pub writer: crate::directory::Directory<WriterMsg>,
-    pub dlq: Shared<crate::process::coordinator::DlqProducer>,
+    pub dlq: Shared<DlqProducer>,
     pub dlq_topic: String,
     pub directory: crate::directory::Directory<TransformerMsg>,
     /// Where Avro records' writer schemas come from (`None`: no registry configured).
     pub registry: Option<Arc<Registry>>,
 }
 
-pub enum TransformerMsg {
-    /// A batch of one partition, in offset order, with the consume spans of its traces
-    /// and its place in the partition's pipeline.
-    Transform(Vec<OwnedMessage>, Vec<opentelemetry::Context>, InFlight),
-}
-
 pub struct TransformerState {
     writer: ActorRef<WriterMsg>,
-    dlq: Shared<crate::process::coordinator::DlqProducer>,
+    dlq: Shared<DlqProducer>,
     dlq_topic: String,
     registry: Option<Arc<Registry>>,
 }
@@ -58,10 +51,7 @@ pub struct Poison {
 
 /// The record's encoding, from its [`SCHEMA_HEADER`].
 fn encoding(message: &OwnedMessage) -> Option<&[u8]> {
-    message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == SCHEMA_HEADER))
-        .and_then(|h| h.value)
+    headers::header_bytes(message, SCHEMA_HEADER)
 }
 
 /// The writer schema ids a batch's Avro records name (unreadable ones are left to
@@ -116,9 +106,8 @@ pub fn transform(message: &OwnedMessage, schemas: &Readers<'_>) -> Result<Create
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-        staged_at_ms: crate::store::kafka::header(message, STAGED_AT_HEADER)
-            .and_then(|v| v.parse().ok()),
-        run_id: crate::store::kafka::run_id(message),
+        staged_at_ms: headers::staged_at_ms(message),
+        run_id: headers::run_id(message),
     };
     CreatedUser::from_raw(&raw, provenance).map_err(poison)
 }
@@ -150,7 +139,7 @@ impl Actor for Transformer {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Log lines of this message carry the actor kind (and partition).
-        let TransformerMsg::Transform(records, ..) = &message;
+        let TransformerMsg::Transform { records, .. } = &message;
         let partition = records.first().map(Message::partition);
         let span = tracing::info_span!("actor", actor = "transformer", partition);
         self.on_message(myself, message, state)
@@ -167,7 +156,11 @@ impl Transformer {
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
         crate::faults::maybe_panic("transformer");
-        let TransformerMsg::Transform(records, traces, in_flight) = message;
+        let TransformerMsg::Transform {
+            records,
+            traces,
+            in_flight,
+        } = message;
         let Some(last_offset) = records.iter().map(|r| r.offset()).max() else {
             return Ok(());
         };
@@ -230,33 +223,7 @@ async fn to_dlq(
     record: &OwnedMessage,
     poison: &Poison,
 ) -> Result<(), ActorProcessingErr> {
-    let (partition, offset) = (record.partition().to_string(), record.offset().to_string());
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = record.headers() {
-        for h in original.iter() {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    let headers = headers
-        .insert(Header {
-            key: "tributary-error",
-            value: Some(poison.error.as_str()),
-        })
-        .insert(Header {
-            key: "tributary-source-topic",
-            value: Some(record.topic()),
-        })
-        .insert(Header {
-            key: "tributary-source-partition",
-            value: Some(&partition),
-        })
-        .insert(Header {
-            key: "tributary-source-offset",
-            value: Some(&offset),
-        });
+    let headers = headers::dlq_headers(record, &poison.error);
     let mut dlq_record = FutureRecord::<[u8], [u8]>::to(&state.dlq_topic).headers(headers);
     if let Some(key) = record.key() {
         dlq_record = dlq_record.key(key);
@@ -277,6 +244,7 @@ mod tests {
     use super::*;
     use crate::model::raw_user::tests::SAMPLE;
     use rdkafka::Timestamp;
+    use rdkafka::message::{Header, OwnedHeaders};
 
     fn record(key: &str, payload: &str, schema: Option<&str>) -> OwnedMessage {
         let headers = schema.map(|v| {

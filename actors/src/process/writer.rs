@@ -6,9 +6,8 @@
 //! after the last committed offset, whatever Kafka's group offsets say. A writer whose
 //! commit condition fails has been fenced by a newer owner: it stops writing.
 
-use super::coordinator::CoordinatorMsg;
+use super::messages::{CoordinatorMsg, WriterMsg};
 use super::rows::Upserts;
-use crate::model::CreatedUser;
 use crate::model::digest::{Digest, RunBucket, run_buckets};
 use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError, cassandra};
@@ -68,32 +67,6 @@ impl WriterArgs {
             also(p);
         });
     }
-}
-
-/// A transformed batch: the rows to write and the offset it ends at (poison records
-/// included, they went to the DLQ).
-pub struct WriteBatch {
-    pub users: Vec<CreatedUser>,
-    pub last_offset: i64,
-    pub records: usize,
-    /// The transform spans of the batch's traces: parents of the write spans.
-    pub traces: Vec<opentelemetry::Context>,
-    /// Dropped when the writer is done with the batch: the consumer may flush the next.
-    pub in_flight: super::partition::InFlight,
-}
-
-impl std::fmt::Debug for WriteBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteBatch")
-            .field("users", &self.users.len())
-            .field("last_offset", &self.last_offset)
-            .field("records", &self.records)
-            .finish()
-    }
-}
-
-pub enum WriterMsg {
-    Write(WriteBatch),
 }
 
 pub struct WriterState {

@@ -1,14 +1,19 @@
 //! The publish subtree: the transactional producer, leader only.
 
+pub mod checkpoint;
 pub mod config;
+mod messages;
+mod outbox;
 pub mod producer;
+mod transaction;
 mod wake;
 
 pub use config::Config;
 
 use crate::store::{kafka, postgres};
 use crate::supervisor::{ChildSpec, RestartStats, Supervisor, SupervisorArgs};
-use producer::{Producer, ProducerArgs, ProducerMsg};
+use messages::ProducerMsg;
+use producer::{Producer, ProducerArgs};
 
 /// The publish supervisor with its producer.
 pub fn supervisor_spec(

@@ -11,32 +11,29 @@
 //!
 //! librdkafka's transaction calls block: they run on tokio's blocking pool.
 
+use super::checkpoint::{CHECKPOINT_PARTITION, Checkpoint, read_checkpoint};
 use super::config::Config;
+use super::messages::ProducerMsg;
+use super::outbox::{self, OutboxRow};
+use super::transaction::{KafkaProducer, await_deliveries, is_fatal, retrying, send};
 use super::wake::{self, Waker};
-use crate::format::registry::Registry;
-use crate::format::{Encoder, OUTBOX_ID_HEADER, RUN_ID_HEADER, SCHEMA_HEADER, STAGED_AT_HEADER};
+use crate::format::Encoder;
+use crate::format::headers::RawStamp;
 use crate::observe::{self, Stage};
 use crate::store::closing::{self, Shared};
 use crate::store::kafka::{self, TopicSpec};
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
-use crate::store::{Service, StoreError};
-use crate::supervisor::{Drain, Ping};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use crate::store::registry::Registry;
+use crate::supervisor::Drain;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
-
-/// The checkpoint partition: a single one, so reading it back is one partition scan.
-const CHECKPOINT_PARTITION: i32 = 0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Producer;
@@ -48,35 +45,6 @@ pub struct ProducerArgs {
     /// Transactions attempted by every incarnation so far: drives `test_faults`.
     pub transactions: Arc<AtomicU64>,
 }
-
-pub enum ProducerMsg {
-    /// Publish what the outbox holds (sent by NOTIFY, the poll timer, or itself while
-    /// a backlog remains), always through a [`Waker`]: at most one is queued.
-    Wake,
-    Ping(RpcReplyPort<()>),
-    /// Answered once the transaction in progress committed (or aborted).
-    Drain(Drain),
-}
-
-impl From<Drain> for ProducerMsg {
-    fn from(drain: Drain) -> Self {
-        ProducerMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for ProducerMsg {
-    fn from(ping: Ping) -> Self {
-        ProducerMsg::Ping(ping.0)
-    }
-}
-
-/// The checkpoint record's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub last_outbox_id: i64,
-}
-
-type KafkaProducer = ThreadedProducer<KeptContext>;
 
 pub struct ProducerState {
     config: Config,
@@ -99,21 +67,6 @@ pub struct ProducerState {
     listener: JoinHandle<()>,
     /// Wakes the producer every `poll_interval_ms` (a NOTIFY can be missed).
     ticker: Option<JoinHandle<()>>,
-}
-
-/// One outbox row.
-struct OutboxRow {
-    id: i64,
-    run_id: i64,
-    source_uuid: uuid::Uuid,
-    /// The raw user as JSON text: PostgreSQL renders the jsonb column (`payload::text`),
-    /// so the producer never builds a JSON tree only to print it again.
-    payload: String,
-    /// The staging span of its run (`runs.trace_parent`); replaced by the Kafka span's
-    /// own context before it becomes the record's `traceparent` header.
-    trace_parent: Option<String>,
-    /// When the row was staged (`staged_users.fetched_at`), ms since the Unix epoch.
-    staged_at_ms: i64,
 }
 
 impl Actor for Producer {
@@ -231,7 +184,12 @@ impl Producer {
         match message {
             ProducerMsg::Wake => {
                 state.waker.taken();
-                let rows = read_outbox(state).await?;
+                let rows = outbox::read(
+                    &state.pool,
+                    state.last_outbox_id,
+                    i64::from(state.config.batch_size),
+                )
+                .await?;
                 if rows.is_empty() {
                     return Ok(());
                 }
@@ -252,34 +210,6 @@ impl Producer {
         }
         Ok(())
     }
-}
-
-async fn read_outbox(state: &ProducerState) -> Result<Vec<OutboxRow>, StoreError> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
-    let rows = client
-        .query(
-            "SELECT s.id, s.run_id, s.source_uuid, s.payload::text, r.trace_parent, \
-             (extract(epoch FROM s.fetched_at) * 1000)::bigint FROM staged_users s \
-             LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.id > $1 ORDER BY s.id LIMIT $2",
-            &[&state.last_outbox_id, &i64::from(state.config.batch_size)],
-        )
-        .await
-        .map_err(|e| query_error("read the outbox", e))?;
-    Ok(rows
-        .iter()
-        .map(|row| OutboxRow {
-            id: row.get(0),
-            run_id: row.get(1),
-            source_uuid: row.get(2),
-            payload: row.get(3),
-            trace_parent: row.get(4),
-            staged_at_ms: row.get(5),
-        })
-        .collect())
 }
 
 enum Published {
@@ -348,31 +278,14 @@ async fn publish(
             producer.begin_transaction()?;
             for (row, (format, payload)) in rows.iter().zip(&encoded) {
                 let key = row.source_uuid.to_string();
-                let (id, run) = (row.id.to_string(), row.run_id.to_string());
-                let staged_at = row.staged_at_ms.to_string();
-                let mut headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: SCHEMA_HEADER,
-                        value: Some(*format),
-                    })
-                    .insert(Header {
-                        key: OUTBOX_ID_HEADER,
-                        value: Some(&id),
-                    })
-                    .insert(Header {
-                        key: RUN_ID_HEADER,
-                        value: Some(&run),
-                    })
-                    .insert(Header {
-                        key: STAGED_AT_HEADER,
-                        value: Some(&staged_at),
-                    });
-                if let Some(traceparent) = &row.trace_parent {
-                    headers = headers.insert(Header {
-                        key: crate::trace::TRACEPARENT,
-                        value: Some(traceparent),
-                    });
+                let headers = RawStamp {
+                    encoding: format,
+                    outbox_id: row.id,
+                    run_id: row.run_id,
+                    staged_at_ms: row.staged_at_ms,
+                    traceparent: row.trace_parent.as_deref(),
                 }
+                .headers();
                 send(
                     &producer,
                     BaseRecord::to(&raw)
@@ -525,130 +438,9 @@ fn publish_spans(
     spans
 }
 
-/// Waits, in 1 ms sleeps, until every record sent is delivered (or `timeout`).
-///
-/// rust-rdkafka's `commit_transaction` first flushes, and its flush polls in 100 ms
-/// steps that run to their end: 100 ms were added to every transaction (measured: flush
-/// 100–104 ms for 1,000 records delivered in ~3 ms). With nothing left in flight, that
-/// flush returns at once; if something still is at `timeout`, the commit's own flush
-/// waits for it as before. Sleeping, not polling: the producer's own thread serves the
-/// delivery reports, and a short poll here spins (it took a third of the process's CPU).
-fn await_deliveries(producer: &KafkaProducer, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// Aborted transactions in a row after which the producer is replaced by a new one. A
 /// producer whose records are no longer delivered after a frozen broker (seen after a
 /// 30 s SIGSTOP: every flush timed out, every abort succeeded, for minutes) is not
 /// healed by retrying; a new client is, at the cost of an init (about a second). While
 /// the transaction timeout was 10 s, its records timing out did this by accident.
 const ABORTS_BEFORE_RESTART: u32 = 2;
-
-/// Resumptions of a timed-out transaction call before the producer gives up on it.
-/// Past a freeze of the broker, librdkafka can stay stuck in an abort it never finishes
-/// (seen after a 30 s SIGSTOP: the abort timed out again and again for minutes); a new
-/// producer resolves it at once (its init_transactions fences this one and completes or
-/// aborts what is open), so the actor fails and is restarted instead of waiting on.
-const RESUMPTIONS: u32 = 2;
-
-/// Calls a transaction API again while librdkafka says the error is retriable (a
-/// timed-out commit must be resumed by calling commit again, not aborted), up to
-/// [`RESUMPTIONS`] times.
-fn retrying(call: impl Fn() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
-    let mut attempts = 0;
-    loop {
-        match call() {
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < RESUMPTIONS => {
-                attempts += 1;
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    attempts,
-                    "kafka transaction call timed out: resuming it"
-                );
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Enqueues one record, waiting for room when librdkafka's local queue is full.
-fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
-    producer: &KafkaProducer,
-    mut record: BaseRecord<'_, K, P>,
-) -> Result<(), KafkaError> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err((error, _)) => return Err(error),
-        }
-    }
-}
-
-/// Fenced (a newer producer with our transactional.id exists) or otherwise unusable.
-fn is_fatal(error: &KafkaError) -> bool {
-    match error {
-        KafkaError::Transaction(e) => e.is_fatal(),
-        _ => false,
-    }
-}
-
-/// The last checkpoint this producer committed, read back with read_committed.
-///
-/// # Errors
-/// The checkpoints topic cannot be read.
-pub fn read_checkpoint(
-    config: &kafka::Config,
-    topic: &str,
-    key: &str,
-) -> Result<Option<Checkpoint>, KafkaError> {
-    let consumer: BaseConsumer = config
-        .reader_config("checkpoint-reader", format!("{key}-checkpoint-reader"))
-        .map_err(|_| KafkaError::ClientCreation("cannot read credentials".into()))?
-        .create()?;
-    let timeout = config.request_timeout();
-    let (low, high) = kafka::watermarks(&consumer, topic, CHECKPOINT_PARTITION, timeout)?;
-    if high <= low {
-        return Ok(None);
-    }
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, CHECKPOINT_PARTITION, Offset::Offset(low))?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        // read_committed stops at the last stable offset; once there, the log is read.
-        let position = consumer
-            .position()?
-            .find_partition(topic, CHECKPOINT_PARTITION)
-            .and_then(|p| match p.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .unwrap_or(low);
-        if position >= high {
-            return Ok(last);
-        }
-        if Instant::now() > deadline {
-            return Err(KafkaError::MessageConsumption(
-                RDKafkaErrorCode::OperationTimedOut,
-            ));
-        }
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message?;
-            if message.key() == Some(key.as_bytes())
-                && let Some(checkpoint) = message
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<Checkpoint>(p).ok())
-            {
-                last = Some(checkpoint);
-            }
-        }
-    }
-}

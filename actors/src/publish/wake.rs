@@ -1,7 +1,7 @@
 //! How the producer is woken: by NOTIFY from the stager, by a timer, by itself while a
 //! backlog remains — and never more than once at a time.
 
-use super::producer::ProducerMsg;
+use super::messages::ProducerMsg;
 use crate::store::postgres::{self, query_error};
 use crate::store::{Service, StoreError};
 use futures::StreamExt;

@@ -13,6 +13,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `kafka.record_format`: how the producer encodes `users.raw` records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Avro in the Confluent wire format, the schema in `kafka.registry`.
+    #[default]
+    Avro,
+    /// The API's JSON; no registry.
+    Json,
+}
+
 /// `[kafka]`: the cluster and tributary's topics.
 /// Prefetch bound of the readers ([`Config::reader_config`]) in KiB per partition.
 /// librdkafka's default, 64 MiB per partition, lets a reader that scans six partitions
@@ -57,10 +68,10 @@ pub struct Config {
     /// schema in `kafka.registry`) or `json` (the API's JSON, no registry). The
     /// transformer reads both.
     #[serde(default)]
-    pub record_format: crate::format::RecordFormat,
+    pub record_format: RecordFormat,
     /// The Confluent-compatible schema registry (`[kafka.registry]`).
     #[serde(default)]
-    pub registry: crate::format::registry::Config,
+    pub registry: super::registry::Config,
 }
 
 /// `[kafka.topics]`
@@ -163,8 +174,8 @@ impl Default for Config {
             sasl_password_file: None,
             properties: BTreeMap::new(),
             topics: Topics::default(),
-            record_format: crate::format::RecordFormat::default(),
-            registry: crate::format::registry::Config::default(),
+            record_format: RecordFormat::default(),
+            registry: super::registry::Config::default(),
         }
     }
 }
@@ -211,7 +222,7 @@ impl Config {
             }
         });
         f.section("registry", |f| self.registry.validate(f));
-        if self.record_format == crate::format::RecordFormat::Avro && self.registry.url.is_empty() {
+        if self.record_format == RecordFormat::Avro && self.registry.url.is_empty() {
             f.invalid(
                 "record_format",
                 "\"avro\" needs a schema registry: set kafka.registry.url, or record_format = \"json\"",
@@ -414,27 +425,6 @@ pub fn watermarks<X: ConsumerContext, C: Consumer<X>>(
             answer => return answer,
         }
     }
-}
-
-/// The UTF-8 value of header `key` of a consumed record, if present.
-pub fn header<'a, M: rdkafka::Message>(record: &'a M, key: &str) -> Option<&'a str> {
-    use rdkafka::message::Headers as _;
-    record
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == key))
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The run a record of the raw topic (or the DLQ) was staged by: its
-/// `tributary-run-id` header.
-pub fn run_id<M: rdkafka::Message>(record: &M) -> Option<i64> {
-    header(record, crate::format::RUN_ID_HEADER).and_then(|v| v.parse().ok())
-}
-
-/// The user a record is about: its key, the user's `login.uuid`.
-pub fn user_id<M: rdkafka::Message>(record: &M) -> Option<uuid::Uuid> {
-    std::str::from_utf8(record.key()?).ok()?.parse().ok()
 }
 
 #[cfg(test)]

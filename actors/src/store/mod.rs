@@ -6,6 +6,7 @@ pub mod closing;
 pub mod kafka;
 pub mod postgres;
 pub mod rebootstrap;
+pub mod registry;
 
 use std::fmt;
 

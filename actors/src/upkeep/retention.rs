@@ -16,7 +16,7 @@
 //! outbox rows they were computed from.
 
 use super::config::Retention;
-use crate::publish::producer::read_checkpoint;
+use crate::publish::checkpoint::read_checkpoint;
 use crate::store::postgres::{self, query_error};
 use crate::store::{Service, StoreError, kafka};
 use crate::supervisor::Ping;

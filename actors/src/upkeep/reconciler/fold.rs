@@ -3,6 +3,7 @@
 //! read positions in one transaction.
 
 use super::{ReadConsumer, ReconcilerState, client_error};
+use crate::format::headers;
 use crate::model::Digest;
 use crate::store::postgres::query_error;
 use crate::store::{Service, StoreError, kafka};
@@ -221,7 +222,7 @@ fn poll_batch(consumer: &ReadConsumer, topic: Topic, wait: Duration) -> Result<P
                 );
                 polled.positions.insert((name, partition), offset + 1);
                 polled.records += 1;
-                let (Some(run), Some(id)) = (kafka::run_id(&message), kafka::user_id(&message))
+                let (Some(run), Some(id)) = (headers::run_id(&message), headers::user_id(&message))
                 else {
                     continue; // not a record of a run: verify reports those
                 };

@@ -29,7 +29,7 @@ mod fold;
 use super::config::Reconcile;
 use super::readback;
 use crate::model::Digest;
-use crate::publish::producer::read_checkpoint;
+use crate::publish::checkpoint::read_checkpoint;
 use crate::store::closing::{self, Shared};
 use crate::store::postgres::{self, query_error};
 use crate::store::rebootstrap::KeptContext;

@@ -1,5 +1,8 @@
-//! The root configuration: one section per component, each defined next to the code
-//! that reads it, aggregated here.
+//! The root configuration: one section per component, aggregated here. The actors'
+//! sections are defined next to the code that reads them (in `tributary_actors`, and
+//! `source`, `telemetry`); the sections of the binary's own machinery, `[admin]` and
+//! `[supervision]`, are defined here, so that configuration depends on no module that
+//! depends on it.
 //!
 //! Sources, later ones winning:
 //! 1. `config/default.toml`, compiled into the binary (the documented defaults);
@@ -20,13 +23,17 @@ use std::path::PathBuf;
 use tributary_actors::store::{cassandra, kafka, postgres};
 use tributary_actors::{ingest, process, publish, upkeep};
 
-use crate::run::SupervisionConfig;
 use tributary_actors::validate::{Findings, Invalid};
 
-use crate::{admin, source, telemetry};
+use crate::{source, telemetry};
+
+pub mod admin;
+mod supervision;
+
+pub use supervision::SupervisionConfig;
 
 /// The defaults, compiled in so the binary runs from any directory.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override configuration keys; `__`
 /// separates sections.

@@ -4,7 +4,7 @@
 //! id. Schemas fetched by id are cached for the client's life: an id names one schema
 //! for good, and a topic's records name a handful of versions.
 
-use crate::store::{Service, StoreError};
+use super::{Service, StoreError};
 use apache_avro::Schema;
 use serde::Deserialize;
 use serde_json::json;

@@ -1,0 +1,26 @@
+//! The producer's messages: what the [`super::wake`] tasks, its supervisor and itself
+//! send it.
+
+use crate::supervisor::{Drain, Ping};
+use ractor::RpcReplyPort;
+
+pub enum ProducerMsg {
+    /// Publish what the outbox holds (sent by NOTIFY, the poll timer, or itself while
+    /// a backlog remains), always through a [`super::wake::Waker`]: at most one is queued.
+    Wake,
+    Ping(RpcReplyPort<()>),
+    /// Answered once the transaction in progress committed (or aborted).
+    Drain(Drain),
+}
+
+impl From<Drain> for ProducerMsg {
+    fn from(drain: Drain) -> Self {
+        ProducerMsg::Drain(drain)
+    }
+}
+
+impl From<Ping> for ProducerMsg {
+    fn from(ping: Ping) -> Self {
+        ProducerMsg::Ping(ping.0)
+    }
+}
