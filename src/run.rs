@@ -316,7 +316,6 @@ pub async fn check_start(config: &Config) -> Result<(), i32> {
         store_error(StoreError::request(
             Service::Postgres,
             "no pooled connection",
-            true,
             e,
         ))
     })?;

@@ -13,7 +13,6 @@ async fn client(config: &Config) -> Result<deadpool_postgres::Object, StoreError
         StoreError::request(
             tributary_actors::store::Service::Postgres,
             "no pooled connection",
-            true,
             e,
         )
     })

@@ -7,7 +7,7 @@
 //! leader's producer shares the transactional.id, so its `init_transactions` fences any
 //! producer of the old leader that is still alive.
 
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::{Service, StoreError};
 use crate::supervisor::{
     ChildSpec, Drain, Ping, RestartPolicy, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg,
@@ -175,7 +175,7 @@ impl Leader {
                     .lock
                     .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&state.key])
                     .await
-                    .map_err(|e| query_error("try the leader lock", e))?
+                    .map_err(Service::Postgres.error("try the leader lock"))?
                     .get(0);
                 if acquired {
                     tracing::info!(lock = %state.key, "leadership acquired: starting ingest and publish");

@@ -3,7 +3,7 @@
 //! Cassandra. What the demo waits on before verify, and what the chaos suite polls.
 
 use tributary_actors::publish::checkpoint::read_checkpoint;
-use tributary_actors::store::postgres::{self, query_error};
+use tributary_actors::store::postgres;
 use tributary_actors::store::{Service, StoreError};
 
 use crate::config::Config;
@@ -67,7 +67,7 @@ pub async fn progress(config: &Config, probe: &Probe) -> Result<Progress, StoreE
             &[],
         )
         .await
-        .map_err(|e| query_error("read progress", e))?;
+        .map_err(Service::Postgres.error("read progress"))?;
     let (kafka, topic, id) = (
         config.kafka.clone(),
         config.kafka.topics.checkpoints.name.clone(),
@@ -75,14 +75,9 @@ pub async fn progress(config: &Config, probe: &Probe) -> Result<Progress, StoreE
     );
     let checkpoint = tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id))
         .await
-        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task failed", false, e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task failed", e))?
         .map_err(|e| {
-            StoreError::request(
-                Service::Kafka,
-                "cannot read the producer checkpoint",
-                true,
-                e,
-            )
+            StoreError::request(Service::Kafka, "cannot read the producer checkpoint", e)
         })?;
     let written = written_to_cassandra(config, &probe.cassandra).await?;
     Ok(Progress {

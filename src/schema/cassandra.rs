@@ -33,12 +33,6 @@ pub const INDEXES: &[(&str, &str, &str)] = &[(
     include_str!("../../config/cassandra/created_users_run_id.cql"),
 )];
 
-fn request_error(what: String, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    // Schema statements fail transiently only through timeouts or unavailable replicas;
-    // the caller (a person or a start-up script) simply reruns apply, which is idempotent.
-    StoreError::request(Service::Cassandra, what, true, e)
-}
-
 /// Creates the keyspace and tables that are missing.
 ///
 /// # Errors
@@ -58,7 +52,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
             session
                 .query_unpaged(cql, ())
                 .await
-                .map_err(|e| request_error(format!("cannot create keyspace {keyspace}"), e))?;
+                .map_err(Service::Cassandra.error(format!("cannot create keyspace {keyspace}")))?;
             outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
         }
         Some(actual) if actual == config.replication.as_reported() => {
@@ -86,7 +80,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
         session
             .query_unpaged(template.replace("{keyspace}", keyspace), ())
             .await
-            .map_err(|e| request_error(format!("cannot create {object}"), e))?;
+            .map_err(Service::Cassandra.error(format!("cannot create {object}")))?;
         outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
     }
     for (table, column, kind) in ADDED_COLUMNS {
@@ -100,7 +94,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
                 (),
             )
             .await
-            .map_err(|e| request_error(format!("cannot add {object}"), e))?;
+            .map_err(Service::Cassandra.error(format!("cannot add {object}")))?;
         outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
     }
     // Tables created before their options were set get them (idempotent).
@@ -108,7 +102,9 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
         session
             .query_unpaged(format!("ALTER TABLE {keyspace}.{table} WITH {options}"), ())
             .await
-            .map_err(|e| request_error(format!("cannot set {options} on {keyspace}.{table}"), e))?;
+            .map_err(
+                Service::Cassandra.error(format!("cannot set {options} on {keyspace}.{table}")),
+            )?;
     }
     for (table, index, template) in INDEXES {
         let object = format!("index {keyspace}.{index}");
@@ -119,7 +115,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
         session
             .query_unpaged(template.replace("{keyspace}", keyspace), ())
             .await
-            .map_err(|e| request_error(format!("cannot create {object}"), e))?;
+            .map_err(Service::Cassandra.error(format!("cannot create {object}")))?;
         outcomes.push(Outcome::new(Service::Cassandra, object, Action::Created));
     }
     Ok(outcomes)
@@ -138,10 +134,10 @@ async fn column_exists(
             (keyspace, table, column),
         )
         .await
-        .map_err(|e| request_error("cannot read system_schema.columns".into(), e))?;
+        .map_err(Service::Cassandra.error("cannot read system_schema.columns"))?;
     let rows = result
         .into_rows_result()
-        .map_err(|e| request_error("unexpected system_schema.columns result".into(), e))?;
+        .map_err(Service::Cassandra.error("unexpected system_schema.columns result"))?;
     Ok(rows.rows_num() > 0)
 }
 
@@ -158,10 +154,10 @@ async fn index_exists(
             (keyspace, table, index),
         )
         .await
-        .map_err(|e| request_error("cannot read system_schema.indexes".into(), e))?;
+        .map_err(Service::Cassandra.error("cannot read system_schema.indexes"))?;
     let rows = result
         .into_rows_result()
-        .map_err(|e| request_error("unexpected system_schema.indexes result".into(), e))?;
+        .map_err(Service::Cassandra.error("unexpected system_schema.indexes result"))?;
     Ok(rows.rows_num() > 0)
 }
 
@@ -175,13 +171,13 @@ async fn keyspace_replication(
             (keyspace,),
         )
         .await
-        .map_err(|e| request_error("cannot read system_schema.keyspaces".into(), e))?;
+        .map_err(Service::Cassandra.error("cannot read system_schema.keyspaces"))?;
     let rows = result
         .into_rows_result()
-        .map_err(|e| request_error("unexpected system_schema.keyspaces result".into(), e))?;
+        .map_err(Service::Cassandra.error("unexpected system_schema.keyspaces result"))?;
     rows.maybe_first_row::<(BTreeMap<String, String>,)>()
         .map(|row| row.map(|(replication,)| replication))
-        .map_err(|e| request_error("unexpected system_schema.keyspaces row".into(), e))
+        .map_err(Service::Cassandra.error("unexpected system_schema.keyspaces row"))
 }
 
 async fn table_exists(session: &Session, keyspace: &str, table: &str) -> Result<bool, StoreError> {
@@ -191,9 +187,9 @@ async fn table_exists(session: &Session, keyspace: &str, table: &str) -> Result<
             (keyspace, table),
         )
         .await
-        .map_err(|e| request_error("cannot read system_schema.tables".into(), e))?;
+        .map_err(Service::Cassandra.error("cannot read system_schema.tables"))?;
     let rows = result
         .into_rows_result()
-        .map_err(|e| request_error("unexpected system_schema.tables result".into(), e))?;
+        .map_err(Service::Cassandra.error("unexpected system_schema.tables result"))?;
     Ok(rows.rows_num() > 0)
 }

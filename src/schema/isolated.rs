@@ -56,11 +56,11 @@ pub async fn drop_leftovers(
     let keyspaces: Vec<String> = session
         .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
         .await
-        .map_err(cassandra_error("list keyspaces"))?
+        .map_err(Service::Cassandra.error("list keyspaces"))?
         .into_rows_result()
-        .map_err(cassandra_error("list keyspaces"))?
+        .map_err(Service::Cassandra.error("list keyspaces"))?
         .rows::<(String,)>()
-        .map_err(cassandra_error("list keyspaces"))?
+        .map_err(Service::Cassandra.error("list keyspaces"))?
         .filter_map(Result::ok)
         .map(|(name,)| name)
         .filter(stale)
@@ -74,7 +74,7 @@ pub async fn drop_leftovers(
             &[&prefix],
         )
         .await
-        .map_err(postgres_error("list schemas"))?
+        .map_err(Service::Postgres.error("list schemas"))?
         .iter()
         .map(|row| row.get::<_, String>(0))
         .filter(stale)
@@ -85,7 +85,7 @@ pub async fn drop_leftovers(
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(kafka_error("list topics"))?;
+        .map_err(Service::Kafka.error("list topics"))?;
     let topics: Vec<String> = metadata
         .topics()
         .iter()
@@ -96,7 +96,7 @@ pub async fn drop_leftovers(
     let groups: Vec<String> = admin
         .inner()
         .fetch_group_list(None, Duration::from_secs(10))
-        .map_err(kafka_error("list consumer groups"))?
+        .map_err(Service::Kafka.error("list consumer groups"))?
         .groups()
         .iter()
         .map(|group| group.name().to_owned())
@@ -138,7 +138,7 @@ async fn drop_subjects(config: &Config, subjects: &[String]) -> Result<(), Store
 fn registry_error(error: RegistryError) -> StoreError {
     match error {
         RegistryError::Store(e) => e,
-        other => StoreError::request(Service::Registry, other.to_string(), false, other),
+        other => StoreError::request(Service::Registry, other.to_string(), other),
     }
 }
 
@@ -151,7 +151,7 @@ async fn drop_keyspaces(config: &Config, keyspaces: &[String]) -> Result<(), Sto
         session
             .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
             .await
-            .map_err(cassandra_error(&format!("drop keyspace {keyspace}")))?;
+            .map_err(Service::Cassandra.error(format!("drop keyspace {keyspace}")))?;
     }
     Ok(())
 }
@@ -165,7 +165,7 @@ async fn drop_schemas(config: &Config, schemas: &[String]) -> Result<(), StoreEr
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await
-            .map_err(postgres_error(&format!("drop schema {schema}")))?;
+            .map_err(Service::Postgres.error(format!("drop schema {schema}")))?;
     }
     Ok(())
 }
@@ -178,7 +178,7 @@ async fn drop_topics(config: &Config, topics: &[String]) -> Result<(), StoreErro
     let results = admin(config)?
         .delete_topics(&names, &AdminOptions::new())
         .await
-        .map_err(kafka_error("delete topics"))?;
+        .map_err(Service::Kafka.error("delete topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
@@ -186,7 +186,6 @@ async fn drop_topics(config: &Config, topics: &[String]) -> Result<(), StoreErro
                 return Err(StoreError::request(
                     Service::Kafka,
                     format!("delete topic {topic}"),
-                    false,
                     code.to_string(),
                 ));
             }
@@ -214,7 +213,7 @@ async fn drop_groups(config: &Config, groups: &[String]) -> Result<(), StoreErro
         let results = admin
             .delete_groups(&names, &AdminOptions::new())
             .await
-            .map_err(kafka_error("delete consumer groups"))?;
+            .map_err(Service::Kafka.error("delete consumer groups"))?;
         let mut again = Vec::new();
         for result in results {
             match result {
@@ -233,7 +232,6 @@ async fn drop_groups(config: &Config, groups: &[String]) -> Result<(), StoreErro
                     return Err(StoreError::request(
                         Service::Kafka,
                         format!("delete consumer group {group}"),
-                        false,
                         code.to_string(),
                     ));
                 }
@@ -252,22 +250,5 @@ fn admin(config: &Config) -> Result<AdminClient<DefaultClientContext>, StoreErro
         .kafka
         .client_config("isolated-cleanup")?
         .create()
-        .map_err(kafka_error("create an admin client"))
-}
-
-fn cassandra_error<E: std::error::Error + Send + Sync + 'static>(
-    what: &str,
-) -> impl FnOnce(E) -> StoreError {
-    let what = what.to_owned();
-    move |error| StoreError::request(Service::Cassandra, what, false, error)
-}
-
-fn postgres_error(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    let what = what.to_owned();
-    move |error| StoreError::request(Service::Postgres, what, false, error)
-}
-
-fn kafka_error(what: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> StoreError {
-    let what = what.to_owned();
-    move |error| StoreError::request(Service::Kafka, what, false, error)
+        .map_err(Service::Kafka.error("create an admin client"))
 }

@@ -17,10 +17,10 @@ use tributary_actors::store::{Service, StoreError};
 /// than the number of brokers).
 pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
     let existing = existing_topics(config).await?;
-    let admin: AdminClient<DefaultClientContext> =
-        config.client_config("admin")?.create().map_err(|e| {
-            StoreError::request(Service::Kafka, "cannot create the admin client", false, e)
-        })?;
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config("admin")?
+        .create()
+        .map_err(|e| StoreError::request(Service::Kafka, "cannot create the admin client", e))?;
     let options = AdminOptions::new().operation_timeout(Some(config.request_timeout()));
 
     let mut outcomes = Vec::new();
@@ -62,9 +62,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
     let results = admin
         .create_topics(&new_topics, &options)
         .await
-        .map_err(|e| {
-            StoreError::request(Service::Kafka, "create topics request failed", true, e)
-        })?;
+        .map_err(|e| StoreError::request(Service::Kafka, "create topics request failed", e))?;
     for result in results {
         match result {
             Ok(name) => outcomes.push(Outcome::new(
@@ -82,7 +80,6 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
                 return Err(StoreError::request(
                     Service::Kafka,
                     format!("cannot create topic {name}"),
-                    false,
                     rdkafka::error::KafkaError::AdminOp(code),
                 ));
             }
@@ -103,7 +100,7 @@ async fn existing_topics(config: &Config) -> Result<BTreeMap<String, Shape>, Sto
     let client: BaseConsumer = config
         .client_config("schema")?
         .create()
-        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", false, e))?;
+        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", e))?;
     let timeout = config.request_timeout();
     let endpoint = config.bootstrap_servers.clone();
     tokio::task::spawn_blocking(move || {
@@ -123,7 +120,7 @@ async fn existing_topics(config: &Config) -> Result<BTreeMap<String, Shape>, Sto
             .collect())
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
+    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", e))?
 }
 
 /// Compares an existing topic with its specification: partition and replica counts and
@@ -152,13 +149,12 @@ async fn compare(
         let described = admin
             .describe_configs(&[ResourceSpecifier::Topic(&spec.name)], options)
             .await
-            .map_err(|e| StoreError::request(Service::Kafka, "describe configs failed", true, e))?;
+            .map_err(|e| StoreError::request(Service::Kafka, "describe configs failed", e))?;
         for resource in described {
             let resource = resource.map_err(|code| {
                 StoreError::request(
                     Service::Kafka,
                     format!("cannot describe topic {}", spec.name),
-                    true,
                     rdkafka::error::KafkaError::AdminOp(code),
                 )
             })?;

@@ -2,7 +2,7 @@
 //! `config/postgres/migrations`, with refinery's history table in the same schema.
 
 use super::{Action, Outcome};
-use tributary_actors::store::postgres::{self, Config, query_error};
+use tributary_actors::store::postgres::{self, Config};
 use tributary_actors::store::{Service, StoreError};
 
 mod embedded {
@@ -28,13 +28,13 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
             &[schema],
         )
         .await
-        .map_err(|e| query_error("cannot take the schema lock", e))?;
+        .map_err(Service::Postgres.error("cannot take the schema lock"))?;
 
     let mut outcomes = Vec::new();
     let exists = client
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema])
         .await
-        .map_err(|e| query_error("cannot read pg_namespace", e))?
+        .map_err(Service::Postgres.error("cannot read pg_namespace"))?
         .is_some();
     if exists {
         outcomes.push(Outcome::new(
@@ -47,7 +47,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
         client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .await
-            .map_err(|e| query_error(format!("cannot create schema {schema}"), e))?;
+            .map_err(Service::Postgres.error(format!("cannot create schema {schema}")))?;
         outcomes.push(Outcome::new(
             Service::Postgres,
             format!("schema {schema}"),
@@ -60,7 +60,7 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
     let report = runner
         .run_async(&mut client)
         .await
-        .map_err(|e| StoreError::request(Service::Postgres, "migration failed", false, e))?;
+        .map_err(|e| StoreError::request(Service::Postgres, "migration failed", e))?;
     let applied: Vec<String> = report
         .applied_migrations()
         .iter()
@@ -86,6 +86,6 @@ pub async fn apply(config: &Config) -> Result<Vec<Outcome>, StoreError> {
             &[schema],
         )
         .await
-        .map_err(|e| query_error("cannot release the schema lock", e))?;
+        .map_err(Service::Postgres.error("cannot release the schema lock"))?;
     Ok(outcomes)
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tributary_actors::format::headers;
-use tributary_actors::store::postgres::{self, query_error};
+use tributary_actors::store::postgres;
 use tributary_actors::store::{Service, StoreError, cassandra};
 
 /// Fills `report`'s missing, duplicated and unexpected counts and samples.
@@ -65,7 +65,7 @@ pub(super) async fn name_users(
             &[&named],
         )
         .await
-        .map_err(|e| query_error("read staged users of differing runs", e))?
+        .map_err(Service::Postgres.error("read staged users of differing runs"))?
         .iter()
         .map(|r| r.get(0))
         .collect();
@@ -174,20 +174,13 @@ async fn run_ids(
             (run,),
         )
         .await
-        .map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", true, e))?
+        .map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", e))?
         .rows_stream::<(uuid::Uuid,)>()
-        .map_err(|e| {
-            StoreError::request(
-                Service::Cassandra,
-                "unexpected created_users rows",
-                false,
-                e,
-            )
-        })?;
+        .map_err(|e| StoreError::request(Service::Cassandra, "unexpected created_users rows", e))?;
     let mut ids = Vec::new();
     while let Some(row) = rows.next().await {
         ids.push(
-            row.map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", true, e))?
+            row.map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", e))?
                 .0,
         );
     }

@@ -27,7 +27,7 @@ where
     let (config, topic) = (config.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || scan_blocking(&config, &topic, state, step))
         .await
-        .map_err(|e| StoreError::request(Service::Kafka, "reader task failed", false, e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "reader task failed", e))?
 }
 
 fn scan_blocking<A, F>(
@@ -39,16 +39,10 @@ fn scan_blocking<A, F>(
 where
     F: FnMut(&mut A, &BorrowedMessage<'_>),
 {
-    let kafka_error = |what: &str| {
-        let what = what.to_owned();
-        move |e: rdkafka::error::KafkaError| {
-            StoreError::request(Service::Kafka, what.clone(), true, e)
-        }
-    };
     let consumer: BaseConsumer = config
         .reader_config("verify", format!("tributary-verify-{}", std::process::id()))?
         .create()
-        .map_err(kafka_error("cannot create a consumer"))?;
+        .map_err(Service::Kafka.error("cannot create a consumer"))?;
     let timeout = config.request_timeout();
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         StoreError::unreachable(Service::Kafka, config.bootstrap_servers.clone(), e)
@@ -63,18 +57,18 @@ where
     for &partition in &partitions {
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
-            .map_err(kafka_error("cannot assign"))?;
+            .map_err(Service::Kafka.error("cannot assign"))?;
         let (_, high) = kafka::watermarks(&consumer, topic, partition, timeout)
-            .map_err(kafka_error("cannot read watermarks"))?;
+            .map_err(Service::Kafka.error("cannot read watermarks"))?;
         ends.push((partition, high));
     }
     consumer
         .assign(&assignment)
-        .map_err(kafka_error("cannot assign"))?;
+        .map_err(Service::Kafka.error("cannot assign"))?;
     let mut last_progress = Instant::now();
     loop {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.map_err(kafka_error("consume failed"))?;
+            let message = message.map_err(Service::Kafka.error("consume failed"))?;
             step(&mut state, &message);
             last_progress = Instant::now();
             continue;
@@ -83,7 +77,7 @@ where
         // end is reached when every position has passed its high watermark.
         let position = consumer
             .position()
-            .map_err(kafka_error("cannot read positions"))?;
+            .map_err(Service::Kafka.error("cannot read positions"))?;
         let done = ends.iter().all(|&(partition, end)| {
             match position
                 .find_partition(topic, partition)
@@ -100,7 +94,6 @@ where
             return Err(StoreError::request(
                 Service::Kafka,
                 format!("no progress reading {topic} for {timeout:?}: is a transaction left open?"),
-                true,
                 Box::<dyn std::error::Error + Send + Sync>::from("read_committed stalled"),
             ));
         }

@@ -23,7 +23,7 @@ use rdkafka::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tributary_actors::format::headers;
 use tributary_actors::model::Digest;
-use tributary_actors::store::postgres::{self, query_error};
+use tributary_actors::store::postgres;
 use tributary_actors::store::{Service, StoreError, cassandra};
 use tributary_actors::upkeep::readback;
 
@@ -115,7 +115,7 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
     let quarantined: i64 = client
         .query_one("SELECT count(*) FROM quarantine", &[])
         .await
-        .map_err(|e| query_error("count quarantine", e))?
+        .map_err(Service::Postgres.error("count quarantine"))?
         .get(0);
     let oldest = runs.keys().next().copied();
 
@@ -208,20 +208,14 @@ pub async fn verify_window(config: &Config, window: Window) -> Result<Report, St
                 (),
             )
             .await
-            .map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", true, e))?
+            .map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", e))?
             .rows_stream::<(uuid::Uuid, Option<i64>)>()
             .map_err(|e| {
-                StoreError::request(
-                    Service::Cassandra,
-                    "unexpected created_users rows",
-                    false,
-                    e,
-                )
+                StoreError::request(Service::Cassandra, "unexpected created_users rows", e)
             })?;
         while let Some(row) = rows.next().await {
-            let (id, run) = row.map_err(|e| {
-                StoreError::request(Service::Cassandra, "scan created_users", true, e)
-            })?;
+            let (id, run) =
+                row.map_err(|e| StoreError::request(Service::Cassandra, "scan created_users", e))?;
             match run.and_then(|r| runs.get_mut(&r).map(|s| (r, s))) {
                 Some((_, sides)) => sides.cassandra.add(id),
                 None if run.is_some_and(|r| oldest.is_some_and(|o| r < o)) => {}
@@ -354,7 +348,7 @@ async fn staged_digests(
             &params,
         )
         .await
-        .map_err(|e| query_error("read staged digests", e))?;
+        .map_err(Service::Postgres.error("read staged digests"))?;
     Ok(rows
         .iter()
         .map(|row| {

@@ -18,7 +18,6 @@
 use super::config::Config;
 use crate::model::Run;
 use crate::model::raw_user::PageRequest;
-use crate::store::postgres::query_error;
 use crate::store::{Service, StoreError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -129,7 +128,7 @@ pub async fn requeue_due_retries(
             &[&i64::from(max_pending)],
         )
         .await
-        .map_err(|e| query_error("queue due retries", e))
+        .map_err(Service::Postgres.error("queue due retries"))
 }
 
 /// The pending runs, oldest first, with their pages. A run recorded before runs had a
@@ -146,7 +145,7 @@ pub async fn pending(
             &[],
         )
         .await
-        .map_err(|e| query_error("read pending runs", e))?;
+        .map_err(Service::Postgres.error("read pending runs"))?;
     let mut runs = Vec::with_capacity(rows.len());
     for row in &rows {
         let run_id: i64 = row.get(0);
@@ -190,11 +189,10 @@ fn page_taken(run_id: i64, seed: &str, page: u32, error: tokio_postgres::Error) 
                  fetched: ingest.seed or ingest.max_page changed under an existing runs ledger; \
                  restore them, or start a new schema"
             ),
-            false,
             error,
         )
     } else {
-        query_error("record run", error)
+        StoreError::request(Service::Postgres, "record run", error)
     }
 }
 
@@ -206,7 +204,7 @@ pub async fn in_flight(client: &impl deadpool_postgres::GenericClient) -> Result
             &[],
         )
         .await
-        .map_err(|e| query_error("count runs in flight", e))?;
+        .map_err(Service::Postgres.error("count runs in flight"))?;
     Ok(row.get::<_, i64>(0).unsigned_abs())
 }
 
@@ -222,7 +220,7 @@ pub async fn last_and_total(
             &[],
         )
         .await
-        .map_err(|e| query_error("read the runs ledger", e))?;
+        .map_err(Service::Postgres.error("read the runs ledger"))?;
     Ok((row.get(0), row.get::<_, i64>(1).unsigned_abs()))
 }
 
@@ -245,7 +243,7 @@ pub async fn schedule_drift(
             &[],
         )
         .await
-        .map_err(|e| query_error("read the newest run", e))?;
+        .map_err(Service::Postgres.error("read the newest run"))?;
     let Some(row) = row else { return Ok(None) };
     let (run_id, scheduled_for): (i64, chrono::DateTime<chrono::Utc>) = (row.get(0), row.get(1));
     // Milliseconds: the schedule's unit (an epoch written with finer digits is stored
@@ -323,7 +321,7 @@ pub async fn claim(
             &[&run.run_id, &run.attempts],
         )
         .await
-        .map_err(|e| query_error("claim run", e))?;
+        .map_err(Service::Postgres.error("claim run"))?;
     Ok(row.is_some())
 }
 
@@ -343,11 +341,11 @@ pub async fn mark_staged(
         &[&run_id, &trace_parent, &repeated],
     )
     .await
-    .map_err(|e| query_error("mark run staged", e))?;
+    .map_err(Service::Postgres.error("mark run staged"))?;
     // Its count and digest, and its users added to the cumulative aggregates.
     tx.execute("SELECT seal_run($1)", &[&run_id])
         .await
-        .map_err(|e| query_error("seal run", e))?;
+        .map_err(Service::Postgres.error("seal run"))?;
     Ok(())
 }
 
@@ -379,7 +377,7 @@ pub async fn mark_failed(
             &[&run.run_id, &run.attempts],
         )
         .await
-        .map_err(|e| query_error("read failing run", e))?
+        .map_err(Service::Postgres.error("read failing run"))?
     else {
         return Ok(None);
     };
@@ -407,7 +405,7 @@ pub async fn mark_failed(
         &[&run.run_id, &status, &retries, &reason, &after_ms],
     )
     .await
-    .map_err(|e| query_error("mark run failed", e))?;
+    .map_err(Service::Postgres.error("mark run failed"))?;
     Ok(Some(outcome))
 }
 
@@ -453,7 +451,7 @@ pub async fn retry(
             &[&ids],
         )
         .await
-        .map_err(|e| query_error("re-queue runs", e))?;
+        .map_err(Service::Postgres.error("re-queue runs"))?;
     let mut queued: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     queued.sort_unstable();
     Ok(queued)
@@ -475,7 +473,7 @@ pub async fn list(
             &[&status, &limit],
         )
         .await
-        .map_err(|e| query_error("list runs", e))?;
+        .map_err(Service::Postgres.error("list runs"))?;
     Ok(rows.iter().map(run_row).collect())
 }
 
@@ -520,7 +518,7 @@ pub async fn summary(
             &[],
         )
         .await
-        .map_err(|e| query_error("count runs", e))?;
+        .map_err(Service::Postgres.error("count runs"))?;
     let mut summary = RunsSummary::default();
     for row in &counts {
         let n = row.get::<_, i64>(1).unsigned_abs();
@@ -541,7 +539,7 @@ pub async fn summary(
             &[&first],
         )
         .await
-        .map_err(|e| query_error("count recent runs", e))?;
+        .map_err(Service::Postgres.error("count recent runs"))?;
     let last_repeat = client
         .query_opt(
             &format!(
@@ -551,7 +549,7 @@ pub async fn summary(
             &[&first],
         )
         .await
-        .map_err(|e| query_error("read the last repeat", e))?;
+        .map_err(Service::Postgres.error("read the last repeat"))?;
     summary.recent = RecentRuns {
         window_s: RECENT.as_secs(),
         staged: recent.get::<_, i64>(0).unsigned_abs(),
@@ -567,7 +565,7 @@ pub async fn summary(
             &[&ATTENTION_LIMIT],
         )
         .await
-        .map_err(|e| query_error("list failing runs", e))?;
+        .map_err(Service::Postgres.error("list failing runs"))?;
     summary.attention = rows.iter().map(run_row).collect();
     Ok(summary)
 }

@@ -150,7 +150,7 @@ async fn tick(state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
         .pool
         .get()
         .await
-        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
+        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", e))?;
     let requeued = ledger::requeue_due_retries(&client, state.config.max_in_flight_runs).await?;
     if requeued > 0 {
         metrics::counter!("tributary_run_retries_total").increment(requeued);

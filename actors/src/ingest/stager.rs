@@ -13,8 +13,7 @@ use super::ledger::{self, FailedRun};
 use crate::directory::Directory;
 use crate::model::{FetchedBatch, Rejected, StagedUser};
 use crate::observe::{self, Stage};
-use crate::store::StoreError;
-use crate::store::postgres::{self, query_error};
+use crate::store::{Service, StoreError, postgres};
 use crate::supervisor::{Drain, Ping};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;
@@ -215,17 +214,12 @@ async fn stage(
     trace_parent: Option<&str>,
 ) -> Result<Option<Staged>, StoreError> {
     let mut client = state.pool.get().await.map_err(|e| {
-        StoreError::request(
-            crate::store::Service::Postgres,
-            "no pooled connection",
-            true,
-            e,
-        )
+        StoreError::request(crate::store::Service::Postgres, "no pooled connection", e)
     })?;
     let tx = client
         .transaction()
         .await
-        .map_err(|e| query_error("begin", e))?;
+        .map_err(Service::Postgres.error("begin"))?;
     let (run_id, staged) = match batch {
         FetchedBatch::Fetched {
             run,
@@ -295,10 +289,10 @@ async fn stage(
         &[&state.channel, &run_id.to_string()],
     )
     .await
-    .map_err(|e| query_error("notify", e))?;
+    .map_err(Service::Postgres.error("notify"))?;
     tx.commit()
         .await
-        .map_err(|e| query_error("commit staged run", e))?;
+        .map_err(Service::Postgres.error("commit staged run"))?;
     Ok(Some(staged))
 }
 
@@ -321,7 +315,7 @@ async fn insert_users(
         &[&ids, &run_id, &payloads],
     )
     .await
-    .map_err(|e| query_error("insert staged users", e))
+    .map_err(Service::Postgres.error("insert staged users"))
 }
 
 async fn insert_rejected(
@@ -340,5 +334,5 @@ async fn insert_rejected(
         &[&run_id, &reasons, &raws],
     )
     .await
-    .map_err(|e| query_error("insert quarantine", e))
+    .map_err(Service::Postgres.error("insert quarantine"))
 }

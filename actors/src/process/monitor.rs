@@ -421,10 +421,8 @@ async fn read(state: &mut MonitorState) -> Result<Reading, StoreError> {
     );
     let ends = tokio::task::spawn_blocking(move || end_offsets(&consumer, &topic, timeout))
         .await
-        .map_err(|e| StoreError::request(Service::Kafka, "end offsets task", false, e))?
-        .map_err(|e| {
-            StoreError::request(Service::Kafka, "read the topic's end offsets", true, e)
-        })?;
+        .map_err(|e| StoreError::request(Service::Kafka, "end offsets task", e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "read the topic's end offsets", e))?;
     if state.session.is_none() {
         state.session = Some(cassandra::connect(&state.cassandra).await?);
     }
@@ -432,7 +430,6 @@ async fn read(state: &mut MonitorState) -> Result<Reading, StoreError> {
         return Err(StoreError::request(
             Service::Cassandra,
             "no session",
-            true,
             Box::<dyn std::error::Error + Send + Sync>::from("no session"),
         ));
     };
@@ -448,9 +445,7 @@ async fn read(state: &mut MonitorState) -> Result<Reading, StoreError> {
                 (&state.topic, partition),
             )
             .await
-            .map_err(|e| {
-                StoreError::request(Service::Cassandra, "read committed offsets", true, e)
-            });
+            .map_err(|e| StoreError::request(Service::Cassandra, "read committed offsets", e));
         let row = match row {
             Ok(result) => result.into_rows_result().ok().and_then(|rows| {
                 rows.maybe_first_row::<(Option<i64>, Option<String>)>()
@@ -513,8 +508,8 @@ async fn probe(state: &MonitorState, partition: i32, from: i64) -> Result<bool, 
         crate::upkeep::readback::records_after(&consumer, &topic, partition, from, timeout)
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "probe task", false, e))?
-    .map_err(|e| StoreError::request(Service::Kafka, "probe the partition", true, e))
+    .map_err(|e| StoreError::request(Service::Kafka, "probe task", e))?
+    .map_err(|e| StoreError::request(Service::Kafka, "probe the partition", e))
 }
 
 #[cfg(test)]

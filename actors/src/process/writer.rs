@@ -89,13 +89,6 @@ pub struct WriterState {
     fenced: bool,
 }
 
-fn cassandra_error(
-    what: &str,
-    transient: bool,
-) -> impl Fn(scylla::errors::ExecutionError) -> StoreError + '_ {
-    move |e| StoreError::request(Service::Cassandra, what, transient, e)
-}
-
 impl Actor for Writer {
     type Msg = WriterMsg;
     type State = WriterState;
@@ -110,7 +103,7 @@ impl Actor for Writer {
         let ks = &args.keyspace;
         let session_ref = &session;
         let cannot_prepare =
-            |e| StoreError::request(Service::Cassandra, "cannot prepare a statement", true, e);
+            |e| StoreError::request(Service::Cassandra, "cannot prepare a statement", e);
         let prepare =
             |cql: String| async move { session_ref.prepare(cql).await.map_err(cannot_prepare) };
         let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
@@ -222,7 +215,7 @@ impl Writer {
             .upserts
             .write_retrying(&state.session, &batch.users, state.args.write_concurrency)
             .await
-            .map_err(cassandra_error("upsert created_users", true));
+            .map_err(Service::Cassandra.error("upsert created_users"));
         if let Err(error) = upserted {
             crate::trace::mark_failed(&spans);
             return Err(error.into());
@@ -387,7 +380,7 @@ async fn commit(
         .session
         .batch(&batch, values)
         .await
-        .map_err(cassandra_error("commit offset and aggregates", true))?;
+        .map_err(Service::Cassandra.error("commit offset and aggregates"))?;
     Ok(lwt_applied(result))
 }
 
@@ -411,7 +404,7 @@ async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> 
         let current: Option<i64> = session
             .query_unpaged(read, (&args.topic, args.partition))
             .await
-            .map_err(cassandra_error("read owner epoch", true))?
+            .map_err(Service::Cassandra.error("read owner epoch"))?
             .into_rows_result()
             .ok()
             .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten())
@@ -442,7 +435,7 @@ async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> 
                 .query_unpaged(cql, (&args.owner, &args.topic, args.partition))
                 .await
         }
-        .map_err(cassandra_error("claim the partition", true))?;
+        .map_err(Service::Cassandra.error("claim the partition"))?;
         if lwt_applied(applied) {
             return Ok(next);
         }
@@ -454,7 +447,6 @@ async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> 
             "partition {} of {}: could not claim ownership (contention)",
             args.partition, args.topic
         ),
-        true,
         Box::<dyn std::error::Error + Send + Sync>::from("owner epoch contention"),
     ))
 }
@@ -477,27 +469,18 @@ async fn load(args: &WriterArgs, session: &Session) -> Result<Committed, StoreEr
     let rows = session
         .query_unpaged(read, (&args.topic, args.partition))
         .await
-        .map_err(cassandra_error("read partition state", true))?
+        .map_err(Service::Cassandra.error("read partition state"))?
         .into_rows_result()
-        .map_err(|e| {
-            StoreError::request(Service::Cassandra, "unexpected partition state", false, e)
-        })?;
+        .map_err(|e| StoreError::request(Service::Cassandra, "unexpected partition state", e))?;
     let mut offset = -1;
     let mut aggregates = BTreeMap::new();
     let mut runs = BTreeMap::new();
     for row in rows
         .rows::<(Option<i64>, Option<String>, Option<i64>)>()
-        .map_err(|e| {
-            StoreError::request(Service::Cassandra, "unexpected partition state", false, e)
-        })?
+        .map_err(|e| StoreError::request(Service::Cassandra, "unexpected partition state", e))?
     {
         let (committed, bucket, count) = row.map_err(|e| {
-            StoreError::request(
-                Service::Cassandra,
-                "unexpected partition state row",
-                false,
-                e,
-            )
+            StoreError::request(Service::Cassandra, "unexpected partition state row", e)
         })?;
         offset = committed.unwrap_or(-1);
         if let (Some(bucket), Some(value)) = (bucket, count) {

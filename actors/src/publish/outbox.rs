@@ -1,7 +1,6 @@
 //! The producer's side of PostgreSQL's outbox: the staged rows it publishes, in id order.
 //! (Its wake-ups, NOTIFY and the poll timer, are in [`super::wake`].)
 
-use crate::store::postgres::query_error;
 use crate::store::{Service, StoreError};
 
 /// One outbox row.
@@ -29,7 +28,7 @@ pub async fn read(
     let client = pool
         .get()
         .await
-        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
+        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", e))?;
     let rows = client
         .query(
             "SELECT s.id, s.run_id, s.source_uuid, s.payload::text, r.trace_parent, \
@@ -38,7 +37,7 @@ pub async fn read(
             &[&after, &limit],
         )
         .await
-        .map_err(|e| query_error("read the outbox", e))?;
+        .map_err(Service::Postgres.error("read the outbox"))?;
     Ok(rows
         .iter()
         .map(|row| OutboxRow {

@@ -2,7 +2,7 @@
 //! backlog remains — and never more than once at a time.
 
 use super::messages::ProducerMsg;
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::{Service, StoreError};
 use futures::StreamExt;
 use ractor::{ActorRef, ActorStatus};
@@ -136,7 +136,7 @@ async fn subscribe(
     client
         .batch_execute(&format!("LISTEN \"{}\"", config.staged_channel()))
         .await
-        .map_err(|e| query_error("listen", e))?;
+        .map_err(Service::Postgres.error("listen"))?;
     Ok((client, notifications))
 }
 

@@ -324,7 +324,6 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
         StoreError::request(
             Service::Cassandra,
             "address_translation",
-            false,
             Box::<dyn std::error::Error + Send + Sync>::from(message),
         )
     })?;

@@ -358,7 +358,7 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
     let client: BaseConsumer = config
         .client_config("check")?
         .create()
-        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", false, e))?;
+        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", e))?;
     let timeout = config.request_timeout();
     let endpoint = config.bootstrap_servers.clone();
     tokio::task::spawn_blocking(move || {
@@ -368,7 +368,7 @@ pub async fn check(config: &Config) -> Result<usize, StoreError> {
             .map_err(|e| StoreError::unreachable(Service::Kafka, endpoint, e))
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", false, e))?
+    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", e))?
 }
 
 /// The topic setting [`TopicSpec::min_insync_replicas`] sets.

@@ -1,5 +1,11 @@
-//! Store clients: configuration and connection set-up for PostgreSQL, Kafka and
-//! Cassandra, and the error type that says which store failed and whether to retry.
+//! Store clients: configuration and connection set-up for PostgreSQL, Kafka, Cassandra
+//! and the schema registry, and the error type that says which store failed and how.
+//!
+//! Whether to retry is the supervisor's call, not the error's: an actor whose store
+//! fails is restarted with backoff, and a failure that keeps coming back exhausts its
+//! supervisor's restart intensity and escalates. Errors that retrying cannot fix and
+//! that tributary knows of at start-up ([`StoreError::Refused`],
+//! [`StoreError::Credentials`], configuration) are refused before any actor starts.
 
 pub mod cassandra;
 pub mod closing;
@@ -31,7 +37,17 @@ impl fmt::Display for Service {
     }
 }
 
-type Cause = Box<dyn std::error::Error + Send + Sync>;
+/// What a store said, kept as the error's source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+impl Service {
+    /// The error mapping of a request to this store, for `map_err`:
+    /// `.map_err(Service::Cassandra.error("read a run's rows"))`.
+    pub fn error<E: Into<Cause>>(self, what: impl Into<String>) -> impl Fn(E) -> StoreError {
+        let what = what.into();
+        move |cause| StoreError::request(self, what.clone(), cause)
+    }
+}
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +60,12 @@ pub enum StoreError {
         #[source]
         cause: Cause,
     },
-    /// The store answered with an error. `transient` says whether retrying may help
-    /// (timeouts, unavailable replicas) or not (syntax, permissions, schema mismatch).
+    /// A request to the store failed: it answered with an error, timed out, or the
+    /// client could not send it.
     #[error("{service}: {what}")]
     Request {
         service: Service,
         what: String,
-        transient: bool,
         #[source]
         cause: Cause,
     },
@@ -80,26 +95,11 @@ impl StoreError {
         }
     }
 
-    pub fn request(
-        service: Service,
-        what: impl Into<String>,
-        transient: bool,
-        cause: impl Into<Cause>,
-    ) -> Self {
+    pub fn request(service: Service, what: impl Into<String>, cause: impl Into<Cause>) -> Self {
         StoreError::Request {
             service,
             what: what.into(),
-            transient,
             cause: cause.into(),
-        }
-    }
-
-    /// Whether retrying the operation later may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Unreachable { .. } => true,
-            StoreError::Request { transient, .. } => *transient,
-            StoreError::Credentials { .. } | StoreError::Refused { .. } => false,
         }
     }
 }

@@ -179,14 +179,7 @@ pub fn pool(config: &Config) -> Result<deadpool_postgres::Pool, StoreError> {
         .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
-        .map_err(|e| {
-            StoreError::request(
-                Service::Postgres,
-                "cannot build the connection pool",
-                false,
-                e,
-            )
-        })
+        .map_err(|e| StoreError::request(Service::Postgres, "cannot build the connection pool", e))
 }
 
 /// Takes a connection from the pool and runs `SELECT 1`.
@@ -203,24 +196,4 @@ pub async fn check(pool: &deadpool_postgres::Pool, config: &Config) -> Result<()
         .await
         .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
     Ok(())
-}
-
-/// Maps a query error to a [`StoreError`], transient when the connection or server is
-/// the problem (closed connection, serialization failure, shutdown), fatal otherwise.
-pub fn query_error(what: impl Into<String>, error: tokio_postgres::Error) -> StoreError {
-    use tokio_postgres::error::SqlState;
-    let transient = error.is_closed()
-        || error.code().is_some_and(|code| {
-            [
-                SqlState::T_R_SERIALIZATION_FAILURE,
-                SqlState::T_R_DEADLOCK_DETECTED,
-                SqlState::ADMIN_SHUTDOWN,
-                SqlState::CRASH_SHUTDOWN,
-                SqlState::CANNOT_CONNECT_NOW,
-                SqlState::TOO_MANY_CONNECTIONS,
-            ]
-            .contains(code)
-        })
-        || error.code().is_none();
-    StoreError::request(Service::Postgres, what, transient, error)
 }

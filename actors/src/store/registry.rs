@@ -103,7 +103,7 @@ impl Registry {
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
-                StoreError::request(Service::Registry, "cannot build the HTTP client", false, e)
+                StoreError::request(Service::Registry, "cannot build the HTTP client", e)
             })?;
         Ok(Some(Registry {
             base: config.url.trim_end_matches('/').to_owned(),
@@ -310,7 +310,6 @@ impl Registry {
             code => RegistryError::Store(StoreError::request(
                 Service::Registry,
                 format!("HTTP {code}: {} ({})", error.message, error.error_code),
-                code >= 500,
                 format!("{} answered {status}", self.base),
             )),
         })
@@ -333,7 +332,6 @@ fn bad_answer(what: String) -> RegistryError {
     RegistryError::Store(StoreError::request(
         Service::Registry,
         what,
-        false,
         "unexpected answer",
     ))
 }
@@ -364,7 +362,9 @@ mod tests {
         .unwrap()
         .unwrap();
         match registry.schema(1).await {
-            Err(RegistryError::Store(e)) => assert!(e.is_transient(), "{e}"),
+            Err(RegistryError::Store(e)) => {
+                assert!(matches!(e, StoreError::Unreachable { .. }), "{e}");
+            }
             other => panic!("expected an outage, got {other:?}"),
         }
         let fetched = crate::format::WriterSchemas::fetch(Some(&registry), [1]).await;

@@ -3,21 +3,10 @@
 
 use crate::model::Digest;
 use crate::model::digest::{RUN_BUCKETS, RunBucket, run_buckets};
-use crate::store::postgres::query_error;
 use crate::store::{Service, StoreError, cassandra};
 use futures::StreamExt;
 use scylla::client::session::Session;
 use std::collections::BTreeMap;
-
-fn cassandra_error(what: &'static str) -> impl Fn(scylla::errors::ExecutionError) -> StoreError {
-    move |e| StoreError::request(Service::Cassandra, what, true, e)
-}
-
-fn unexpected(
-    what: &'static str,
-) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> StoreError {
-    move |e| StoreError::request(Service::Cassandra, what, false, e)
-}
 
 /// The digest of a run's rows in `created_users`: one query through the
 /// storage-attached index on `run_id`.
@@ -37,13 +26,13 @@ pub async fn cassandra_run(
             (run_id,),
         )
         .await
-        .map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", true, e))?
+        .map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", e))?
         .rows_stream::<(uuid::Uuid,)>()
-        .map_err(|e| unexpected("unexpected created_users rows")(Box::new(e)))?;
+        .map_err(Service::Cassandra.error("unexpected created_users rows"))?;
     let mut digest = Digest::default();
     while let Some(row) = rows.next().await {
         let (id,) =
-            row.map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", true, e))?;
+            row.map_err(|e| StoreError::request(Service::Cassandra, "read a run's rows", e))?;
         digest.add(id);
     }
     Ok(digest)
@@ -82,16 +71,16 @@ pub async fn committed_runs(
                     (topic, partition, buckets),
                 )
                 .await
-                .map_err(cassandra_error("read run digests"))?
+                .map_err(Service::Cassandra.error("read run digests"))?
                 .into_rows_result()
-                .map_err(|e| unexpected("unexpected partition_state rows")(Box::new(e)))?;
+                .map_err(Service::Cassandra.error("unexpected partition_state rows"))?;
             let mut here = BTreeMap::new();
             for row in result
                 .rows::<(String, Option<i64>)>()
-                .map_err(|e| unexpected("unexpected partition_state rows")(Box::new(e)))?
+                .map_err(Service::Cassandra.error("unexpected partition_state rows"))?
             {
                 let (bucket, value) =
-                    row.map_err(|e| unexpected("unexpected partition_state row")(Box::new(e)))?;
+                    row.map_err(Service::Cassandra.error("unexpected partition_state row"))?;
                 if let (Some(part), Some(value)) = (RunBucket::parse(&bucket), value) {
                     part.apply(value, &mut here);
                 }
@@ -141,9 +130,9 @@ pub async fn cassandra_progress(
                 (topic, partition),
             )
             .await
-            .map_err(cassandra_error("read partition_state"))?
+            .map_err(Service::Cassandra.error("read partition_state"))?
             .into_rows_result()
-            .map_err(|e| unexpected("unexpected partition_state rows")(Box::new(e)))?;
+            .map_err(Service::Cassandra.error("unexpected partition_state rows"))?;
         let mut progress = PartitionProgress {
             committed_offset: -1,
             ..PartitionProgress::default()
@@ -155,21 +144,21 @@ pub async fn cassandra_progress(
                     (topic, partition),
                 )
                 .await
-                .map_err(cassandra_error("read partition_state"))?
+                .map_err(Service::Cassandra.error("read partition_state"))?
                 .into_rows_result()
-                .map_err(|e| unexpected("unexpected partition_state rows")(Box::new(e)))?
+                .map_err(Service::Cassandra.error("unexpected partition_state rows"))?
                 .maybe_first_row::<(Option<i64>,)>()
-                .map_err(|e| unexpected("unexpected partition_state row")(Box::new(e)))?;
+                .map_err(Service::Cassandra.error("unexpected partition_state row"))?;
             progress.committed_offset = row.and_then(|r| r.0).unwrap_or(-1);
             all.insert(partition, progress);
             continue;
         }
         for row in result
             .rows::<(Option<i64>, Option<String>, Option<i64>)>()
-            .map_err(|e| unexpected("unexpected partition_state rows")(Box::new(e)))?
+            .map_err(Service::Cassandra.error("unexpected partition_state rows"))?
         {
             let (committed, bucket, count) =
-                row.map_err(|e| unexpected("unexpected partition_state row")(Box::new(e)))?;
+                row.map_err(Service::Cassandra.error("unexpected partition_state row"))?;
             progress.committed_offset = committed.unwrap_or(-1);
             if let (Some(bucket), Some(count)) = (bucket, count) {
                 progress.aggregates.insert(bucket, count);
@@ -202,7 +191,7 @@ pub async fn staged_aggregates(
     Ok(client
         .query("SELECT bucket, users FROM staged_aggregates", &[])
         .await
-        .map_err(|e| query_error("read staged_aggregates", e))?
+        .map_err(Service::Postgres.error("read staged_aggregates"))?
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
         .collect())

@@ -17,7 +17,7 @@
 
 use super::config::Retention;
 use crate::publish::checkpoint::read_checkpoint;
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::{Service, StoreError, kafka};
 use crate::supervisor::Ping;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -141,14 +141,14 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
     );
     let published = tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id))
         .await
-        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task", false, e))?
-        .map_err(|e| StoreError::request(Service::Kafka, "read the producer checkpoint", true, e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task", e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "read the producer checkpoint", e))?
         .map_or(0, |c| c.last_outbox_id);
     let mut client = state
         .pool
         .get()
         .await
-        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", true, e))?;
+        .map_err(|e| StoreError::request(Service::Postgres, "no pooled connection", e))?;
     let config = &state.config;
     let (batch, batches) = (i64::from(config.batch_size), config.max_batches);
     let mut pruned = Pruned::default();
@@ -160,7 +160,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
             &[&(config.outbox_ms as f64)],
         )
         .await
-        .map_err(|e| query_error("find old runs", e))?
+        .map_err(Service::Postgres.error("find old runs"))?
         .get(0);
     if let Some(last_old_run) = last_old_run {
         for _ in 0..batches {
@@ -171,7 +171,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
                     &[&last_old_run, &published, &batch],
                 )
                 .await
-                .map_err(|e| query_error("prune the outbox", e))?;
+                .map_err(Service::Postgres.error("prune the outbox"))?;
             pruned.outbox += n;
             if n < batch.unsigned_abs() {
                 break;
@@ -185,7 +185,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
         let tx = client
             .transaction()
             .await
-            .map_err(|e| query_error("begin", e))?;
+            .map_err(Service::Postgres.error("begin"))?;
         let rows = tx
             .query(
                 "SELECT run_id, status = 'failed' FROM runs r \
@@ -197,7 +197,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
                 &[&(config.runs_ms as f64), &batch, &state.keep_unreconciled],
             )
             .await
-            .map_err(|e| query_error("find old runs", e))?;
+            .map_err(Service::Postgres.error("find old runs"))?;
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         let failed = rows.iter().filter(|r| r.get::<_, bool>(1)).count() as u64;
         for statement in [
@@ -208,11 +208,11 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
         ] {
             tx.execute(statement, &[&ids])
                 .await
-                .map_err(|e| query_error("prune old runs", e))?;
+                .map_err(Service::Postgres.error("prune old runs"))?;
         }
         tx.commit()
             .await
-            .map_err(|e| query_error("commit pruned runs", e))?;
+            .map_err(Service::Postgres.error("commit pruned runs"))?;
         pruned.runs += ids.len() as u64;
         pruned.failed_runs += failed;
         if (ids.len() as i64) < batch {
@@ -234,7 +234,7 @@ async fn round(state: &PrunerState) -> Result<Pruned, StoreError> {
                 &[&(config.quarantine_ms as f64), &batch],
             )
             .await
-            .map_err(|e| query_error("prune the quarantine", e))?;
+            .map_err(Service::Postgres.error("prune the quarantine"))?;
         pruned.quarantine += n;
         if n < batch.unsigned_abs() {
             break;

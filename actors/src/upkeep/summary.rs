@@ -2,8 +2,7 @@
 //! the dashboard. Read from the runs ledger and `reconcile_checks`, so every instance
 //! shows them, whichever one leads; each query is served by a partial index.
 
-use crate::store::StoreError;
-use crate::store::postgres::query_error;
+use crate::store::{Service, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -63,7 +62,7 @@ pub async fn reconciliation(
             &[&(after_ms as f64)],
         )
         .await
-        .map_err(|e| query_error("count unreconciled runs", e))?
+        .map_err(Service::Postgres.error("count unreconciled runs"))?
         .get(0);
     let failed_runs = client
         .query(
@@ -72,7 +71,7 @@ pub async fn reconciliation(
             &[],
         )
         .await
-        .map_err(|e| query_error("count failed reconciliations", e))?
+        .map_err(Service::Postgres.error("count failed reconciliations"))?
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).unsigned_abs()))
         .collect();
@@ -83,7 +82,7 @@ pub async fn reconciliation(
             &[&FAILURES_LISTED],
         )
         .await
-        .map_err(|e| query_error("list failed reconciliations", e))?
+        .map_err(Service::Postgres.error("list failed reconciliations"))?
         .iter()
         .map(|r| FailedRun {
             run_id: r.get(0),
@@ -100,7 +99,7 @@ pub async fn reconciliation(
             &[],
         )
         .await
-        .map_err(|e| query_error("read the aggregate check", e))?
+        .map_err(Service::Postgres.error("read the aggregate check"))?
         .map(|r| AggregateCheck {
             checked_at: r.get(0),
             ok: r.get(1),

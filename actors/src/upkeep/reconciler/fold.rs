@@ -2,10 +2,9 @@
 //! the DLQ fold every record into its run's digest, committed to PostgreSQL with their
 //! read positions in one transaction.
 
-use super::{ReadConsumer, ReconcilerState, client_error};
+use super::{ReadConsumer, ReconcilerState};
 use crate::format::headers;
 use crate::model::Digest;
-use crate::store::postgres::query_error;
 use crate::store::{Service, StoreError, kafka};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -27,7 +26,7 @@ async fn read_positions(
             &[],
         )
         .await
-        .map_err(|e| query_error("read reconcile positions", e))?
+        .map_err(Service::Postgres.error("read reconcile positions"))?
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect())
@@ -35,7 +34,11 @@ async fn read_positions(
 
 /// Assigns every partition of the raw topic and the DLQ at the committed positions.
 pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError> {
-    let client = state.pool.get().await.map_err(client_error)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(Service::Postgres.error("no pooled connection"))?;
     let positions = read_positions(&client).await?;
     state.positions = positions.clone();
     let timeout = state.kafka_config.request_timeout();
@@ -46,8 +49,8 @@ pub(super) async fn assign(state: &mut ReconcilerState) -> Result<(), StoreError
         let positions = positions.clone();
         tokio::task::spawn_blocking(move || assign_topic(&consumer, &topic, &positions, timeout))
             .await
-            .map_err(|e| StoreError::request(Service::Kafka, "assign task", false, e))?
-            .map_err(|e| StoreError::request(Service::Kafka, "assign the reconciler", true, e))?;
+            .map_err(|e| StoreError::request(Service::Kafka, "assign task", e))?
+            .map_err(|e| StoreError::request(Service::Kafka, "assign the reconciler", e))?;
     }
     Ok(())
 }
@@ -98,16 +101,20 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         Ok(polled)
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "poll task", false, e))?
-    .map_err(|e| StoreError::request(Service::Kafka, "read the topics", true, e))?;
+    .map_err(|e| StoreError::request(Service::Kafka, "poll task", e))?
+    .map_err(|e| StoreError::request(Service::Kafka, "read the topics", e))?;
     if polled.positions.is_empty() {
         return Ok(0);
     }
-    let mut client = state.pool.get().await.map_err(client_error)?;
+    let mut client = state
+        .pool
+        .get()
+        .await
+        .map_err(Service::Postgres.error("no pooled connection"))?;
     let tx = client
         .transaction()
         .await
-        .map_err(|e| query_error("begin", e))?;
+        .map_err(Service::Postgres.error("begin"))?;
     // Fenced: one fold at a time, and only from the positions this reader was assigned
     // at. During a leader overlap the old leader's reconciler may still fold; whichever
     // commits second finds the positions moved, rolls back and re-reads from them, so no
@@ -117,7 +124,7 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         &[],
     )
     .await
-    .map_err(|e| query_error("lock the reconciler's positions", e))?;
+    .map_err(Service::Postgres.error("lock the reconciler's positions"))?;
     let stored = read_positions(&tx).await?;
     if stored != state.positions {
         drop(tx);
@@ -149,7 +156,7 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         &[&runs, &records, &xors],
     )
     .await
-    .map_err(|e| query_error("fold kafka digests", e))?;
+    .map_err(Service::Postgres.error("fold kafka digests"))?;
     let (dead_runs, dead_users): (Vec<i64>, Vec<uuid::Uuid>) = polled.dead.iter().copied().unzip();
     tx.execute(
         "INSERT INTO run_dead_letters (run_id, user_id) \
@@ -158,7 +165,7 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         &[&dead_runs, &dead_users],
     )
     .await
-    .map_err(|e| query_error("record dead letters", e))?;
+    .map_err(Service::Postgres.error("record dead letters"))?;
     let (topics, partitions, offsets): (Vec<String>, Vec<i32>, Vec<i64>) = polled
         .positions
         .iter()
@@ -176,10 +183,10 @@ pub(super) async fn fold_kafka(state: &mut ReconcilerState) -> Result<usize, Sto
         &[&topics, &partitions, &offsets],
     )
     .await
-    .map_err(|e| query_error("store reconcile positions", e))?;
+    .map_err(Service::Postgres.error("store reconcile positions"))?;
     tx.commit()
         .await
-        .map_err(|e| query_error("commit reconcile digests", e))?;
+        .map_err(Service::Postgres.error("commit reconcile digests"))?;
     for ((topic, partition), offset) in &polled.positions {
         state.positions.insert((topic.clone(), *partition), *offset);
     }

@@ -31,7 +31,7 @@ use super::readback;
 use crate::model::Digest;
 use crate::publish::checkpoint::read_checkpoint;
 use crate::store::closing::{self, Shared};
-use crate::store::postgres::{self, query_error};
+use crate::store::postgres;
 use crate::store::rebootstrap::KeptContext;
 use crate::store::{Service, StoreError, cassandra, kafka};
 use crate::supervisor::Ping;
@@ -205,10 +205,6 @@ async fn round(state: &mut ReconcilerState) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn client_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::request(Service::Postgres, "no pooled connection", true, e)
-}
-
 /// A run's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -259,7 +255,11 @@ pub fn verdict(
 }
 
 async fn check_runs(state: &mut ReconcilerState) -> Result<usize, StoreError> {
-    let client = state.pool.get().await.map_err(client_error)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(Service::Postgres.error("no pooled connection"))?;
     let rows = client
         .query(
             "SELECT r.run_id, r.staged_users, coalesce(r.digest_xor, 0), coalesce(k.records, 0), \
@@ -278,7 +278,7 @@ async fn check_runs(state: &mut ReconcilerState) -> Result<usize, StoreError> {
             ],
         )
         .await
-        .map_err(|e| query_error("read runs to reconcile", e))?;
+        .map_err(Service::Postgres.error("read runs to reconcile"))?;
     let Some(session) = state.session.as_ref() else {
         return Ok(0);
     };
@@ -313,7 +313,7 @@ async fn check_runs(state: &mut ReconcilerState) -> Result<usize, StoreError> {
                 &[&run, &label],
             )
             .await
-            .map_err(|e| query_error("record a verdict", e))?;
+            .map_err(Service::Postgres.error("record a verdict"))?;
         if verdict != Verdict::Ok {
             metrics::counter!("tributary_reconcile_failures_total", "kind" => label).increment(1);
             tracing::error!(
@@ -336,7 +336,7 @@ async fn check_runs(state: &mut ReconcilerState) -> Result<usize, StoreError> {
             &[&(state.config.after_ms as f64)],
         )
         .await
-        .map_err(|e| query_error("count unreconciled runs", e))?
+        .map_err(Service::Postgres.error("count unreconciled runs"))?
         .get(0);
     metrics::gauge!("tributary_unreconciled_runs").set(unreconciled as f64);
     Ok(checked)
@@ -358,12 +358,16 @@ async fn check_aggregates(state: &mut ReconcilerState) -> Result<bool, StoreErro
     )
     .await?;
     // 2. Then everything staged.
-    let client = state.pool.get().await.map_err(client_error)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(Service::Postgres.error("no pooled connection"))?;
     let staged = readback::staged_aggregates(&client).await?;
     let max_id: i64 = client
         .query_one("SELECT coalesce(max(id), 0) FROM staged_users", &[])
         .await
-        .map_err(|e| query_error("read the outbox end", e))?
+        .map_err(Service::Postgres.error("read the outbox end"))?
         .get(0);
     // 3. All of it published.
     let (kafka, topic, id) = (
@@ -373,8 +377,8 @@ async fn check_aggregates(state: &mut ReconcilerState) -> Result<bool, StoreErro
     );
     let published = tokio::task::spawn_blocking(move || read_checkpoint(&kafka, &topic, &id))
         .await
-        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task", false, e))?
-        .map_err(|e| StoreError::request(Service::Kafka, "read the checkpoint", true, e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "checkpoint task", e))?
+        .map_err(|e| StoreError::request(Service::Kafka, "read the checkpoint", e))?
         .map_or(0, |c| c.last_outbox_id);
     if published < max_id {
         return Ok(false);
@@ -398,8 +402,8 @@ async fn check_aggregates(state: &mut ReconcilerState) -> Result<bool, StoreErro
         Ok(true)
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "probe task", false, e))?
-    .map_err(|e| StoreError::request(Service::Kafka, "probe the raw topic", true, e))?;
+    .map_err(|e| StoreError::request(Service::Kafka, "probe task", e))?
+    .map_err(|e| StoreError::request(Service::Kafka, "probe the raw topic", e))?;
     if !caught_up {
         return Ok(false);
     }
@@ -419,7 +423,7 @@ async fn check_aggregates(state: &mut ReconcilerState) -> Result<bool, StoreErro
             &[&ok, &(!ok).then(|| differences.join("; "))],
         )
         .await
-        .map_err(|e| query_error("record the aggregate check", e))?;
+        .map_err(Service::Postgres.error("record the aggregate check"))?;
     Ok(true)
 }
 
