@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`faults`]: panics injected into actors for the chaos suite (test flag only).
+//! - [`failpoint`]: the named places where tests make tributary fail on purpose.
 //! - [`ingest`]: the ingest subtree (stager, fetchers, scheduler) and its config.
 //! - [`leader`]: the PostgreSQL advisory lock that makes one instance the leader,
 //!   which alone runs ingest and publish.
@@ -30,7 +30,7 @@
 //! - [`validate`]: start-up checks of config values; every finding names its key.
 
 pub mod directory;
-pub mod faults;
+pub mod failpoint;
 pub mod format;
 pub mod ingest;
 pub mod leader;

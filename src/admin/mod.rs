@@ -25,7 +25,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use tributary_actors::faults;
+use tributary_actors::failpoint;
 use tributary_actors::secret::Secret;
 
 pub use readiness::Readiness;
@@ -185,13 +185,13 @@ async fn dashboard() -> HttpResponse {
 }
 
 async fn panic_actor(kind: web::Path<String>) -> HttpResponse {
-    if faults::arm(&kind) {
+    if failpoint::arm(&kind) {
         tracing::warn!(actor = %kind, "test fault: panic armed");
         HttpResponse::Ok().body(format!("panic armed for the next {kind} message\n"))
     } else {
         HttpResponse::NotFound().body(format!(
             "unknown actor kind {kind:?}; known: {}\n",
-            faults::KINDS.join(", ")
+            failpoint::kinds().collect::<Vec<_>>().join(", ")
         ))
     }
 }

@@ -16,7 +16,6 @@ use crate::supervisor::Drain;
 use backon::{ExponentialBuilder, Retryable};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -29,8 +28,6 @@ pub struct FetcherArgs {
     pub stager: Directory<StagerMsg>,
     /// Where this fetcher registers itself for the scheduler.
     pub directory: Directory<FetcherMsg>,
-    /// Fetches started by every fetcher of the process: drives `test_faults`.
-    pub fetches: Arc<AtomicU64>,
     /// `ingest.max_users_per_minute`, shared by every fetcher.
     pub budget: Arc<RequestBudget>,
 }
@@ -48,7 +45,6 @@ impl From<Drain> for FetcherMsg {
 }
 
 pub struct FetcherState {
-    fetches: Arc<AtomicU64>,
     budget: Arc<RequestBudget>,
     config: Config,
     client: reqwest::Client,
@@ -108,7 +104,6 @@ impl Actor for Fetcher {
         let client = http_client(&args.config.fetch)?;
         args.directory.register(myself);
         Ok(FetcherState {
-            fetches: args.fetches,
             budget: args.budget,
             config: args.config,
             client,
@@ -137,7 +132,7 @@ impl Fetcher {
         message: FetcherMsg,
         state: &mut FetcherState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("fetcher");
+        crate::failpoint::maybe_panic("fetcher");
         let run = match message {
             FetcherMsg::Fetch(run) => run,
             FetcherMsg::Drain(drain) => {
@@ -177,8 +172,8 @@ impl Fetcher {
         }
         let trace = crate::trace::context_of(&span);
         drop(span);
-        let n = state.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == state.config.test_faults.panic_on_fetch {
+        if crate::failpoint::FETCHED.fires() {
+            let n = crate::failpoint::FETCHED.hits();
             panic!("injected fault: fetch {n} (run {run_id}) panics before staging");
         }
         metrics::histogram!("tributary_fetch_seconds").record(started.elapsed().as_secs_f64());

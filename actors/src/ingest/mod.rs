@@ -35,7 +35,7 @@ pub fn supervisor_spec(
     let fetcher_directories: Vec<Directory<FetcherMsg>> =
         (0..config.fetchers).map(|_| Directory::default()).collect();
 
-    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::failpoint::FETCHED.once_at(config.test_faults.panic_on_fetch);
     let budget = std::sync::Arc::new(budget::RequestBudget::new(config.max_users_per_minute));
     let mut children = Vec::new();
     let (pg, cfg, dir) = (postgres.clone(), config.clone(), stager_directory.clone());
@@ -49,11 +49,10 @@ pub fn supervisor_spec(
         .with_drain::<StagerMsg>(),
     );
     for (index, directory) in fetcher_directories.iter().enumerate() {
-        let (cfg, stager, directory, fetches, budget) = (
+        let (cfg, stager, directory, budget) = (
             config.clone(),
             stager_directory.clone(),
             directory.clone(),
-            fetches.clone(),
             budget.clone(),
         );
         children.push(
@@ -62,7 +61,6 @@ pub fn supervisor_spec(
                     config: cfg.clone(),
                     stager: stager.clone(),
                     directory: directory.clone(),
-                    fetches: fetches.clone(),
                     budget: budget.clone(),
                 }
             })

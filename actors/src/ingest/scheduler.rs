@@ -118,7 +118,7 @@ impl Scheduler {
         message: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("scheduler");
+        crate::failpoint::maybe_panic("scheduler");
         match message {
             SchedulerMsg::Tick if state.draining => {}
             SchedulerMsg::Tick => tick(state).await?,

@@ -99,7 +99,7 @@ impl Stager {
         message: StagerMsg,
         state: &mut StagerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("stager");
+        crate::failpoint::maybe_panic("stager");
         match message {
             StagerMsg::Stage(batch, trace) => {
                 let run_id = batch.run().run_id;

@@ -28,7 +28,7 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -47,8 +47,6 @@ pub struct CoordinatorArgs {
     /// This instance's name, recorded as partition owner.
     pub owner: String,
     pub stats: RestartStats,
-    /// Batches written by every writer of the process: drives the writer test fault.
-    pub batches: Arc<AtomicU64>,
     /// This instance's partitions, for the status API and gauges.
     pub partitions: Partitions,
     /// The consumption monitor's board (the group handler's state goes there).
@@ -171,8 +169,6 @@ impl Actor for Coordinator {
             run_digests_kept: args.config.run_digests_kept,
             policy: args.config.partition_supervision.clone(),
             stats: args.stats.clone(),
-            fail_before_commit_every: args.config.test_faults.fail_writer_before_commit_every,
-            batches: args.batches.clone(),
             partitions: args.partitions.clone(),
         };
         args.directory.register(myself.clone());

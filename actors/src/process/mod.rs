@@ -51,7 +51,8 @@ pub fn supervisor_spec(
     );
     let (partitions, board) = (partitions.clone(), consumption.clone());
     let directory: Directory<CoordinatorMsg> = Directory::default();
-    let batches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::failpoint::BEFORE_OFFSET_COMMIT
+        .every(config.test_faults.fail_writer_before_commit_every);
     let (coordinator_kafka, coordinator_cassandra, coordinator_directory) =
         (kafka.clone(), cassandra.clone(), directory.clone());
     let (coordinator_config, coordinator_partitions) = (cfg.clone(), partitions.clone());
@@ -62,7 +63,6 @@ pub fn supervisor_spec(
             cassandra: coordinator_cassandra.clone(),
             owner: owner.clone(),
             stats: child_stats.clone(),
-            batches: batches.clone(),
             partitions: coordinator_partitions.clone(),
             consumption: board.clone(),
             directory: coordinator_directory.clone(),

@@ -147,7 +147,7 @@ impl Actor for Monitor {
     ) -> Result<(), ActorProcessingErr> {
         let span = tracing::info_span!("actor", actor = "monitor");
         async {
-            crate::faults::maybe_panic("monitor");
+            crate::failpoint::maybe_panic("monitor");
             match message {
                 MonitorMsg::Check => {
                     check(state).await;

@@ -37,8 +37,6 @@ pub struct PartitionContext {
     pub run_digests_kept: usize,
     pub policy: RestartPolicy,
     pub stats: RestartStats,
-    pub fail_before_commit_every: u64,
-    pub batches: Arc<AtomicU64>,
     /// This instance's partitions, for the status API and gauges.
     pub partitions: Partitions,
 }
@@ -74,8 +72,6 @@ pub fn supervisor_args(
             coordinator: coord.clone(),
             buffered: buf.clone(),
             start: st.clone(),
-            fail_before_commit_every: c.fail_before_commit_every,
-            batches: c.batches.clone(),
             directory: wd.clone(),
             partitions: c.partitions.clone(),
         }
@@ -280,7 +276,7 @@ impl Actor for PartitionConsumer {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("consumer");
+        crate::failpoint::maybe_panic("consumer");
         match message {
             PartitionConsumerMsg::Records(records) => {
                 for record in records {

@@ -155,7 +155,7 @@ impl Transformer {
         message: TransformerMsg,
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("transformer");
+        crate::failpoint::maybe_panic("transformer");
         let TransformerMsg::Transform {
             records,
             traces,

@@ -17,7 +17,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
@@ -45,10 +45,6 @@ pub struct WriterArgs {
     pub buffered: Arc<AtomicUsize>,
     /// Where the writer publishes the offset to resume from, for the consumer.
     pub start: Arc<Mutex<Option<i64>>>,
-    /// Test fault: fail every Nth batch after its upserts, before its commit (0 = off).
-    pub fail_before_commit_every: u64,
-    /// Batches written by every writer of the process: drives the test fault.
-    pub batches: Arc<AtomicU64>,
     /// Where the writer registers itself for its transformer.
     pub directory: crate::directory::Directory<WriterMsg>,
     pub partitions: observe::Partitions,
@@ -178,7 +174,7 @@ impl Writer {
         message: WriterMsg,
         state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("writer");
+        crate::failpoint::maybe_panic("writer");
         let WriterMsg::Write(batch) = message;
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed
@@ -220,9 +216,8 @@ impl Writer {
             crate::trace::mark_failed(&spans);
             return Err(error.into());
         }
-        let n = state.args.batches.fetch_add(1, Ordering::SeqCst) + 1;
-        let every = state.args.fail_before_commit_every;
-        if every > 0 && n.is_multiple_of(every) {
+        if crate::failpoint::BEFORE_OFFSET_COMMIT.fires() {
+            let n = crate::failpoint::BEFORE_OFFSET_COMMIT.hits();
             return Err(format!("injected fault: batch {n} upserted, not committed").into());
         }
         let mut aggregates = state.aggregates.clone();

@@ -24,12 +24,12 @@ pub fn supervisor_spec(
 ) -> ChildSpec {
     let (config, kafka, postgres) = (config.clone(), kafka.clone(), postgres.clone());
     let producer_config = config.clone();
-    let transactions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::failpoint::BEFORE_PUBLISH_COMMIT.every(config.test_faults.fail_before_commit_every);
+    crate::failpoint::AFTER_PUBLISH_COMMIT.every(config.test_faults.fail_after_commit_every);
     let producer = ChildSpec::new("producer", "producer", Producer, move || ProducerArgs {
         config: producer_config.clone(),
         kafka: kafka.clone(),
         postgres: postgres.clone(),
-        transactions: transactions.clone(),
     })
     .with_ping::<ProducerMsg>()
     .with_drain::<ProducerMsg>();

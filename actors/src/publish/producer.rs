@@ -17,6 +17,7 @@ use super::messages::ProducerMsg;
 use super::outbox::{self, OutboxRow};
 use super::transaction::{KafkaProducer, await_deliveries, is_fatal, retrying, send};
 use super::wake::{self, Waker};
+use crate::failpoint;
 use crate::format::Encoder;
 use crate::format::headers::RawStamp;
 use crate::observe::{self, Stage};
@@ -30,7 +31,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -42,8 +42,6 @@ pub struct ProducerArgs {
     pub config: Config,
     pub kafka: kafka::Config,
     pub postgres: postgres::Config,
-    /// Transactions attempted by every incarnation so far: drives `test_faults`.
-    pub transactions: Arc<AtomicU64>,
 }
 
 pub struct ProducerState {
@@ -61,7 +59,6 @@ pub struct ProducerState {
     last_outbox_id: i64,
     /// Transactions aborted since the last commit ([`ABORTS_BEFORE_RESTART`]).
     aborts_in_a_row: u32,
-    transactions: Arc<AtomicU64>,
     waker: Waker,
     /// Forwards notifications as Wakes, reconnecting when the connection drops.
     listener: JoinHandle<()>,
@@ -130,7 +127,6 @@ impl Actor for Producer {
             pool,
             last_outbox_id,
             aborts_in_a_row: 0,
-            transactions: args.transactions,
             waker,
             listener,
             ticker: None,
@@ -180,7 +176,7 @@ impl Producer {
         message: ProducerMsg,
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::faults::maybe_panic("producer");
+        crate::failpoint::maybe_panic("producer");
         match message {
             ProducerMsg::Wake => {
                 state.waker.taken();
@@ -248,12 +244,8 @@ async fn publish(
     let timeout = state.config.call_timeout();
     let count = rows.len() as u64;
     let started = Instant::now();
-    let faults = state.config.test_faults.clone();
-    let n = state.transactions.fetch_add(1, Ordering::SeqCst) + 1;
-    let fail_before_commit =
-        faults.fail_before_commit_every > 0 && n.is_multiple_of(faults.fail_before_commit_every);
-    let fail_after_commit =
-        faults.fail_after_commit_every > 0 && n.is_multiple_of(faults.fail_after_commit_every);
+    let fail_before_commit = failpoint::BEFORE_PUBLISH_COMMIT.fires();
+    let fail_after_commit = failpoint::AFTER_PUBLISH_COMMIT.fires();
     let (brokers, bootstrap) = (state.brokers.clone(), state.bootstrap_servers.clone());
     let keep = move |producer: &KafkaProducer| {
         brokers.repair(producer.client(), &bootstrap, "producer");
@@ -356,7 +348,8 @@ async fn publish(
             );
             if fail_after_commit {
                 return Err(format!(
-                    "injected fault: transaction {n} committed, failing before the next batch"
+                    "injected fault: transaction {} committed, failing before the next batch",
+                    failpoint::AFTER_PUBLISH_COMMIT.hits()
                 )
                 .into());
             }
@@ -376,9 +369,11 @@ async fn publish(
             }
             Ok(Published::Aborted)
         }
-        Ok(TxnOutcome::LeftOpen) => {
-            Err(format!("injected fault: transaction {n} sent, not committed").into())
-        }
+        Ok(TxnOutcome::LeftOpen) => Err(format!(
+            "injected fault: transaction {} sent, not committed",
+            failpoint::BEFORE_PUBLISH_COMMIT.hits()
+        )
+        .into()),
         Ok(TxnOutcome::Unencodable(why)) => {
             Err(format!("cannot publish the outbox batch: {why}").into())
         }

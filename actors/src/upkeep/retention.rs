@@ -102,7 +102,7 @@ impl Actor for Pruner {
     ) -> Result<(), ActorProcessingErr> {
         let span = tracing::info_span!("actor", actor = "pruner");
         async {
-            crate::faults::maybe_panic("pruner");
+            crate::failpoint::maybe_panic("pruner");
             match message {
                 PrunerMsg::Round => {
                     // A store that does not answer skips a round; the next one catches up.

@@ -152,7 +152,7 @@ impl Actor for Reconciler {
     ) -> Result<(), ActorProcessingErr> {
         let span = tracing::info_span!("actor", actor = "reconciler");
         async {
-            crate::faults::maybe_panic("reconciler");
+            crate::failpoint::maybe_panic("reconciler");
             match message {
                 ReconcilerMsg::Round => {
                     if let Err(error) = round(state).await {
