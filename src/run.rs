@@ -253,7 +253,7 @@ pub async fn start_tree(
             stats: stats.clone(),
         }
     };
-    let leader = ChildSpec::new("leader", "leader", Leader, leader_args)
+    let leader = ChildSpec::actor("leader", Leader, leader_args)
         .with_ping::<LeaderMsg>()
         .with_drain::<LeaderMsg>();
     let process = process::supervisor_spec(

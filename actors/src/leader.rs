@@ -9,13 +9,13 @@
 
 use crate::store::postgres;
 use crate::store::{Service, StoreError};
+use crate::supervisor::shell::{self, Shelled};
 use crate::supervisor::{
-    ChildSpec, Drain, Ping, RestartPolicy, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg,
+    ChildSpec, Drain, RestartPolicy, RestartStats, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Leader;
@@ -40,17 +40,7 @@ pub enum LeaderMsg {
     Drain(Drain),
 }
 
-impl From<Drain> for LeaderMsg {
-    fn from(drain: Drain) -> Self {
-        LeaderMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for LeaderMsg {
-    fn from(ping: Ping) -> Self {
-        LeaderMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(LeaderMsg: Ping, Drain);
 
 pub struct LeaderState {
     args: LeaderArgs,
@@ -133,11 +123,7 @@ impl Actor for Leader {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "leader");
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 
     async fn handle_supervisor_evt(
@@ -162,7 +148,9 @@ impl Actor for Leader {
     }
 }
 
-impl Leader {
+impl Shelled for Leader {
+    const KIND: &'static str = "leader";
+
     async fn on_message(
         &self,
         myself: ActorRef<LeaderMsg>,

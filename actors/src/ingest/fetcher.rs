@@ -13,6 +13,7 @@ use crate::model::raw_user::{PageRequest, parse_page};
 use crate::model::{FetchedBatch, RawUser, Rejected, Run, StagedUser};
 use crate::observe::{self, Stage};
 use crate::supervisor::Drain;
+use crate::supervisor::shell::{self, Shelled};
 use backon::{ExponentialBuilder, Retryable};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
@@ -38,11 +39,7 @@ pub enum FetcherMsg {
     Drain(Drain),
 }
 
-impl From<Drain> for FetcherMsg {
-    fn from(drain: Drain) -> Self {
-        FetcherMsg::Drain(drain)
-    }
-}
+crate::supervisor::shell::answers!(FetcherMsg: Drain);
 
 pub struct FetcherState {
     budget: Arc<RequestBudget>,
@@ -117,22 +114,19 @@ impl Actor for Fetcher {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "fetcher");
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Fetcher {
+impl Shelled for Fetcher {
+    const KIND: &'static str = "fetcher";
+
     async fn on_message(
         &self,
         _: ActorRef<FetcherMsg>,
         message: FetcherMsg,
         state: &mut FetcherState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("fetcher");
         let run = match message {
             FetcherMsg::Fetch(run) => run,
             FetcherMsg::Drain(drain) => {

@@ -40,7 +40,7 @@ pub fn supervisor_spec(
     let mut children = Vec::new();
     let (pg, cfg, dir) = (postgres.clone(), config.clone(), stager_directory.clone());
     children.push(
-        ChildSpec::new("stager", "stager", Stager, move || StagerArgs {
+        ChildSpec::actor("stager", Stager, move || StagerArgs {
             postgres: pg.clone(),
             ingest: cfg.clone(),
             directory: dir.clone(),
@@ -56,20 +56,18 @@ pub fn supervisor_spec(
             budget.clone(),
         );
         children.push(
-            ChildSpec::new(format!("fetcher-{index}"), "fetcher", Fetcher, move || {
-                FetcherArgs {
-                    config: cfg.clone(),
-                    stager: stager.clone(),
-                    directory: directory.clone(),
-                    budget: budget.clone(),
-                }
+            ChildSpec::actor(format!("fetcher-{index}"), Fetcher, move || FetcherArgs {
+                config: cfg.clone(),
+                stager: stager.clone(),
+                directory: directory.clone(),
+                budget: budget.clone(),
             })
             .with_drain::<FetcherMsg>(),
         );
     }
     let (cfg, pg) = (config.clone(), postgres.clone());
     children.push(
-        ChildSpec::new("scheduler", "scheduler", Scheduler, move || SchedulerArgs {
+        ChildSpec::actor("scheduler", Scheduler, move || SchedulerArgs {
             config: cfg.clone(),
             postgres: pg.clone(),
             fetchers: fetcher_directories.clone(),

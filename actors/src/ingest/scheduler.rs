@@ -13,10 +13,10 @@ use crate::directory::Directory;
 use crate::model::Run;
 use crate::store::postgres;
 use crate::store::{Service, StoreError};
-use crate::supervisor::{Drain, Ping};
+use crate::supervisor::Drain;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::BTreeMap;
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduler;
@@ -35,17 +35,7 @@ pub enum SchedulerMsg {
     Drain(Drain),
 }
 
-impl From<Drain> for SchedulerMsg {
-    fn from(drain: Drain) -> Self {
-        SchedulerMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for SchedulerMsg {
-    fn from(ping: Ping) -> Self {
-        SchedulerMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(SchedulerMsg: Ping, Drain);
 
 pub struct SchedulerState {
     config: Config,
@@ -103,22 +93,19 @@ impl Actor for Scheduler {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "scheduler");
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Scheduler {
+impl Shelled for Scheduler {
+    const KIND: &'static str = "scheduler";
+
     async fn on_message(
         &self,
         _: ActorRef<SchedulerMsg>,
         message: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("scheduler");
         match message {
             SchedulerMsg::Tick if state.draining => {}
             SchedulerMsg::Tick => tick(state).await?,

@@ -14,7 +14,8 @@ use crate::directory::Directory;
 use crate::model::{FetchedBatch, Rejected, StagedUser};
 use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError, postgres};
-use crate::supervisor::{Drain, Ping};
+use crate::supervisor::Drain;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
@@ -38,17 +39,7 @@ pub enum StagerMsg {
     Drain(Drain),
 }
 
-impl From<Drain> for StagerMsg {
-    fn from(drain: Drain) -> Self {
-        StagerMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for StagerMsg {
-    fn from(ping: Ping) -> Self {
-        StagerMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(StagerMsg: Ping, Drain);
 
 pub struct StagerState {
     pool: deadpool_postgres::Pool,
@@ -84,22 +75,19 @@ impl Actor for Stager {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "stager");
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Stager {
+impl Shelled for Stager {
+    const KIND: &'static str = "stager";
+
     async fn on_message(
         &self,
         _: ActorRef<StagerMsg>,
         message: StagerMsg,
         state: &mut StagerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("stager");
         match message {
             StagerMsg::Stage(batch, trace) => {
                 let run_id = batch.run().run_id;

@@ -21,6 +21,7 @@ use crate::observe::{Consumption, Partitions};
 use crate::store::closing;
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::{cassandra, kafka};
+use crate::supervisor::shell::{self, Shelled};
 use crate::supervisor::{Drain, RestartStats, Supervisor, SupervisorMsg};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -213,12 +214,7 @@ impl Actor for Coordinator {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "coordinator");
-        let result = self
-            .on_message(myself, message, state)
-            .instrument(span)
-            .await;
+        let result = shell::handle(self, myself, message, state).await;
         if result.is_err() {
             // ractor skips post_stop after a failed handler: clean up here.
             retire(state).await;
@@ -247,7 +243,9 @@ impl Actor for Coordinator {
     }
 }
 
-impl Coordinator {
+impl Shelled for Coordinator {
+    const KIND: &'static str = "coordinator";
+
     async fn on_message(
         &self,
         myself: ActorRef<CoordinatorMsg>,

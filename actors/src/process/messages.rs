@@ -5,7 +5,7 @@
 
 use crate::model::CreatedUser;
 use crate::store::rebootstrap::KeptContext;
-use crate::supervisor::{Drain, Ping};
+use crate::supervisor::Drain;
 use ractor::{ActorRef, RpcReplyPort};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
@@ -53,17 +53,7 @@ pub enum CoordinatorMsg {
     },
 }
 
-impl From<Drain> for CoordinatorMsg {
-    fn from(drain: Drain) -> Self {
-        CoordinatorMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for CoordinatorMsg {
-    fn from(ping: Ping) -> Self {
-        CoordinatorMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(CoordinatorMsg: Ping, Drain);
 
 pub enum PartitionConsumerMsg {
     /// Records routed by the coordinator's poll thread, in offset order: whatever it

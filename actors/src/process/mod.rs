@@ -56,22 +56,20 @@ pub fn supervisor_spec(
     let (coordinator_kafka, coordinator_cassandra, coordinator_directory) =
         (kafka.clone(), cassandra.clone(), directory.clone());
     let (coordinator_config, coordinator_partitions) = (cfg.clone(), partitions.clone());
-    let coordinator = ChildSpec::new("coordinator", "coordinator", Coordinator, move || {
-        CoordinatorArgs {
-            config: coordinator_config.clone(),
-            kafka: coordinator_kafka.clone(),
-            cassandra: coordinator_cassandra.clone(),
-            owner: owner.clone(),
-            stats: child_stats.clone(),
-            partitions: coordinator_partitions.clone(),
-            consumption: board.clone(),
-            directory: coordinator_directory.clone(),
-        }
+    let coordinator = ChildSpec::actor("coordinator", Coordinator, move || CoordinatorArgs {
+        config: coordinator_config.clone(),
+        kafka: coordinator_kafka.clone(),
+        cassandra: coordinator_cassandra.clone(),
+        owner: owner.clone(),
+        stats: child_stats.clone(),
+        partitions: coordinator_partitions.clone(),
+        consumption: board.clone(),
+        directory: coordinator_directory.clone(),
     })
     .with_ping::<CoordinatorMsg>()
     .with_drain::<CoordinatorMsg>();
     let board = consumption.clone();
-    let monitor = ChildSpec::new("monitor", "monitor", Monitor, move || MonitorArgs {
+    let monitor = ChildSpec::actor("monitor", Monitor, move || MonitorArgs {
         config: cfg.clone(),
         kafka: kafka.clone(),
         cassandra: cassandra.clone(),

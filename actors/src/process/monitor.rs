@@ -22,14 +22,13 @@ use crate::observe::{Consumption, NotConsuming, Partitions, TopicPartition};
 use crate::store::closing::{self, Shared};
 use crate::store::rebootstrap::KeptContext;
 use crate::store::{Service, StoreError, cassandra, kafka};
-use crate::supervisor::Ping;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use scylla::client::session::Session;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Monitor;
@@ -51,11 +50,7 @@ pub enum MonitorMsg {
     Ping(RpcReplyPort<()>),
 }
 
-impl From<Ping> for MonitorMsg {
-    fn from(ping: Ping) -> Self {
-        MonitorMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(MonitorMsg: Ping);
 
 type ProbeConsumer = BaseConsumer<KeptContext>;
 
@@ -141,29 +136,36 @@ impl Actor for Monitor {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        shell::handle(self, myself, message, state).await
+    }
+}
+
+impl Shelled for Monitor {
+    const KIND: &'static str = "monitor";
+
+    async fn on_message(
+        &self,
         myself: ActorRef<MonitorMsg>,
         message: MonitorMsg,
         state: &mut MonitorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("actor", actor = "monitor");
-        async {
-            crate::failpoint::maybe_panic("monitor");
-            match message {
-                MonitorMsg::Check => {
-                    check(state).await;
-                    // The next reading once this one is done: while stores are slow,
-                    // readings never queue up ahead of the supervisor's liveness pings.
-                    myself.send_after(Duration::from_millis(state.config.lag_interval_ms), || {
-                        MonitorMsg::Check
-                    });
-                }
-                MonitorMsg::Ping(reply) => {
-                    let _ = reply.send(());
-                }
+        match message {
+            MonitorMsg::Check => {
+                check(state).await;
+                // The next reading once this one is done: while stores are slow,
+                // readings never queue up ahead of the supervisor's liveness pings.
+                myself.send_after(Duration::from_millis(state.config.lag_interval_ms), || {
+                    MonitorMsg::Check
+                });
+            }
+            MonitorMsg::Ping(reply) => {
+                let _ = reply.send(());
             }
         }
-        .instrument(span)
-        .await;
         Ok(())
     }
 }

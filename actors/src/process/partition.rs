@@ -10,6 +10,7 @@ use super::writer::{Writer, WriterArgs};
 use crate::directory::Directory;
 use crate::observe::{self, Partitions, Stage};
 use crate::store::closing::Shared;
+use crate::supervisor::shell::{self, Shelled};
 use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
@@ -59,40 +60,35 @@ pub fn supervisor_args(
         start.clone(),
         writer_dir.clone(),
     );
-    let writer = ChildSpec::new(format!("writer-{partition}"), "writer", Writer, move || {
-        WriterArgs {
-            cassandra: c.cassandra.clone(),
-            keyspace: c.keyspace.clone(),
-            topic: c.topic.clone(),
-            partition,
-            owner: c.owner.clone(),
-            write_concurrency: c.write_concurrency,
-            rows_per_request: c.rows_per_request,
-            run_digests_kept: c.run_digests_kept,
-            coordinator: coord.clone(),
-            buffered: buf.clone(),
-            start: st.clone(),
-            directory: wd.clone(),
-            partitions: c.partitions.clone(),
-        }
+    let writer = ChildSpec::actor(format!("writer-{partition}"), Writer, move || WriterArgs {
+        cassandra: c.cassandra.clone(),
+        keyspace: c.keyspace.clone(),
+        topic: c.topic.clone(),
+        partition,
+        owner: c.owner.clone(),
+        write_concurrency: c.write_concurrency,
+        rows_per_request: c.rows_per_request,
+        run_digests_kept: c.run_digests_kept,
+        coordinator: coord.clone(),
+        buffered: buf.clone(),
+        start: st.clone(),
+        directory: wd.clone(),
+        partitions: c.partitions.clone(),
     });
     let (c, wd, td) = (ctx.clone(), writer_dir.clone(), transformer_dir.clone());
-    let transformer = ChildSpec::new(
-        format!("transformer-{partition}"),
-        "transformer",
-        Transformer,
-        move || TransformerArgs {
-            writer: wd.clone(),
-            dlq: c.dlq.clone(),
-            dlq_topic: c.dlq_topic.clone(),
-            directory: td.clone(),
-            registry: c.registry.clone(),
-        },
-    );
+    let transformer =
+        ChildSpec::actor(format!("transformer-{partition}"), Transformer, move || {
+            TransformerArgs {
+                writer: wd.clone(),
+                dlq: c.dlq.clone(),
+                dlq_topic: c.dlq_topic.clone(),
+                directory: td.clone(),
+                registry: c.registry.clone(),
+            }
+        });
     let (c, td) = (ctx.clone(), transformer_dir);
-    let consumer = ChildSpec::new(
+    let consumer = ChildSpec::actor(
         format!("consumer-{partition}"),
-        "consumer",
         PartitionConsumer,
         move || PartitionConsumerArgs {
             partition,
@@ -276,7 +272,23 @@ impl Actor for PartitionConsumer {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("consumer");
+        shell::handle(self, myself, message, state).await
+    }
+}
+
+impl Shelled for PartitionConsumer {
+    const KIND: &'static str = "consumer";
+
+    fn partition(&self, _: &PartitionConsumerMsg, state: &PartitionConsumerState) -> Option<i32> {
+        Some(state.partition)
+    }
+
+    async fn on_message(
+        &self,
+        myself: ActorRef<PartitionConsumerMsg>,
+        message: PartitionConsumerMsg,
+        state: &mut PartitionConsumerState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             PartitionConsumerMsg::Records(records) => {
                 for record in records {

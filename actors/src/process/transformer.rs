@@ -15,6 +15,7 @@ use crate::model::{CreatedUser, Provenance, RawUser};
 use crate::observe::{self, Stage};
 use crate::store::closing::Shared;
 use crate::store::registry::Registry;
+use crate::supervisor::shell::{self, Shelled};
 use futures::future::try_join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
@@ -22,7 +23,6 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
@@ -138,24 +138,24 @@ impl Actor for Transformer {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let TransformerMsg::Transform { records, .. } = &message;
-        let partition = records.first().map(Message::partition);
-        let span = tracing::info_span!("actor", actor = "transformer", partition);
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Transformer {
+impl Shelled for Transformer {
+    const KIND: &'static str = "transformer";
+
+    fn partition(&self, message: &TransformerMsg, _: &TransformerState) -> Option<i32> {
+        let TransformerMsg::Transform { records, .. } = message;
+        records.first().map(Message::partition)
+    }
+
     async fn on_message(
         &self,
         _: ActorRef<TransformerMsg>,
         message: TransformerMsg,
         state: &mut TransformerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("transformer");
         let TransformerMsg::Transform {
             records,
             traces,

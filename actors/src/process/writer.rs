@@ -11,6 +11,7 @@ use super::rows::Upserts;
 use crate::model::digest::{Digest, RunBucket, run_buckets};
 use crate::observe::{self, Stage};
 use crate::store::{Service, StoreError, cassandra};
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
@@ -19,7 +20,6 @@ use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Writer;
@@ -159,22 +159,23 @@ impl Actor for Writer {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "writer", partition = state.args.partition);
-        self.on_message(myself, message, state)
-            .instrument(span)
-            .await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Writer {
+impl Shelled for Writer {
+    const KIND: &'static str = "writer";
+
+    fn partition(&self, _: &WriterMsg, state: &WriterState) -> Option<i32> {
+        Some(state.args.partition)
+    }
+
     async fn on_message(
         &self,
         _: ActorRef<WriterMsg>,
         message: WriterMsg,
         state: &mut WriterState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("writer");
         let WriterMsg::Write(batch) = message;
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed

@@ -1,7 +1,7 @@
 //! The producer's messages: what the [`super::wake`] tasks, its supervisor and itself
 //! send it.
 
-use crate::supervisor::{Drain, Ping};
+use crate::supervisor::Drain;
 use ractor::RpcReplyPort;
 
 pub enum ProducerMsg {
@@ -13,14 +13,4 @@ pub enum ProducerMsg {
     Drain(Drain),
 }
 
-impl From<Drain> for ProducerMsg {
-    fn from(drain: Drain) -> Self {
-        ProducerMsg::Drain(drain)
-    }
-}
-
-impl From<Ping> for ProducerMsg {
-    fn from(ping: Ping) -> Self {
-        ProducerMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(ProducerMsg: Ping, Drain);

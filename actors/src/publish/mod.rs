@@ -26,7 +26,7 @@ pub fn supervisor_spec(
     let producer_config = config.clone();
     crate::failpoint::BEFORE_PUBLISH_COMMIT.every(config.test_faults.fail_before_commit_every);
     crate::failpoint::AFTER_PUBLISH_COMMIT.every(config.test_faults.fail_after_commit_every);
-    let producer = ChildSpec::new("producer", "producer", Producer, move || ProducerArgs {
+    let producer = ChildSpec::actor("producer", Producer, move || ProducerArgs {
         config: producer_config.clone(),
         kafka: kafka.clone(),
         postgres: postgres.clone(),

@@ -27,13 +27,13 @@ use crate::store::postgres;
 use crate::store::rebootstrap::{BrokerLoss, KeptContext};
 use crate::store::registry::Registry;
 use crate::supervisor::Drain;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Producer;
@@ -160,23 +160,23 @@ impl Actor for Producer {
 
     async fn handle(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Log lines of this message carry the actor kind (and partition).
-        let span = tracing::info_span!("actor", actor = "producer");
-        self.on_message(message, state).instrument(span).await
+        shell::handle(self, myself, message, state).await
     }
 }
 
-impl Producer {
+impl Shelled for Producer {
+    const KIND: &'static str = "producer";
+
     async fn on_message(
         &self,
+        _: ActorRef<ProducerMsg>,
         message: ProducerMsg,
         state: &mut ProducerState,
     ) -> Result<(), ActorProcessingErr> {
-        crate::failpoint::maybe_panic("producer");
         match message {
             ProducerMsg::Wake => {
                 state.waker.taken();

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod registry;
+pub mod shell;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -58,17 +59,7 @@ pub enum SupervisorMsg {
     Drain(Drain),
 }
 
-impl From<Ping> for SupervisorMsg {
-    fn from(ping: Ping) -> Self {
-        SupervisorMsg::Ping(ping.0)
-    }
-}
-
-impl From<Drain> for SupervisorMsg {
-    fn from(drain: Drain) -> Self {
-        SupervisorMsg::Drain(drain)
-    }
-}
+shell::answers!(SupervisorMsg: Ping, Drain);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildStatus {

@@ -82,6 +82,16 @@ impl ChildSpec {
         }
     }
 
+    /// A child that is one of our actors: its kind is the actor's own
+    /// ([`super::shell::Shelled::KIND`]).
+    pub fn actor<A, F>(name: impl Into<String>, actor: A, args: F) -> Self
+    where
+        A: super::shell::Shelled + Clone,
+        F: Fn() -> A::Arguments + Send + Sync + 'static,
+    {
+        Self::new(name, A::KIND, actor, args)
+    }
+
     /// On graceful shutdown the supervisor sends the child a [`Drain`] and waits for its
     /// answer. Children are drained in reverse start order: they start downstream first,
     /// so upstream stages stop taking work before the stages they feed.

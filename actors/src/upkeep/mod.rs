@@ -42,7 +42,7 @@ pub struct UpkeepArgs {
 pub fn supervisor_spec(args: &UpkeepArgs, stats: &RestartStats) -> ChildSpec {
     let pruner_args = args.clone();
     let mut children = vec![
-        ChildSpec::new("pruner", "pruner", Pruner, move || PrunerArgs {
+        ChildSpec::actor("pruner", Pruner, move || PrunerArgs {
             config: pruner_args.retention.clone(),
             postgres: pruner_args.postgres.clone(),
             kafka: pruner_args.kafka.clone(),
@@ -54,15 +54,13 @@ pub fn supervisor_spec(args: &UpkeepArgs, stats: &RestartStats) -> ChildSpec {
     if args.reconcile.enabled {
         let reconciler_args = args.clone();
         children.push(
-            ChildSpec::new("reconciler", "reconciler", Reconciler, move || {
-                ReconcilerArgs {
-                    config: reconciler_args.reconcile.clone(),
-                    postgres: reconciler_args.postgres.clone(),
-                    kafka: reconciler_args.kafka.clone(),
-                    cassandra: reconciler_args.cassandra.clone(),
-                    transactional_id: reconciler_args.transactional_id.clone(),
-                    group_id: reconciler_args.group_id.clone(),
-                }
+            ChildSpec::actor("reconciler", Reconciler, move || ReconcilerArgs {
+                config: reconciler_args.reconcile.clone(),
+                postgres: reconciler_args.postgres.clone(),
+                kafka: reconciler_args.kafka.clone(),
+                cassandra: reconciler_args.cassandra.clone(),
+                transactional_id: reconciler_args.transactional_id.clone(),
+                group_id: reconciler_args.group_id.clone(),
             })
             .with_ping::<ReconcilerMsg>(),
         );

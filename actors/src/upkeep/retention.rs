@@ -19,9 +19,8 @@ use super::config::Retention;
 use crate::publish::checkpoint::read_checkpoint;
 use crate::store::postgres;
 use crate::store::{Service, StoreError, kafka};
-use crate::supervisor::Ping;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Pruner;
@@ -41,11 +40,7 @@ pub enum PrunerMsg {
     Ping(RpcReplyPort<()>),
 }
 
-impl From<Ping> for PrunerMsg {
-    fn from(ping: Ping) -> Self {
-        PrunerMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(PrunerMsg: Ping);
 
 pub struct PrunerState {
     config: Retention,
@@ -96,39 +91,46 @@ impl Actor for Pruner {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        shell::handle(self, myself, message, state).await
+    }
+}
+
+impl Shelled for Pruner {
+    const KIND: &'static str = "pruner";
+
+    async fn on_message(
+        &self,
         myself: ActorRef<PrunerMsg>,
         message: PrunerMsg,
         state: &mut PrunerState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("actor", actor = "pruner");
-        async {
-            crate::failpoint::maybe_panic("pruner");
-            match message {
-                PrunerMsg::Round => {
-                    // A store that does not answer skips a round; the next one catches up.
-                    match round(state).await {
-                        Ok(pruned) if pruned != Pruned::default() => tracing::info!(
-                            outbox = pruned.outbox,
-                            runs = pruned.runs,
-                            failed_runs = pruned.failed_runs,
-                            quarantine = pruned.quarantine,
-                            "retention pruned"
-                        ),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(
-                            error = &error as &dyn std::error::Error,
-                            "retention round failed: retried at the next interval"
-                        ),
-                    }
-                    myself.send_after(state.config.interval(), || PrunerMsg::Round);
+        match message {
+            PrunerMsg::Round => {
+                // A store that does not answer skips a round; the next one catches up.
+                match round(state).await {
+                    Ok(pruned) if pruned != Pruned::default() => tracing::info!(
+                        outbox = pruned.outbox,
+                        runs = pruned.runs,
+                        failed_runs = pruned.failed_runs,
+                        quarantine = pruned.quarantine,
+                        "retention pruned"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "retention round failed: retried at the next interval"
+                    ),
                 }
-                PrunerMsg::Ping(reply) => {
-                    let _ = reply.send(());
-                }
+                myself.send_after(state.config.interval(), || PrunerMsg::Round);
+            }
+            PrunerMsg::Ping(reply) => {
+                let _ = reply.send(());
             }
         }
-        .instrument(span)
-        .await;
         Ok(())
     }
 }

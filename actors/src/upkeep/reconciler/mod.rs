@@ -34,14 +34,13 @@ use crate::store::closing::{self, Shared};
 use crate::store::postgres;
 use crate::store::rebootstrap::KeptContext;
 use crate::store::{Service, StoreError, cassandra, kafka};
-use crate::supervisor::Ping;
+use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use scylla::client::session::Session;
 
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Reconciler;
@@ -60,11 +59,7 @@ pub enum ReconcilerMsg {
     Ping(RpcReplyPort<()>),
 }
 
-impl From<Ping> for ReconcilerMsg {
-    fn from(ping: Ping) -> Self {
-        ReconcilerMsg::Ping(ping.0)
-    }
-}
+crate::supervisor::shell::answers!(ReconcilerMsg: Ping);
 
 type ReadConsumer = BaseConsumer<KeptContext>;
 
@@ -146,35 +141,42 @@ impl Actor for Reconciler {
 
     async fn handle(
         &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        shell::handle(self, myself, message, state).await
+    }
+}
+
+impl Shelled for Reconciler {
+    const KIND: &'static str = "reconciler";
+
+    async fn on_message(
+        &self,
         myself: ActorRef<ReconcilerMsg>,
         message: ReconcilerMsg,
         state: &mut ReconcilerState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("actor", actor = "reconciler");
-        async {
-            crate::failpoint::maybe_panic("reconciler");
-            match message {
-                ReconcilerMsg::Round => {
-                    if let Err(error) = round(state).await {
-                        // Stores come back; the reconciler resumes where it committed.
-                        state.assigned = false;
-                        state.session = None;
-                        tracing::warn!(
-                            error = &error as &dyn std::error::Error,
-                            "reconcile round failed: retried at the next interval"
-                        );
-                    }
-                    myself.send_after(Duration::from_millis(state.config.interval_ms), || {
-                        ReconcilerMsg::Round
-                    });
+        match message {
+            ReconcilerMsg::Round => {
+                if let Err(error) = round(state).await {
+                    // Stores come back; the reconciler resumes where it committed.
+                    state.assigned = false;
+                    state.session = None;
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "reconcile round failed: retried at the next interval"
+                    );
                 }
-                ReconcilerMsg::Ping(reply) => {
-                    let _ = reply.send(());
-                }
+                myself.send_after(Duration::from_millis(state.config.interval_ms), || {
+                    ReconcilerMsg::Round
+                });
+            }
+            ReconcilerMsg::Ping(reply) => {
+                let _ = reply.send(());
             }
         }
-        .instrument(span)
-        .await;
         Ok(())
     }
 }
