@@ -117,14 +117,7 @@ impl Actor for Leader {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        shell::handle(self, myself, message, state).await
-    }
+    shell::handle!();
 
     async fn handle_supervisor_evt(
         &self,

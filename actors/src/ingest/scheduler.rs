@@ -87,14 +87,7 @@ impl Actor for Scheduler {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        shell::handle(self, myself, message, state).await
-    }
+    shell::handle!();
 }
 
 impl Shelled for Scheduler {

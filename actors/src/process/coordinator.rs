@@ -214,7 +214,7 @@ impl Actor for Coordinator {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let result = shell::handle(self, myself, message, state).await;
+        let result = shell::handle_message(self, myself, message, state).await;
         if result.is_err() {
             // ractor skips post_stop after a failed handler: clean up here.
             retire(state).await;

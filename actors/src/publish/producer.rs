@@ -158,14 +158,7 @@ impl Actor for Producer {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        shell::handle(self, myself, message, state).await
-    }
+    shell::handle!();
 }
 
 impl Shelled for Producer {

@@ -3,7 +3,7 @@
 //! ping and drain it.
 //!
 //! An actor implements [`Shelled`] (its kind and its own message handling) and ractor's
-//! `handle` is one line: `shell::handle(self, myself, message, state).await`.
+//! `handle` is one line in its `impl Actor`: `shell::handle!();`.
 
 use crate::failpoint;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -34,7 +34,7 @@ pub trait Shelled: Actor {
 /// Handles one message as every actor does: inside an `actor` span naming its kind (and
 /// partition), so each log line of the message carries them, and after the fault hook
 /// (a panic armed for this kind fires here: [`failpoint::maybe_panic`]).
-pub async fn handle<A: Shelled>(
+pub async fn handle_message<A: Shelled>(
     actor: &A,
     myself: ActorRef<A::Msg>,
     message: A::Msg,
@@ -73,3 +73,18 @@ macro_rules! answers {
     };
 }
 pub(crate) use answers;
+
+/// ractor's `handle` for a [`Shelled`] actor, inside its `impl Actor`: `shell::handle!();`.
+macro_rules! handle {
+    () => {
+        async fn handle(
+            &self,
+            myself: ractor::ActorRef<Self::Msg>,
+            message: Self::Msg,
+            state: &mut Self::State,
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            $crate::supervisor::shell::handle_message(self, myself, message, state).await
+        }
+    };
+}
+pub(crate) use handle;

@@ -139,14 +139,7 @@ impl Actor for Reconciler {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        shell::handle(self, myself, message, state).await
-    }
+    shell::handle!();
 }
 
 impl Shelled for Reconciler {
