@@ -86,8 +86,9 @@ pub fn totals() -> BTreeMap<Stage, u64> {
         .collect()
 }
 
-/// One partition as this instance sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// One partition as this instance sees it (and as `/api/status` serialises it, parsed
+/// back by `tributary status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionStatus {
     pub partition: i32,
     /// The fencing token this instance's writer holds.

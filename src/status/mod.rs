@@ -166,7 +166,7 @@ impl Observed {
                 .map(|(kind, stats)| (kind.to_owned(), KindRestarts::from(stats)))
                 .collect(),
             lag: consumption.lag,
-            partitions: partitions.into_iter().map(Into::into).collect(),
+            partitions,
             records: totals
                 .iter()
                 .map(|(s, n)| (s.name().to_owned(), *n))
@@ -223,7 +223,7 @@ pub struct Status {
     /// Records in Kafka not yet in Cassandra, over every partition of the topic (held
     /// here or not): a group that consumes nothing shows growing lag.
     pub lag: i64,
-    pub partitions: Vec<PartitionStatusView>,
+    pub partitions: Vec<PartitionStatus>,
     /// Records through each stage since start.
     pub records: BTreeMap<String, u64>,
     /// Records per second through each stage over the last 10 s.
@@ -248,36 +248,6 @@ pub struct Status {
 
 /// The tree as serialized (and parsed back by `tributary status`).
 pub type TreeNodeView = serde_json::Value;
-/// A partition as serialized (and parsed back by `tributary status`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartitionStatusView {
-    pub partition: i32,
-    pub owner_epoch: Option<i64>,
-    pub committed_offset: Option<i64>,
-    pub end_offset: Option<i64>,
-    pub lag: Option<i64>,
-    pub in_flight_records: u64,
-    pub in_flight_batches: u64,
-    pub backpressured: bool,
-    pub written: u64,
-}
-
-impl From<PartitionStatus> for PartitionStatusView {
-    fn from(p: PartitionStatus) -> Self {
-        Self {
-            partition: p.partition,
-            owner_epoch: p.owner_epoch,
-            committed_offset: p.committed_offset,
-            end_offset: p.end_offset,
-            lag: p.lag,
-            in_flight_records: p.in_flight_records,
-            in_flight_batches: p.in_flight_batches,
-            backpressured: p.backpressured,
-            written: p.written,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KindRestarts {
     pub restarts: u64,
