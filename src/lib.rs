@@ -10,12 +10,13 @@
 //! - [`admin`]: the admin HTTP server: probes, `/metrics`, `/api/status`, the dashboard,
 //!   and test-fault routes with `--test-faults`.
 //! - [`status`]: what `/api/status` serves and `tributary status` prints.
-//! - [`config`]: the root configuration, aggregated from each component's `Config`;
+//! - [`config`]: the root configuration, aggregated from each component's `Config`
+//!   (with the binary's own `[admin]` and `[supervision]`);
 //!   loaded from `config/default.toml`, a profile file and `TRIBUTARY__…` environment
 //!   variables, validated at start-up with errors that name the key.
 //! - [`telemetry`]: `tracing` subscriber (text or JSON logs) and the OpenTelemetry
 //!   exporter that sends spans over OTLP to Jaeger.
-//! - [`run`]: `tributary run`: the supervised actor tree and `[supervision]`.
+//! - [`run`]: `tributary run`: the supervised actor tree.
 //! - [`runs`]: `tributary runs`: list the runs ledger, re-queue failed runs.
 //! - [`schema`]: `tributary schema apply`: PostgreSQL migrations, the Cassandra
 //!   keyspace and tables, the Kafka topics; idempotent, and it reports what changed.

@@ -8,23 +8,32 @@
 //! # Layout
 //!
 //! - [`failpoint`]: the named places where tests make tributary fail on purpose.
+//! - [`format`]: the record format of `users.raw`: Avro in the Confluent wire format (or
+//!   the API's JSON), and every header of our Kafka records ([`format::headers`]).
 //! - [`ingest`]: the ingest subtree (stager, fetchers, scheduler) and its config.
 //! - [`leader`]: the PostgreSQL advisory lock that makes one instance the leader,
 //!   which alone runs ingest and publish.
 //! - [`process`]: the process subtree: coordinator, and per partition consumer,
-//!   transformer and writer (Kafka → Cassandra, LWT-fenced commits).
-//! - [`publish`]: the transactional producer (outbox → Kafka) and its config.
+//!   transformer and writer (Kafka → Cassandra, LWT-fenced commits); their messages in
+//!   [`process::messages`].
+//! - [`publish`]: the transactional producer (outbox → Kafka): its outbox read, checkpoint
+//!   and Kafka transaction in modules of their own.
+//! - [`observe`]: the process's own counters and partition status, for `/api/status`
+//!   and the metrics.
+//! - [`trace`]: W3C trace context through Kafka headers.
 //! - [`directory`]: how an actor finds its downstream sibling's current incarnation.
 //! - [`model`]: data crossing actors: [`model::RawUser`] as the source returns it.
 //! - [`secret`]: [`Secret`], a string that never prints, for passwords and credentials.
 //! - [`store`]: one module per store, each with its `Config` (the user documentation of
 //!   its keys) and the functions that open a connection, plus [`store::StoreError`], which
-//!   names the unreachable service and says whether an error is worth retrying.
+//!   names the store that failed and how (`Service::error` maps a request's error).
 //!   - [`store::postgres`]: staging and outbox (tokio-postgres, deadpool pool).
 //!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin.
-//!   - [`store::cassandra`]: scylla driver sessions.
+//!   - [`store::cassandra`]: scylla driver sessions, replication and consistency levels.
+//!   - [`store::registry`]: a Confluent-compatible schema registry's REST API.
 //! - [`supervisor`]: one_for_one / one_for_all / rest_for_one supervision for ractor,
-//!   restart intensity and escalation, jittered backoff, liveness pings, restart counts.
+//!   restart intensity and escalation, jittered backoff, liveness pings, restart counts;
+//!   and [`supervisor::shell`], the kind, span and fault hook every actor shares.
 //! - [`upkeep`]: retention (outbox, runs, quarantine) and the reconciler that checks
 //!   every run end to end by its digest (leader only).
 //! - [`validate`]: start-up checks of config values; every finding names its key.
