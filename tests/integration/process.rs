@@ -11,7 +11,7 @@ use std::time::Duration;
 use tributary::config::Config;
 use tributary::source::Faults;
 use tributary::verify::{Report, verify};
-use tributary_actors::process::writer::lwt_applied;
+use tributary_actors::process::progress::lwt_applied;
 use tributary_actors::store::cassandra;
 
 /// Waits until verify is clean with `users` rows in Cassandra.

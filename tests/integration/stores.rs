@@ -5,7 +5,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::Duration;
 use tributary::schema::{self, Action};
-use tributary_actors::process::writer::lwt_applied;
+use tributary_actors::process::progress::lwt_applied;
 use tributary_actors::store::{Service, cassandra, postgres};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

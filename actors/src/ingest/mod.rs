@@ -15,6 +15,7 @@ pub mod fetcher;
 pub mod ledger;
 pub mod scheduler;
 pub mod stager;
+mod staging;
 
 pub use config::Config;
 

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod monitor;
 pub mod partition;
 pub mod poll;
+pub mod progress;
 pub mod rows;
 pub mod transformer;
 pub mod writer;

@@ -1,5 +1,6 @@
-//! The writer of one partition: idempotent row upserts, then one lightweight transaction
-//! that commits the offset and the partition's absolute aggregates, fenced by its epoch.
+//! The writer of one partition: idempotent row upserts ([`super::rows`]), then one
+//! lightweight transaction that commits the offset and the partition's absolute
+//! aggregates, fenced by its epoch ([`super::progress`]).
 //!
 //! On start it claims the partition by bumping `owner_epoch` with an LWT (a fencing
 //! token), then loads the committed offset and aggregates: processing resumes right
@@ -7,16 +8,14 @@
 //! commit condition fails has been fenced by a newer owner: it stops writing.
 
 use super::messages::{CoordinatorMsg, WriterMsg};
+use super::progress::{Changes, Committed, PartitionProgress};
 use super::rows::Upserts;
-use crate::model::digest::{Digest, RunBucket, run_buckets};
+use crate::model::digest::Digest;
 use crate::observe::{self, Stage};
-use crate::store::{Service, StoreError, cassandra};
+use crate::store::Service;
 use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
-use scylla::statement::batch::{Batch, BatchType};
-use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,9 +68,7 @@ pub struct WriterState {
     args: WriterArgs,
     session: Session,
     upserts: Upserts,
-    commit: PreparedStatement,
-    set_bucket: PreparedStatement,
-    delete_bucket: PreparedStatement,
+    progress: PartitionProgress,
     epoch: i64,
     committed_offset: i64,
     /// Absolute counts per bucket (e.g. `country:France`) as committed.
@@ -97,34 +94,18 @@ impl Actor for Writer {
     ) -> Result<WriterState, ActorProcessingErr> {
         let session = crate::store::cassandra::connect(&args.cassandra).await?;
         let ks = &args.keyspace;
-        let session_ref = &session;
-        let cannot_prepare =
-            |e| StoreError::request(Service::Cassandra, "cannot prepare a statement", e);
-        let prepare =
-            |cql: String| async move { session_ref.prepare(cql).await.map_err(cannot_prepare) };
         let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
             .await
-            .map_err(cannot_prepare)?;
-        let commit = prepare(format!(
-            "UPDATE {ks}.partition_state SET committed_offset = ?, updated_at = ? WHERE topic = ? AND partition = ? \
-             IF owner_epoch = ?"
-        ))
-        .await?;
-        let set_bucket = prepare(format!(
-            "UPDATE {ks}.partition_state SET user_count = ? WHERE topic = ? AND partition = ? AND bucket = ?"
-        ))
-        .await?;
-        let delete_bucket = prepare(format!(
-            "DELETE FROM {ks}.partition_state WHERE topic = ? AND partition = ? AND bucket = ?"
-        ))
-        .await?;
-
-        let epoch = claim(&args, &session).await?;
+            .map_err(Service::Cassandra.error("cannot prepare a statement"))?;
+        let progress =
+            PartitionProgress::prepare(&session, &args.cassandra, ks, &args.topic, args.partition)
+                .await?;
+        let epoch = progress.claim(&session, &args.owner).await?;
         let Committed {
             offset: committed_offset,
             aggregates,
             runs,
-        } = load(&args, &session).await?;
+        } = progress.load(&session).await?;
         *args.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
         tracing::info!(
             partition = args.partition,
@@ -141,9 +122,7 @@ impl Actor for Writer {
             args,
             session,
             upserts,
-            commit,
-            set_bucket,
-            delete_bucket,
+            progress,
             epoch,
             committed_offset,
             aggregates,
@@ -255,7 +234,10 @@ impl Shelled for Writer {
             runs_touched: &runs_touched,
             runs_dropped: &runs_dropped,
         };
-        let committed = commit(state, batch.last_offset, changes).await;
+        let committed = state
+            .progress
+            .commit(&state.session, state.epoch, batch.last_offset, changes)
+            .await;
         if !matches!(committed, Ok(true)) {
             crate::trace::mark_failed(&spans);
         }
@@ -302,188 +284,4 @@ impl Shelled for Writer {
         }
         Ok(())
     }
-}
-
-/// What a commit writes besides the offset: the aggregate buckets and run digests it
-/// changed (absolute values), and the run digests it drops.
-struct Changes<'a> {
-    aggregates: &'a BTreeMap<String, i64>,
-    touched: &'a std::collections::BTreeSet<String>,
-    runs: &'a BTreeMap<i64, Digest>,
-    runs_touched: &'a std::collections::BTreeSet<i64>,
-    runs_dropped: &'a [i64],
-}
-
-/// Commits the offset, aggregates and run digests in one conditional batch; false when
-/// fenced.
-async fn commit(
-    state: &WriterState,
-    offset: i64,
-    changes: Changes<'_>,
-) -> Result<bool, StoreError> {
-    let (topic, partition) = (&state.args.topic, state.args.partition);
-    let mut batch = Batch::new(BatchType::Logged);
-    // The batch's serial consistency is the session's (cassandra.serial_consistency).
-    batch.append_statement(state.commit.clone());
-    let now = CqlTimestamp(chrono::Utc::now().timestamp_millis());
-    let mut values: Vec<Vec<CqlValue>> = vec![vec![
-        CqlValue::BigInt(offset),
-        CqlValue::Timestamp(now),
-        CqlValue::Text(topic.clone()),
-        CqlValue::Int(partition),
-        CqlValue::BigInt(state.epoch),
-    ]];
-    let mut set = |bucket: String, value: i64| {
-        batch.append_statement(state.set_bucket.clone());
-        values.push(vec![
-            CqlValue::BigInt(value),
-            CqlValue::Text(topic.clone()),
-            CqlValue::Int(partition),
-            CqlValue::Text(bucket),
-        ]);
-    };
-    for bucket in changes.touched {
-        set(
-            bucket.clone(),
-            changes.aggregates.get(bucket).copied().unwrap_or(0),
-        );
-    }
-    for run in changes.runs_touched {
-        let digest = changes.runs.get(run).copied().unwrap_or_default();
-        let (users, xor) = run_buckets(*run);
-        set(users, digest.count as i64);
-        set(xor, digest.xor);
-    }
-    for run in changes.runs_dropped {
-        let (users, xor) = run_buckets(*run);
-        for bucket in [users, xor] {
-            batch.append_statement(state.delete_bucket.clone());
-            values.push(vec![
-                CqlValue::Text(topic.clone()),
-                CqlValue::Int(partition),
-                CqlValue::Text(bucket),
-            ]);
-        }
-    }
-    let result = state
-        .session
-        .batch(&batch, values)
-        .await
-        .map_err(Service::Cassandra.error("commit offset and aggregates"))?;
-    Ok(lwt_applied(result))
-}
-
-/// The `[applied]` column of a conditional statement's result.
-pub fn lwt_applied(result: scylla::response::query_result::QueryResult) -> bool {
-    result
-        .into_rows_result()
-        .ok()
-        .and_then(|rows| rows.first_row::<scylla::value::Row>().ok())
-        .is_some_and(|row| matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true)))))
-}
-
-/// Bumps the partition's owner epoch with a lightweight transaction; returns ours.
-async fn claim(args: &WriterArgs, session: &Session) -> Result<i64, StoreError> {
-    let ks = &args.keyspace;
-    for _ in 0..20 {
-        let mut read = cassandra::idempotent(format!(
-            "SELECT owner_epoch FROM {ks}.partition_state WHERE topic = ? AND partition = ? LIMIT 1"
-        ));
-        read.set_consistency(args.cassandra.serial_consistency.for_reads());
-        let current: Option<i64> = session
-            .query_unpaged(read, (&args.topic, args.partition))
-            .await
-            .map_err(Service::Cassandra.error("read owner epoch"))?
-            .into_rows_result()
-            .ok()
-            .and_then(|rows| rows.maybe_first_row::<(Option<i64>,)>().ok().flatten())
-            .and_then(|(epoch,)| epoch);
-        let (cql, next) = match current {
-            None => (
-                format!(
-                    "INSERT INTO {ks}.partition_state (topic, partition, owner_epoch, committed_offset, owner, updated_at) \
-                     VALUES (?, ?, 1, -1, ?, toTimestamp(now())) IF NOT EXISTS"
-                ),
-                1,
-            ),
-            Some(epoch) => (
-                format!(
-                    "UPDATE {ks}.partition_state SET owner_epoch = {}, owner = ?, updated_at = toTimestamp(now()) \
-                     WHERE topic = ? AND partition = ? IF owner_epoch = {epoch}",
-                    epoch + 1
-                ),
-                epoch + 1,
-            ),
-        };
-        let applied = if current.is_none() {
-            session
-                .query_unpaged(cql, (&args.topic, args.partition, &args.owner))
-                .await
-        } else {
-            session
-                .query_unpaged(cql, (&args.owner, &args.topic, args.partition))
-                .await
-        }
-        .map_err(Service::Cassandra.error("claim the partition"))?;
-        if lwt_applied(applied) {
-            return Ok(next);
-        }
-        // Another owner claimed it between our read and our write: read again.
-    }
-    Err(StoreError::request(
-        Service::Cassandra,
-        format!(
-            "partition {} of {}: could not claim ownership (contention)",
-            args.partition, args.topic
-        ),
-        Box::<dyn std::error::Error + Send + Sync>::from("owner epoch contention"),
-    ))
-}
-
-/// A partition's state as committed.
-struct Committed {
-    offset: i64,
-    aggregates: BTreeMap<String, i64>,
-    runs: BTreeMap<i64, Digest>,
-}
-
-/// The committed offset, aggregates and run digests, read at the serial consistency
-/// (`cassandra.serial_consistency`) so every committed LWT is visible.
-async fn load(args: &WriterArgs, session: &Session) -> Result<Committed, StoreError> {
-    let mut read = cassandra::idempotent(format!(
-        "SELECT committed_offset, bucket, user_count FROM {}.partition_state WHERE topic = ? AND partition = ?",
-        args.keyspace
-    ));
-    read.set_consistency(args.cassandra.serial_consistency.for_reads());
-    let rows = session
-        .query_unpaged(read, (&args.topic, args.partition))
-        .await
-        .map_err(Service::Cassandra.error("read partition state"))?
-        .into_rows_result()
-        .map_err(|e| StoreError::request(Service::Cassandra, "unexpected partition state", e))?;
-    let mut offset = -1;
-    let mut aggregates = BTreeMap::new();
-    let mut runs = BTreeMap::new();
-    for row in rows
-        .rows::<(Option<i64>, Option<String>, Option<i64>)>()
-        .map_err(|e| StoreError::request(Service::Cassandra, "unexpected partition state", e))?
-    {
-        let (committed, bucket, count) = row.map_err(|e| {
-            StoreError::request(Service::Cassandra, "unexpected partition state row", e)
-        })?;
-        offset = committed.unwrap_or(-1);
-        if let (Some(bucket), Some(value)) = (bucket, count) {
-            match RunBucket::parse(&bucket) {
-                Some(part) => part.apply(value, &mut runs),
-                None => {
-                    aggregates.insert(bucket, value);
-                }
-            }
-        }
-    }
-    Ok(Committed {
-        offset,
-        aggregates,
-        runs,
-    })
 }
