@@ -1,5 +1,7 @@
 //! Fail points: the named places where the test and chaos suites make tributary fail on
-//! purpose, in one mechanism (in the spirit of quickwit's `fail_point!`).
+//! purpose, in one mechanism (in the spirit of quickwit's `fail_point!`). The one fault
+//! that is a moment rather than a count, `process.test_faults.leave_group_after_ms`, is
+//! the coordinator's timer.
 //!
 //! A point is a static that the code asks [`FailPoint::fires`] where a failure should be
 //! possible; a point no one configured costs one atomic load. Two kinds of request set
@@ -67,29 +69,26 @@ impl FailPoint {
         self.set(NEXT, 1);
     }
 
-    /// Counts a hit; true when the point fires on it. The hit's number, for the error
-    /// message, is [`FailPoint::hits`].
-    pub fn fires(&self) -> bool {
+    /// Counts a hit; when the point fires on it, the hit's number (counted since the
+    /// point was set, over every caller: the error message names it).
+    pub fn fires(&self) -> Option<u64> {
         match self.mode.load(Ordering::SeqCst) {
-            OFF => false,
+            OFF => None,
             NEXT => self
                 .mode
                 .compare_exchange(NEXT, OFF, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok(),
+                .is_ok()
+                .then_some(1),
             mode => {
                 let hit = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
                 let n = self.n.load(Ordering::SeqCst);
-                match mode {
+                let fired = match mode {
                     EVERY => hit.is_multiple_of(n),
                     _ => hit == n,
-                }
+                };
+                fired.then_some(hit)
             }
         }
-    }
-
-    /// Hits counted since the point was set.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::SeqCst)
     }
 }
 
@@ -137,7 +136,7 @@ pub fn arm(kind: &str) -> bool {
 /// # Panics
 /// When armed: that is its purpose. The supervisor catches it and restarts the actor.
 pub fn maybe_panic(kind: &str) {
-    if actor_panic(kind).is_some_and(FailPoint::fires) {
+    if actor_panic(kind).and_then(FailPoint::fires).is_some() {
         panic!("injected panic in {kind} (chaos suite)");
     }
 }
@@ -147,17 +146,18 @@ mod tests {
     use super::*;
 
     fn fired(point: &FailPoint, hits: u64) -> Vec<u64> {
-        (1..=hits)
-            .filter(|_| point.fires())
-            .map(|_| point.hits())
-            .collect()
+        (1..=hits).filter_map(|_| point.fires()).collect()
     }
 
     #[test]
     fn a_point_fires_on_its_schedule_and_costs_nothing_off() {
         let point = FailPoint::new("test.every");
         assert!(fired(&point, 10).is_empty());
-        assert_eq!(point.hits(), 0, "an unset point counts nothing");
+        assert_eq!(
+            point.hits.load(Ordering::SeqCst),
+            0,
+            "an unset point counts nothing"
+        );
         point.every(3);
         assert_eq!(fired(&point, 10), [3, 6, 9]);
         point.once_at(4);
@@ -165,8 +165,8 @@ mod tests {
         point.every(0);
         assert!(fired(&point, 10).is_empty());
         point.arm_next();
-        assert!(point.fires());
-        assert!(!point.fires());
+        assert_eq!(point.fires(), Some(1));
+        assert_eq!(point.fires(), None);
     }
 
     #[test]

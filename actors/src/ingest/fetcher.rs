@@ -159,8 +159,7 @@ impl Shelled for Fetcher {
         }
         let trace = crate::trace::context_of(&span);
         drop(span);
-        if crate::failpoint::FETCHED.fires() {
-            let n = crate::failpoint::FETCHED.hits();
+        if let Some(n) = crate::failpoint::FETCHED.fires() {
             panic!("injected fault: fetch {n} (run {run_id}) panics before staging");
         }
         metrics::histogram!("tributary_fetch_seconds").record(started.elapsed().as_secs_f64());

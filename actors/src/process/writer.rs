@@ -189,8 +189,7 @@ impl Shelled for Writer {
             crate::trace::mark_failed(&spans);
             return Err(error.into());
         }
-        if crate::failpoint::BEFORE_OFFSET_COMMIT.fires() {
-            let n = crate::failpoint::BEFORE_OFFSET_COMMIT.hits();
+        if let Some(n) = crate::failpoint::BEFORE_OFFSET_COMMIT.fires() {
             return Err(format!("injected fault: batch {n} upserted, not committed").into());
         }
         let mut aggregates = state.aggregates.clone();

@@ -290,7 +290,7 @@ async fn publish(
                     .key(&key)
                     .payload(&checkpoint),
             )?;
-            if fail_before_commit {
+            if fail_before_commit.is_some() {
                 // Flush so the records really reach the broker inside the open transaction.
                 producer.flush(timeout)?;
                 return Ok(TxnOutcome::LeftOpen);
@@ -339,10 +339,9 @@ async fn publish(
                 records = count,
                 "kafka transaction committed"
             );
-            if fail_after_commit {
+            if let Some(n) = fail_after_commit {
                 return Err(format!(
-                    "injected fault: transaction {} committed, failing before the next batch",
-                    failpoint::AFTER_PUBLISH_COMMIT.hits()
+                    "injected fault: transaction {n} committed, failing before the next batch"
                 )
                 .into());
             }
@@ -364,7 +363,7 @@ async fn publish(
         }
         Ok(TxnOutcome::LeftOpen) => Err(format!(
             "injected fault: transaction {} sent, not committed",
-            failpoint::BEFORE_PUBLISH_COMMIT.hits()
+            fail_before_commit.unwrap_or_default()
         )
         .into()),
         Ok(TxnOutcome::Unencodable(why)) => {
