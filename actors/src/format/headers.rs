@@ -183,6 +183,40 @@ mod tests {
     }
 
     #[test]
+    fn the_names_on_the_wire_stay_put() {
+        // Consumers outside tributary (DLQ readers, Spark) read these by name.
+        assert_eq!(
+            [
+                SCHEMA_HEADER,
+                OUTBOX_ID_HEADER,
+                STAGED_AT_HEADER,
+                RUN_ID_HEADER
+            ],
+            [
+                "tributary-schema",
+                "tributary-outbox-id",
+                "tributary-staged-at",
+                "tributary-run-id"
+            ]
+        );
+        assert_eq!(
+            [
+                ERROR_HEADER,
+                SOURCE_TOPIC_HEADER,
+                SOURCE_PARTITION_HEADER,
+                SOURCE_OFFSET_HEADER
+            ],
+            [
+                "tributary-error",
+                "tributary-source-topic",
+                "tributary-source-partition",
+                "tributary-source-offset"
+            ]
+        );
+        assert_eq!((JSON_V1, AVRO), ("1", "avro"));
+    }
+
+    #[test]
     fn dlq_headers_keep_the_originals_and_say_where_and_why() {
         let original = consumed(OwnedHeaders::new().insert(Header {
             key: SCHEMA_HEADER,
