@@ -420,6 +420,31 @@ mod tests {
         assert_eq!(drawn_from("s-1", 23), drawn_from("s-12", 3));
     }
 
+    proptest::proptest! {
+        /// Any two runs, however far apart, draw different users from the real API,
+        /// from a page it serves, under a seed it does not read as a nationality: for
+        /// every seed `validate` accepts and every `max_page`.
+        #[test]
+        fn any_two_runs_draw_different_users(
+            seed in "\\PC{1,30}",
+            max_page in 1u32..=MAX_PAGE,
+            a in 0i64..(1 << 40),
+            b in 0i64..(1 << 40),
+        ) {
+            proptest::prop_assume!(a != b && api_length(&seed) != NAT_SEED_LENGTH);
+            let config = Config { seed, max_page, ..Config::default() };
+            let (seed_a, page_a) = config.source_page(a);
+            let (seed_b, page_b) = config.source_page(b);
+            for (seed, page) in [(&seed_a, page_a), (&seed_b, page_b)] {
+                proptest::prop_assert!((1..=max_page).contains(&page));
+                proptest::prop_assert_ne!(api_length(seed), NAT_SEED_LENGTH, "{}", seed);
+            }
+            proptest::prop_assert_ne!(drawn_from(&seed_a, page_a), drawn_from(&seed_b, page_b));
+            // And the mapping is a function: the same run, the same page.
+            proptest::prop_assert_eq!(config.source_page(a), (seed_a, page_a));
+        }
+    }
+
     #[test]
     fn an_eighteen_character_seed_is_refused() {
         let mut f = Findings::default();

@@ -98,6 +98,44 @@ impl CreatedUser {
 }
 
 #[cfg(test)]
+impl CreatedUser {
+    /// A user for unit tests: `id`, `country`, `gender`, read at `offset` in run `run`;
+    /// every other field empty.
+    pub fn for_test(
+        id: uuid::Uuid,
+        country: &str,
+        gender: &str,
+        offset: i64,
+        run: Option<i64>,
+    ) -> CreatedUser {
+        let at = DateTime::from_timestamp_millis(0).unwrap_or_default();
+        CreatedUser {
+            id,
+            first_name: String::new(),
+            last_name: String::new(),
+            gender: gender.into(),
+            address: String::new(),
+            country: country.into(),
+            post_code: String::new(),
+            email: String::new(),
+            username: String::new(),
+            dob: at,
+            registered_date: at,
+            phone: String::new(),
+            picture: String::new(),
+            provenance: Provenance {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                timestamp_ms: 0,
+                staged_at_ms: None,
+                run_id: run,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::raw_user::tests::SAMPLE;

@@ -10,7 +10,8 @@
 //!
 //! [`poll`] is the thread that reads Kafka for the coordinator (a queue per partition,
 //! backpressure without pausing); [`rows`] is how the writer's rows reach
-//! `created_users` (requests grouped by replica set); [`monitor`] tells whether the
+//! `created_users` (requests grouped by replica set); [`tally`] what the writer counts
+//! and commits with each batch (aggregates, run digests); [`monitor`] tells whether the
 //! group consumes what waits (lag over every partition, stalls, the watchdog).
 
 pub mod config;
@@ -21,6 +22,7 @@ pub mod partition;
 pub mod poll;
 pub mod progress;
 pub mod rows;
+pub mod tally;
 pub mod transformer;
 pub mod writer;
 

@@ -8,15 +8,14 @@
 //! commit condition fails has been fenced by a newer owner: it stops writing.
 
 use super::messages::{CoordinatorMsg, WriterMsg};
-use super::progress::{Changes, Committed, PartitionProgress};
+use super::progress::{Committed, PartitionProgress};
 use super::rows::Upserts;
-use crate::model::digest::Digest;
+use super::tally::Tally;
 use crate::observe::{self, Stage};
 use crate::store::Service;
 use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -71,14 +70,8 @@ pub struct WriterState {
     progress: PartitionProgress,
     epoch: i64,
     committed_offset: i64,
-    /// Absolute counts per bucket (e.g. `country:France`) as committed.
-    aggregates: BTreeMap<String, i64>,
-    /// The digest of each recent run's users written from this partition, as committed
-    /// (the reconciler's Cassandra side of a run).
-    runs: BTreeMap<i64, Digest>,
-    /// The last offset this incarnation wrote for each run (runs loaded at claim and not
-    /// written since count as oldest).
-    last_written: std::collections::HashMap<i64, i64>,
+    /// Aggregates and run digests as committed.
+    tally: Tally,
     fenced: bool,
 }
 
@@ -125,9 +118,7 @@ impl Actor for Writer {
             progress,
             epoch,
             committed_offset,
-            aggregates,
-            runs,
-            last_written: std::collections::HashMap::new(),
+            tally: Tally::loaded(aggregates, runs),
             fenced: false,
         })
     }
@@ -182,7 +173,7 @@ impl Shelled for Writer {
             .collect();
         let upserted = state
             .upserts
-            .write_retrying(&state.session, &batch.users, state.args.write_concurrency)
+            .write(&state.session, &batch.users, state.args.write_concurrency)
             .await
             .map_err(Service::Cassandra.error("upsert created_users"));
         if let Err(error) = upserted {
@@ -192,50 +183,17 @@ impl Shelled for Writer {
         if let Some(n) = crate::failpoint::BEFORE_OFFSET_COMMIT.fires() {
             return Err(format!("injected fault: batch {n} upserted, not committed").into());
         }
-        let mut aggregates = state.aggregates.clone();
-        let mut touched = std::collections::BTreeSet::new();
-        let mut runs = state.runs.clone();
-        let mut runs_touched = std::collections::BTreeSet::new();
-        for user in &batch.users {
-            for bucket in user.buckets() {
-                *aggregates.entry(bucket.clone()).or_insert(0) += 1;
-                touched.insert(bucket);
-            }
-            if let Some(run) = user.provenance.run_id {
-                runs.entry(run).or_default().add(user.id);
-                runs_touched.insert(run);
-            }
-        }
-        // Bounded: the digests of the runs written least recently (not the lowest ids: a
-        // run retried late is as new as the newest) go in the same commit.
-        let mut last_written = state.last_written.clone();
-        for run in &runs_touched {
-            last_written.insert(*run, batch.last_offset);
-        }
-        let mut runs_dropped = Vec::new();
-        while runs.len() > state.args.run_digests_kept {
-            let Some(run) = runs
-                .keys()
-                .min_by_key(|run| (last_written.get(*run).copied().unwrap_or(-1), **run))
-                .copied()
-            else {
-                break;
-            };
-            runs.remove(&run);
-            last_written.remove(&run);
-            runs_touched.remove(&run);
-            runs_dropped.push(run);
-        }
-        let changes = Changes {
-            aggregates: &aggregates,
-            touched: &touched,
-            runs: &runs,
-            runs_touched: &runs_touched,
-            runs_dropped: &runs_dropped,
-        };
+        let folded = state
+            .tally
+            .fold(&batch.users, batch.last_offset, state.args.run_digests_kept);
         let committed = state
             .progress
-            .commit(&state.session, state.epoch, batch.last_offset, changes)
+            .commit(
+                &state.session,
+                state.epoch,
+                batch.last_offset,
+                folded.changes(),
+            )
             .await;
         if !matches!(committed, Ok(true)) {
             crate::trace::mark_failed(&spans);
@@ -243,9 +201,7 @@ impl Shelled for Writer {
         drop(spans);
         if committed? {
             state.committed_offset = batch.last_offset;
-            state.aggregates = aggregates;
-            state.runs = runs;
-            state.last_written = last_written;
+            state.tally = folded.tally;
             state.args.settle(batch.records, |p| {
                 p.committed_offset = Some(batch.last_offset);
                 p.written += batch.users.len() as u64;
