@@ -13,6 +13,12 @@
 //! With `[admin] token` set, every route but `/healthz` and `/readyz` (probes) needs
 //! `Authorization: Bearer <token>` or `?token=<token>`; binding a non-loopback address
 //! without a token is a configuration error.
+//!
+//! Hostile clients: no route takes a body, so one announced over [`MAX_BODY_BYTES`] gets
+//! 413 before it is read; a client that has not sent its request head within
+//! [`CLIENT_REQUEST_TIMEOUT`] gets 408 and loses its connection; a head over actix's
+//! 128 KiB gets 431 and so does one of more than 96 headers; at most [`MAX_CONNECTIONS`]
+//! connections are served at once.
 
 mod readiness;
 
@@ -196,6 +202,37 @@ async fn panic_actor(kind: web::Path<String>) -> HttpResponse {
     }
 }
 
+/// The largest request body an admin route accepts: none needs one.
+pub const MAX_BODY_BYTES: u64 = 4096;
+/// How long a client has to send its request head (a slow-loris client holds a
+/// connection no longer).
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the listen backlog. The single worker
+/// serves a dashboard or a scraper in microseconds, so this bounds only what an
+/// idle or hostile flood of connections can hold (memory, file descriptors).
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading it, and
+/// closes the connection rather than draining what the client still sends.
+async fn refuse_large_bodies(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let announced = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Ok(
+            req.into_response(HttpResponse::PayloadTooLarge().force_close().body(format!(
+                "request body too large: admin routes take at most {MAX_BODY_BYTES} bytes\n"
+            ))),
+        );
+    }
+    next.call(req).await
+}
+
 /// Probes stay open: orchestrators call them without credentials, and they reveal
 /// nothing beyond up/ready.
 fn is_probe(path: &str) -> bool {
@@ -261,6 +298,8 @@ pub fn serve(
         let app = App::new()
             .app_data(state.clone())
             .wrap(from_fn(require_token))
+            // Outermost: an oversized body is refused before the token is looked at.
+            .wrap(from_fn(refuse_large_bodies))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
@@ -274,20 +313,13 @@ pub fn serve(
         }
     })
     .workers(1)
+    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .max_connections(MAX_CONNECTIONS)
     .disable_signals()
     .listen(listener)?
     .run())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"abc", b"abc"));
-        assert!(!same_token(b"abc", b"abd"));
-        assert!(!same_token(b"abc", b"abcd"));
-        assert!(!same_token(b"", b"a"));
-    }
-}
+mod tests;
