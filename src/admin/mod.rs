@@ -14,8 +14,8 @@
 //! `Authorization: Bearer <token>` or `?token=<token>`; binding a non-loopback address
 //! without a token is a configuration error.
 //!
-//! Hostile clients: no route takes a body, so one announced over [`MAX_BODY_BYTES`] gets
-//! 413 before it is read; a client that has not sent its request head within
+//! Hostile clients: no route takes a body, so one announced over [`MAX_BODY_BYTES`], or
+//! chunked, gets 413 before it is read; a client that has not sent its request head within
 //! [`CLIENT_REQUEST_TIMEOUT`] gets 408 and loses its connection; a head over actix's
 //! 128 KiB gets 431 and so does one of more than 96 headers; at most [`MAX_CONNECTIONS`]
 //! connections are served at once.
@@ -212,8 +212,12 @@ pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// idle or hostile flood of connections can hold (memory, file descriptors).
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading it, and
-/// closes the connection rather than draining what the client still sends.
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`], or of no announced length
+/// (`Transfer-Encoding`: a chunked body could be endless), before reading it. A body
+/// announced by length is never read: the connection closes with the answer. A chunked
+/// one, actix-http (3.19) still drains after the answer for as long as the client sends
+/// it, with no timeout for a request body: [`MAX_CONNECTIONS`] bounds how many such
+/// clients can be held.
 async fn refuse_large_bodies(
     req: ServiceRequest,
     next: Next<BoxBody>,
@@ -223,12 +227,17 @@ async fn refuse_large_bodies(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Ok(
-            req.into_response(HttpResponse::PayloadTooLarge().force_close().body(format!(
-                "request body too large: admin routes take at most {MAX_BODY_BYTES} bytes\n"
-            ))),
-        );
+    let refusal = if req.headers().contains_key("transfer-encoding") {
+        Some("request body of no announced length: admin routes take none\n".to_owned())
+    } else if announced.is_some_and(|n| n > MAX_BODY_BYTES) {
+        Some(format!(
+            "request body too large: admin routes take at most {MAX_BODY_BYTES} bytes\n"
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        return Ok(req.into_response(HttpResponse::PayloadTooLarge().force_close().body(refusal)));
     }
     next.call(req).await
 }
@@ -314,6 +323,8 @@ pub fn serve(
     })
     .workers(1)
     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+    // A refused or answered client gets a second to take the answer and close, then the
+    // connection is dropped: closing is not left to the client.
     .client_disconnect_timeout(Duration::from_secs(1))
     .max_connections(MAX_CONNECTIONS)
     .disable_signals()

@@ -171,11 +171,11 @@ impl Upserts {
         Ok(())
     }
 
-    /// One request, sent again after a failure, up to [`UPSERT_ATTEMPTS`] in all with a
-    /// doubling pause: a request that every replica of its plan failed (a node cut off,
-    /// a loaded cluster's write timeout) costs a pause instead of the writer's restart
-    /// and a new claim of the partition. Safe because the upserts are idempotent; the
-    /// batch's commit still waits for all of them.
+    /// One request, sent again after a failure that can pass (see [`may_pass`]), up to
+    /// [`UPSERT_ATTEMPTS`] in all with a doubling pause: a request that every replica of
+    /// its plan failed (a node cut off, a loaded cluster's write timeout) costs a pause
+    /// instead of the writer's restart and a new claim of the partition. Safe because
+    /// the upserts are idempotent; the batch's commit still waits for all of them.
     ///
     /// Only the failed request goes again, never the whole batch: what succeeded stays
     /// written, so a cluster that can take some of the requests still moves forward.
@@ -192,13 +192,14 @@ impl Upserts {
         let mut pause = UPSERT_RETRY_PAUSE;
         for attempt in 1.. {
             match self.send(session, rows).await {
-                Err(error) if attempt < UPSERT_ATTEMPTS => {
+                Err(error) if attempt < UPSERT_ATTEMPTS && may_pass(&error) => {
                     tracing::warn!(
                         error = &error as &dyn std::error::Error,
                         attempt,
                         rows = rows.len(),
                         "upserting a request failed: sending it again (idempotent)"
                     );
+                    metrics::counter!("tributary_upsert_retries_total").increment(1);
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
@@ -226,13 +227,41 @@ impl Upserts {
     }
 }
 
-/// Attempts of one upsert request before the writer fails (and is restarted): pauses of
-/// 0.25 + 0.5 + 1 + 2 s between five write timeouts (2 s each): longer than the
-/// keepalive's verdict on a node that stopped answering (5 s), so a request outlives
-/// one slow node before it costs a restart.
-pub const UPSERT_ATTEMPTS: u32 = 5;
+/// Attempts of one upsert request before the writer fails (and is restarted). The
+/// pauses alone (0.25 + 0.5 + 1 + 2 s) outlast the keepalive's verdict on a node that
+/// stopped answering (5 s, with the attempts' own time: Cassandra's write timeout is
+/// 2 s), so a request outlives one slow node before it costs a restart.
+const UPSERT_ATTEMPTS: u32 = 5;
 /// The pause before the second attempt; it doubles before each further one.
 const UPSERT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether a failed request can succeed when sent again unchanged: the cluster was slow,
+/// overloaded or short of replicas, or the connection broke. A request Cassandra
+/// refused (invalid, unauthorized, a bad value) fails the same way every time: the
+/// writer fails at once and says why.
+fn may_pass(error: &ExecutionError) -> bool {
+    use scylla::errors::{DbError, RequestAttemptError};
+    match error {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::WriteTimeout { .. }
+                | DbError::ReadTimeout { .. }
+                | DbError::Unavailable { .. }
+                | DbError::Overloaded
+                | DbError::IsBootstrapping
+                | DbError::RateLimitReached { .. }
+        ),
+        ExecutionError::LastAttemptError(attempt) => matches!(
+            attempt,
+            RequestAttemptError::BrokenConnectionError(_)
+                | RequestAttemptError::UnableToAllocStreamId
+        ),
+        ExecutionError::ConnectionPoolError(_)
+        | ExecutionError::EmptyPlan
+        | ExecutionError::RequestTimeout(_) => true,
+        _ => false,
+    }
+}
 
 /// Splits `users` into requests of at most `max` rows whose `replicas` keys are equal,
 /// keeping each group's order. A row whose replicas are unknown (`None`: the driver has
@@ -276,6 +305,22 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn only_failures_that_can_pass_are_sent_again() {
+        use scylla::errors::{DbError, RequestAttemptError};
+        let refused =
+            |db| ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, String::new()));
+        assert!(may_pass(&refused(DbError::Overloaded)));
+        assert!(may_pass(&refused(DbError::IsBootstrapping)));
+        assert!(may_pass(&ExecutionError::EmptyPlan));
+        assert!(may_pass(&ExecutionError::RequestTimeout(
+            std::time::Duration::from_secs(12)
+        )));
+        assert!(!may_pass(&refused(DbError::SyntaxError)));
+        assert!(!may_pass(&refused(DbError::Invalid)));
+        assert!(!may_pass(&refused(DbError::Unauthorized)));
     }
 
     #[test]

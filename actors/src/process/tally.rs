@@ -138,15 +138,16 @@ mod tests {
             })
     }
 
-    /// Folds `users` batch by batch (sizes repeat until every user is in one), keeping
-    /// each fold as the commit would; every intermediate tally goes to `each`.
+    /// Folds `users` batch by batch from `tally` (sizes repeat until every user is in
+    /// one), keeping each fold as the commit would; each batch, its last offset and its
+    /// fold go to `each`.
     fn fold_all(
+        mut tally: Tally,
         users: &[CreatedUser],
         sizes: &[usize],
         keep: usize,
-        mut each: impl FnMut(&[CreatedUser], &Folded),
-    ) -> Tally {
-        let mut tally = Tally::default();
+        mut each: impl FnMut(&[CreatedUser], i64, &Folded) -> Result<(), TestCaseError>,
+    ) -> Result<Tally, TestCaseError> {
         let mut at = 0;
         for size in sizes.iter().cycle() {
             if at >= users.len() {
@@ -154,11 +155,24 @@ mod tests {
             }
             let batch = &users[at..(at + size).min(users.len())];
             at += batch.len();
-            let folded = tally.fold(batch, at as i64 - 1, keep);
-            each(batch, &folded);
+            let last_offset = at as i64 - 1;
+            let folded = tally.fold(batch, last_offset, keep);
+            each(batch, last_offset, &folded)?;
             tally = folded.tally;
         }
-        tally
+        Ok(tally)
+    }
+
+    /// A writer's tally as loaded at claim: digests of some of the runs the batches
+    /// also write (and of others).
+    fn loaded() -> impl Strategy<Value = Tally> {
+        proptest::collection::btree_set(0i64..16, 0..8).prop_map(|runs| {
+            let runs = runs
+                .into_iter()
+                .map(|run| (run, Digest { count: 1, xor: run }))
+                .collect();
+            Tally::loaded(BTreeMap::new(), runs)
+        })
     }
 
     proptest! {
@@ -166,7 +180,7 @@ mod tests {
         /// the whole, and each kept run's digest is that of all its users.
         #[test]
         fn batches_add_up_to_the_whole((users, sizes) in users_in_batches()) {
-            let tally = fold_all(&users, &sizes, usize::MAX, |_, _| {});
+            let tally = fold_all(Tally::default(), &users, &sizes, usize::MAX, |_, _, _| Ok(()))?;
             let mut expected: BTreeMap<String, i64> = BTreeMap::new();
             for user in &users {
                 for bucket in user.buckets() {
@@ -190,29 +204,35 @@ mod tests {
             prop_assert_eq!(gendered, users.len() as i64);
         }
 
-        /// The digests stay bounded by `keep`; what a batch touched is kept when the
-        /// batch touched no more runs than that; every dropped run goes to the commit
-        /// as a deletion and never as a write.
+        /// The digests stay bounded by `keep`, and the ones dropped are those written
+        /// least recently (loaded at claim and not written since counts as least; ties
+        /// go by run id): every dropped run was written no later than every kept one.
+        /// A dropped run goes to the commit as a deletion, never as a write.
         #[test]
-        fn run_digests_stay_bounded((users, sizes) in users_in_batches(), keep in 1usize..6) {
-            fold_all(&users, &sizes, keep, |batch, folded| {
-                let held = folded.tally.runs.len();
-                assert!(held <= keep, "{held} digests held, {keep} kept");
-                let in_batch: BTreeSet<i64> =
-                    batch.iter().filter_map(|u| u.provenance.run_id).collect();
-                if in_batch.len() <= keep {
-                    for run in &in_batch {
-                        assert!(folded.tally.runs.contains_key(run), "run {run} dropped");
+        fn the_least_recently_written_digests_are_dropped(
+            start in loaded(),
+            (users, sizes) in users_in_batches(),
+            keep in 1usize..6,
+        ) {
+            let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+            fold_all(start, &users, &sizes, keep, |batch, last_offset, folded| {
+                for run in batch.iter().filter_map(|u| u.provenance.run_id) {
+                    last.insert(run, last_offset);
+                }
+                let age = |run: i64| (last.get(&run).copied().unwrap_or(-1), run);
+                prop_assert!(folded.tally.runs.len() <= keep);
+                for dropped in &folded.runs_dropped {
+                    prop_assert!(!folded.runs_touched.contains(dropped));
+                    prop_assert!(!folded.tally.runs.contains_key(dropped));
+                    for kept in folded.tally.runs.keys() {
+                        prop_assert!(age(*dropped) < age(*kept), "{} dropped, {} kept", dropped, kept);
                     }
                 }
-                for run in &folded.runs_dropped {
-                    assert!(!folded.runs_touched.contains(run));
-                    assert!(!folded.tally.runs.contains_key(run));
-                }
                 for run in &folded.runs_touched {
-                    assert!(folded.tally.runs.contains_key(run));
+                    prop_assert!(folded.tally.runs.contains_key(run));
                 }
-            });
+                Ok(())
+            })?;
         }
     }
 
