@@ -138,8 +138,8 @@ impl Upserts {
     /// memmove under `BufferUnordered::poll_next`).
     ///
     /// # Errors
-    /// The first request that failed [`UPSERT_ATTEMPTS`] times; requests still in flight
-    /// are dropped.
+    /// The first request that failed for good (refused, or failed [`UPSERT_ATTEMPTS`]
+    /// times); requests still in flight are dropped.
     pub async fn write(
         &self,
         session: &Session,
