@@ -203,14 +203,14 @@ async fn panic_actor(kind: web::Path<String>) -> HttpResponse {
 }
 
 /// The largest request body an admin route accepts: none needs one.
-pub const MAX_BODY_BYTES: u64 = 4096;
+const MAX_BODY_BYTES: u64 = 4096;
 /// How long a client has to send its request head (a slow-loris client holds a
 /// connection no longer).
-pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen backlog. The single worker
 /// serves a dashboard or a scraper in microseconds, so this bounds only what an
 /// idle or hostile flood of connections can hold (memory, file descriptors).
-pub const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS: usize = 256;
 
 /// Refuses a body announced larger than [`MAX_BODY_BYTES`], or of no announced length
 /// (`Transfer-Encoding`: a chunked body could be endless), before reading it. A body

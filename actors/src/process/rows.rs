@@ -179,9 +179,9 @@ impl Upserts {
     ///
     /// Only the failed request goes again, never the whole batch: what succeeded stays
     /// written, so a cluster that can take some of the requests still moves forward.
-    /// Retrying whole batches redid up to 250 requests for one timeout, and on CI's
-    /// cold, overloaded cluster (kill-raw-partition-leader, six JVMs on two cores) no
-    /// batch got through: 29 writer restarts and nothing written for 240 s. The pause
+    /// Retrying whole batches redid up to 250 requests for one timeout; on CI's cold,
+    /// overloaded cluster (kill-raw-partition-leader, six JVMs on two cores) that is the
+    /// likely reason nothing was written for 240 s, with 29 writer restarts. The pause
     /// also takes this loop out of the batch's concurrency while it lasts, so a cluster
     /// that times out gets fewer requests at once.
     async fn send_retrying(
@@ -228,9 +228,9 @@ impl Upserts {
 }
 
 /// Attempts of one upsert request before the writer fails (and is restarted). The
-/// pauses alone (0.25 + 0.5 + 1 + 2 s) outlast the keepalive's verdict on a node that
-/// stopped answering (5 s, with the attempts' own time: Cassandra's write timeout is
-/// 2 s), so a request outlives one slow node before it costs a restart.
+/// pauses (0.25 + 0.5 + 1 + 2 s) with the attempts' own time (Cassandra's write timeout
+/// is 2 s) outlast the keepalive's verdict on a node that stopped answering (5 s), so a
+/// request outlives one slow node before it costs a restart.
 const UPSERT_ATTEMPTS: u32 = 5;
 /// The pause before the second attempt; it doubles before each further one.
 const UPSERT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
