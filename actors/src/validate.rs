@@ -25,6 +25,28 @@ pub fn is_http_url(value: &str) -> bool {
     value.starts_with("http://") || value.starts_with("https://")
 }
 
+/// Why `value` is not a URL tributary may connect to, if it is not: not http(s), or
+/// carrying a user name or password (`https://user:pass@host/`). Credentials come only
+/// from the environment or files, and a URL is shown as written — `config show`, logs,
+/// `/api/status`, the dashboard — so one with credentials is refused, without echoing
+/// them.
+pub fn http_url_problem(value: &str) -> Option<String> {
+    if !is_http_url(value) {
+        return Some(format!("{value:?} must be an http:// or https:// URL"));
+    }
+    let after_scheme = value.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    authority.contains('@').then(|| {
+        "must not carry a user name or password (`user:pass@`): a URL is shown as \
+         written in `config show`, logs and status, and credentials come only from the \
+         environment or files"
+            .to_owned()
+    })
+}
+
 /// Collects every finding, so one start-up reports all bad keys at once.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -65,8 +87,8 @@ impl Findings {
     /// `value` must be an http:// or https:// URL (the rest is checked by the client
     /// that connects to it, with an error naming the address).
     pub fn http_url(&mut self, key: &str, value: &str) {
-        if !is_http_url(value) {
-            self.invalid(key, format!("{value:?} must be an http:// or https:// URL"));
+        if let Some(problem) = http_url_problem(value) {
+            self.invalid(key, problem);
         }
     }
 
@@ -109,6 +131,27 @@ mod tests {
         assert_eq!(f.found.len(), 1);
         assert_eq!(f.found[0].key, "kafka.topics.partitions");
         assert!(f.found[0].message.contains("out of range"));
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_showing_them() {
+        for ok in [
+            "http://127.0.0.1:16686",
+            "https://jaeger.example/api?x=a@b",
+            "http://host/path/@me#frag@x",
+        ] {
+            assert_eq!(http_url_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://admin:hunter2@jaeger.example:16686",
+            "https://hunter2@jaeger.example/",
+            "http://u:hunter2@host?q",
+        ] {
+            let problem = http_url_problem(bad).expect(bad);
+            assert!(problem.contains("user name or password"), "{problem}");
+            assert!(!problem.contains("hunter2"), "{problem}");
+        }
+        assert!(http_url_problem("ftp://host").unwrap().contains("http://"));
     }
 
     #[test]

@@ -41,10 +41,9 @@ pub struct Options {
 /// Anything else, with what was expected.
 pub fn parse_source_url(url: &str) -> Result<String, String> {
     let url = url.trim();
-    if tributary_actors::validate::is_http_url(url) {
-        Ok(url.to_owned())
-    } else {
-        Err(format!("{url:?} is not an http:// or https:// URL"))
+    match tributary_actors::validate::http_url_problem(url) {
+        None => Ok(url.to_owned()),
+        Some(problem) => Err(problem),
     }
 }
 
