@@ -18,6 +18,7 @@ pub fn for_store_error(error: &StoreError) -> i32 {
     match error {
         StoreError::Unreachable { .. }
         | StoreError::Credentials { .. }
+        | StoreError::Tls { .. }
         | StoreError::Refused { .. } => CONFIG,
         StoreError::Request { .. } => FAILURE,
     }

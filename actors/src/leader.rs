@@ -78,7 +78,7 @@ impl Actor for Leader {
         let (lock, connection) = args
             .postgres
             .client_config()?
-            .connect(tokio_postgres::NoTls)
+            .connect(args.postgres.tls()?)
             .await
             .map_err(|e| StoreError::unreachable(Service::Postgres, args.postgres.endpoint(), e))?;
         let connection = tokio::spawn(async move {

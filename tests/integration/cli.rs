@@ -146,6 +146,54 @@ fn unreachable_store_exits_2_naming_the_service() {
     }
 }
 
+/// TLS to PostgreSQL from the command line: `schema apply` over verify-full succeeds;
+/// a wrong CA, an unreadable CA file and verify-full without a CA each exit 2 naming
+/// PostgreSQL or the key, and the cause.
+#[test]
+fn postgres_tls_from_the_command_line() {
+    let name = unique("it_cli_tls");
+    let ca = crate::common::stack_tls_file("ca.pem")
+        .display()
+        .to_string();
+    let other = crate::common::stack_tls_file("other-ca.pem")
+        .display()
+        .to_string();
+    let apply = ["schema", "apply", "--only", "postgres"];
+    let with = |rootcert: Option<&str>| {
+        let mut env = vec![
+            ("TRIBUTARY__POSTGRES__SCHEMA", name.as_str()),
+            ("TRIBUTARY__POSTGRES__SSLMODE", "verify-full"),
+        ];
+        env.extend(rootcert.map(|path| ("TRIBUTARY__POSTGRES__SSLROOTCERT", path)));
+        tributary(&apply, &env)
+    };
+
+    let out = with(Some(&ca));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    for (rootcert, expected) in [
+        (Some(other.as_str()), "certificate"),
+        (
+            Some("/nonexistent/ca.pem"),
+            "postgres.sslrootcert /nonexistent/ca.pem: cannot read it",
+        ),
+        (
+            None,
+            "postgres.sslrootcert: required when postgres.sslmode is \"verify-full\"",
+        ),
+    ] {
+        let out = with(rootcert);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{rootcert:?}: {stderr}");
+        assert!(stderr.contains(expected), "{rootcert:?}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains("postgres"),
+            "{rootcert:?}: {stderr}"
+        );
+    }
+}
+
 /// `tributary demo` (what `make demo` runs after schema apply) moves users through the
 /// pipeline and ends with a clean verify.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,3 +219,14 @@ impl SourceAt {
         tributary::source::server::spawn_at(&self.config, self.address).expect("source starts")
     }
 }
+
+/// A PEM file of the stack's TLS material (`.stack/tls/`, or under
+/// `TRIBUTARY_STACK_DIR`): `ca.pem` signed the stack's server certificates,
+/// `other-ca.pem` signed nothing.
+pub fn stack_tls_file(name: &str) -> std::path::PathBuf {
+    let stack = std::env::var_os("TRIBUTARY_STACK_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack"),
+        std::path::PathBuf::from,
+    );
+    stack.join("tls").join(name)
+}

@@ -1,6 +1,6 @@
 //! Round trips through the project's own store clients, against the real servers.
 
-use crate::common::isolated_config;
+use crate::common::{isolated_config, stack_tls_file};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::Duration;
@@ -58,6 +58,56 @@ async fn postgres_round_trip_stages_each_user_once() {
         .batch_execute(&format!("DROP SCHEMA {} CASCADE", config.postgres.schema))
         .await
         .expect("drop test schema");
+}
+
+/// Whether `client`'s connection is encrypted, as the server sees it.
+async fn encrypted(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
+/// `postgres.sslmode = "verify-full"`: every connection (dedicated and pooled) is TLS to
+/// a server whose certificate chains to `sslrootcert`; trusting another CA refuses the
+/// server, naming PostgreSQL and the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_verify_full_encrypts_and_refuses_a_server_of_another_ca() {
+    let mut config = isolated_config("it_pg_tls");
+    config.postgres.sslmode = postgres::SslMode::VerifyFull;
+    config.postgres.sslrootcert = Some(stack_tls_file("ca.pem"));
+
+    let client = postgres::connect(&config.postgres)
+        .await
+        .expect("a TLS connection to the stack's PostgreSQL");
+    assert!(encrypted(&client).await, "the dedicated connection");
+    let pool = postgres::pool(&config.postgres).expect("pool");
+    postgres::check(&pool, &config.postgres)
+        .await
+        .expect("pooled TLS connection");
+    let pooled = pool.get().await.expect("pooled connection");
+    assert!(encrypted(&pooled).await, "the pooled connection");
+
+    // The default, plaintext, says so too: the check above is not true of every connection.
+    let plain = postgres::connect(&isolated_config("it_pg_plain").postgres)
+        .await
+        .expect("plaintext connection");
+    assert!(!encrypted(&plain).await, "sslmode = disable encrypted");
+
+    config.postgres.sslrootcert = Some(stack_tls_file("other-ca.pem"));
+    let error = postgres::connect(&config.postgres)
+        .await
+        .expect_err("a server whose certificate another CA signed");
+    let text = tributary_actors::error_chain(&error);
+    assert!(text.starts_with("postgresql"), "{text}");
+    assert!(
+        text.contains("certificate") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,7 +109,7 @@ async fn subscribe(
 ) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<()>), StoreError> {
     let (client, mut connection) = config
         .client_config()?
-        .connect(tokio_postgres::NoTls)
+        .connect(config.tls()?)
         .await
         .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
     let (notified, notifications) = mpsc::unbounded_channel();

@@ -73,6 +73,10 @@ pub enum StoreError {
     /// (a schema its compatibility rule rejects): an operator decides. Fatal.
     #[error("{service}: {what}")]
     Refused { service: Service, what: String },
+    /// The TLS set-up the configuration asks for cannot be made (an unreadable or empty
+    /// certificate file). Fatal.
+    #[error("{service}: TLS: {what}")]
+    Tls { service: Service, what: String },
     /// A credential file named in the configuration cannot be read. Fatal.
     #[error("{service}: cannot read credential file")]
     Credentials {

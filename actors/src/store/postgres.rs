@@ -7,9 +7,9 @@ use super::{Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 /// `[postgres]`: where the staging database lives.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,7 +45,31 @@ pub struct Config {
     /// How long to wait for a connection before reporting PostgreSQL unreachable.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Whether the connection is encrypted: `disable` (plaintext, the local stacks) or
+    /// `verify-full` (TLS, as libpq's mode of that name: the server's certificate must
+    /// chain to `sslrootcert` and name `host`).
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// PEM file of the certificate authorities the server's certificate is checked
+    /// against; required with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
 }
+
+/// `postgres.sslmode`. libpq's `prefer`, `require` and `verify-ca` are left out: the first
+/// two accept any certificate (anyone on the path can read the traffic), the last one a
+/// certificate of another host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    Disable,
+    VerifyFull,
+}
+
+/// The TLS connector of every PostgreSQL connection. With `sslmode = "disable"` it is
+/// never asked to connect (the client speaks plaintext), so one type serves both modes.
+pub type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 
 fn default_host() -> String {
     "127.0.0.1".into()
@@ -81,6 +105,8 @@ impl Default for Config {
             password_file: None,
             pool_size: default_pool_size(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
         }
     }
 }
@@ -94,6 +120,19 @@ impl Config {
         f.identifier("schema", &self.schema, 63);
         f.range("pool_size", self.pool_size, 1, 1_000);
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
+        match (self.sslmode, &self.sslrootcert) {
+            (SslMode::VerifyFull, None) => f.invalid(
+                "sslrootcert",
+                "required when postgres.sslmode is \"verify-full\": the PEM file of the CA \
+                 that signed the server's certificate",
+            ),
+            (SslMode::Disable, Some(_)) => f.invalid(
+                "sslrootcert",
+                "set, but postgres.sslmode is \"disable\": the connection would not be \
+                 encrypted (set sslmode = \"verify-full\")",
+            ),
+            _ => {}
+        }
     }
 
     /// The NOTIFY channel the stager signals after each staged run and the producer
@@ -136,8 +175,52 @@ impl Config {
         if let Some(password) = password {
             pg.password(password.expose());
         }
+        pg.ssl_mode(match self.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
         Ok(pg)
     }
+
+    /// The TLS connector for [`Config::client_config`]'s connections: rustls, trusting
+    /// only the authorities in `sslrootcert` (with `verify-full`).
+    ///
+    /// # Errors
+    /// [`StoreError::Tls`]: `sslrootcert` cannot be read or holds no certificate.
+    pub fn tls(&self) -> Result<Tls, StoreError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let (SslMode::VerifyFull, Some(path)) = (self.sslmode, &self.sslrootcert) {
+            for cert in read_certificates(path)? {
+                roots.add(cert).map_err(|e| StoreError::Tls {
+                    service: Service::Postgres,
+                    what: format!("postgres.sslrootcert {}: {e}", path.display()),
+                })?;
+            }
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(Arc::new(roots))
+            .with_no_client_auth();
+        Ok(Tls::new(config))
+    }
+}
+
+/// The certificates of a PEM file.
+fn read_certificates(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    let tls_error = |what: String| StoreError::Tls {
+        service: Service::Postgres,
+        what: format!("postgres.sslrootcert {}: {what}", path.display()),
+    };
+    let certificates = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_error(format!("cannot read it: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(format!("not a PEM file of certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(tls_error("holds no certificate".into()));
+    }
+    Ok(certificates)
 }
 
 /// Opens one dedicated connection; its driver task runs on the current runtime and ends
@@ -149,7 +232,7 @@ impl Config {
 pub async fn connect(config: &Config) -> Result<tokio_postgres::Client, StoreError> {
     let (client, connection) = config
         .client_config()?
-        .connect(NoTls)
+        .connect(config.tls()?)
         .await
         .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
     tokio::spawn(async move {
@@ -168,7 +251,7 @@ pub async fn connect(config: &Config) -> Result<tokio_postgres::Client, StoreErr
 pub fn pool(config: &Config) -> Result<deadpool_postgres::Pool, StoreError> {
     let manager = deadpool_postgres::Manager::from_config(
         config.client_config()?,
-        NoTls,
+        config.tls()?,
         deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
@@ -196,4 +279,51 @@ pub async fn check(pool: &deadpool_postgres::Pool, config: &Config) -> Result<()
         .await
         .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(sslmode: SslMode, sslrootcert: Option<&str>) -> Vec<String> {
+        let config = Config {
+            sslmode,
+            sslrootcert: sslrootcert.map(PathBuf::from),
+            ..Config::default()
+        };
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        f.found.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn verify_full_needs_a_ca_and_a_ca_needs_verify_full() {
+        assert!(findings(SslMode::Disable, None).is_empty());
+        assert!(findings(SslMode::VerifyFull, Some("/ca.pem")).is_empty());
+        let missing = findings(SslMode::VerifyFull, None);
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].starts_with("sslrootcert: required"),
+            "{missing:?}"
+        );
+        let unused = findings(SslMode::Disable, Some("/ca.pem"));
+        assert_eq!(unused.len(), 1);
+        assert!(unused[0].contains("would not be encrypted"), "{unused:?}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_naming_it() {
+        let path = std::env::temp_dir().join(format!("tributary-no-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let config = Config {
+            sslmode: SslMode::VerifyFull,
+            sslrootcert: Some(path.clone()),
+            ..Config::default()
+        };
+        let error = config.tls().err().expect("no certificate in the file");
+        std::fs::remove_file(&path).unwrap();
+        let text = error.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("holds no certificate"), "{text}");
+    }
 }
