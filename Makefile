@@ -9,13 +9,15 @@ CARGO_BUILD_JOBS ?= 2
 export CARGO_BUILD_JOBS
 CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := $(CACHE_DIR)/cargo/bin/cargo-deny
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(CACHE_DIR)/cargo/bin/cargo-fuzz
 TRIBUTARY := target/debug/tributary
 # The stack profile of stack-up, stack-down and stack-status (stack/profiles/): single
 # (what demo, test, chaos and soak run against) or cluster (3 Kafka + 3 Cassandra).
 STACK ?= single
 STACK_SH := TRIBUTARY_STACK=$(STACK) stack/stack.sh
 
-.PHONY: help demo test build build-cli schema stack-up stack-down stack-status test-tools cqlsh psql lint fmt-check clippy deny chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
+.PHONY: help demo test build build-cli schema stack-up stack-down stack-status test-tools cqlsh psql lint fmt-check clippy deny fuzz fuzz-ci chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -31,6 +33,7 @@ help:
 	@echo "make chaos-containers  docker compose up, and container kills, pauses, partitions (the container stack)"
 	@echo "make soak          60 minutes at a steady rate under a fault every 30-90 s (target/soak/report.md); make soak-ci: 5 minutes"
 	@echo "make bench         benchmarks: tributary vs Kafka/Cassandra ceilings and Spark (target/bench/report.md)"
+	@echo "make fuzz          each fuzz target for FUZZ_RUNS (10 million) executions; make fuzz-ci: FUZZ_SECONDS (30) each"
 	@echo "make lint          rustfmt and clippy; make deny: cargo-deny"
 
 DEMO_USERS ?= 10000
@@ -46,6 +49,7 @@ test: stack-up test-tools lint
 	$(MAKE) soak-ci
 	$(MAKE) chaos-cluster
 	$(MAKE) chaos-containers
+	$(MAKE) fuzz-ci
 	$(MAKE) deny
 
 # The chaos suite against the local stack: report in target/chaos/report.{json,md}.
@@ -151,9 +155,43 @@ lint: fmt-check clippy
 
 fmt-check:
 	cargo fmt --all --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 clippy:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Fuzzing (fuzz/, README "Security"): libFuzzer through cargo-fuzz, on stable Rust
+# (--sanitizer none: AddressSanitizer needs nightly; our parsers are safe Rust, so what a
+# sanitizer would add is little). The instrumented build is a workspace of its own in
+# fuzz/target. Inputs: fuzz/corpus/<target> (what earlier runs found, minimised) and
+# the hand-made seeds, fuzz/seeds/<target> (config/ for config_text: our profiles).
+# `make fuzz` runs each target for FUZZ_RUNS executions and adds what it finds to
+# fuzz/corpus (minimise before committing: README); fuzz-ci runs each for FUZZ_SECONDS,
+# writing new finds to target/ only. A crash stops either, the input saved under
+# fuzz/artifacts/<target>/.
+FUZZ_TARGETS := source_page raw_record kafka_headers config_text
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 30
+FUZZ := PATH="$(CACHE_DIR)/cargo/bin:$$PATH" cargo fuzz
+fuzz_seeds = $$([ $$target = config_text ] && echo config || echo fuzz/seeds/$$target)
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION) --root $(CACHE_DIR)/cargo
+
+fuzz: $(CARGO_FUZZ)
+	$(FUZZ) build --sanitizer none
+	for target in $(FUZZ_TARGETS); do \
+		$(FUZZ) run --sanitizer none $$target fuzz/corpus/$$target $(fuzz_seeds) -- \
+			-runs=$(FUZZ_RUNS) -print_final_stats=1 || exit 1; \
+	done
+
+fuzz-ci: $(CARGO_FUZZ)
+	$(FUZZ) build --sanitizer none
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-ci/$$target; \
+		$(FUZZ) run --sanitizer none $$target target/fuzz-ci/$$target fuzz/corpus/$$target $(fuzz_seeds) -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 $(CARGO_DENY):
 	cargo install cargo-deny --locked --version $(CARGO_DENY_VERSION) --root $(CACHE_DIR)/cargo

@@ -20,6 +20,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use tributary_actors::store::{cassandra, kafka, postgres};
 use tributary_actors::{ingest, process, publish, upkeep};
 
@@ -179,7 +180,7 @@ impl Config {
     /// # Errors
     /// See [`ConfigError`]; every message names the key or file at fault.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-        let mut files = Figment::from(Toml::string(DEFAULT_TOML));
+        let mut files = defaults();
         if let Some(profile) = &sources.profile {
             let path = sources.config_dir.join(format!("{profile}.toml"));
             if !path.is_file() {
@@ -196,9 +197,25 @@ impl Config {
             }
             files = files.merge(Toml::file(path));
         }
+        Self::extract(files, sources.environment)
+    }
+
+    /// The defaults overlaid with `text`, one profile's TOML, without the environment:
+    /// what the config fuzz target drives (`fuzz/`), with no file in between.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let files = defaults().merge(Toml::string(text));
+        Self::extract(files, false)
+    }
+
+    /// Refuses secrets in `files`, merges the environment over them if asked, extracts
+    /// and validates.
+    fn extract(files: Figment, environment: bool) -> Result<Config, ConfigError> {
         refuse_secrets_in_files(&files)?;
         let mut figment = files;
-        if sources.environment {
+        if environment {
             figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         }
         let config: Config = figment
@@ -274,6 +291,14 @@ impl Config {
             Err(ConfigError::Invalid(f.found))
         }
     }
+}
+
+/// [`DEFAULT_TOML`] parsed, once per process: [`Config::load_text`] runs per fuzz input.
+fn defaults() -> Figment {
+    static DEFAULTS: OnceLock<Figment> = OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| Figment::from(Toml::string(DEFAULT_TOML)))
+        .clone()
 }
 
 fn refuse_secrets_in_files(files: &Figment) -> Result<(), ConfigError> {
