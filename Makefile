@@ -164,7 +164,8 @@ clippy:
 # (--sanitizer none: AddressSanitizer needs nightly; our parsers are safe Rust, so what a
 # sanitizer would add is little). The instrumented build is a workspace of its own in
 # fuzz/target. Inputs: fuzz/corpus/<target> (what earlier runs found, minimised) and
-# the hand-made seeds, fuzz/seeds/<target> (config/ for config_text: our profiles).
+# fuzz/seeds/<target> (hand-made, and inputs that once crashed: never minimised away),
+# plus config/ for config_text (our profiles).
 # `make fuzz` runs each target for FUZZ_RUNS executions and adds what it finds to
 # fuzz/corpus (minimise before committing: README); fuzz-ci runs each for FUZZ_SECONDS,
 # writing new finds to target/ only. A crash stops either, the input saved under
@@ -173,7 +174,7 @@ FUZZ_TARGETS := source_page raw_record kafka_headers config_text
 FUZZ_RUNS ?= 10000000
 FUZZ_SECONDS ?= 30
 FUZZ := PATH="$(CACHE_DIR)/cargo/bin:$$PATH" cargo fuzz
-fuzz_seeds = $$([ $$target = config_text ] && echo config || echo fuzz/seeds/$$target)
+fuzz_seeds = fuzz/seeds/$$target $$([ $$target = config_text ] && echo config)
 
 $(CARGO_FUZZ):
 	cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION) --root $(CACHE_DIR)/cargo

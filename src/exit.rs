@@ -8,10 +8,11 @@ pub const OK: i32 = 0;
 /// The operation failed at run time (a store rejected a request, a check failed).
 pub const FAILURE: i32 = 1;
 /// The service cannot start as configured: a bad or unknown configuration key, an
-/// unreadable credential file, or a store that cannot be reached. Fix and retry.
+/// unreadable credential or certificate file, or a store that cannot be reached (a TLS
+/// handshake refused included). Fix and retry.
 pub const CONFIG: i32 = 2;
 
-/// The exit code for a store error: unreachable stores, credentials and what a store
+/// The exit code for a store error: unreachable stores, credentials, TLS set-up and what a store
 /// refuses for good (an incompatible schema) are set-up problems ([`CONFIG`]), anything
 /// else is a run-time failure.
 pub fn for_store_error(error: &StoreError) -> i32 {

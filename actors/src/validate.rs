@@ -31,20 +31,21 @@ pub fn is_http_url(value: &str) -> bool {
 /// `/api/status`, the dashboard — so one with credentials is refused, without echoing
 /// them.
 pub fn http_url_problem(value: &str) -> Option<String> {
-    if !is_http_url(value) {
-        return Some(format!("{value:?} must be an http:// or https:// URL"));
-    }
+    // Credentials first, whatever the scheme: the other message echoes the value.
     let after_scheme = value.split_once("://").map_or("", |(_, rest)| rest);
     let authority = after_scheme
         .split(['/', '?', '#'])
         .next()
         .unwrap_or_default();
-    authority.contains('@').then(|| {
-        "must not carry a user name or password (`user:pass@`): a URL is shown as \
-         written in `config show`, logs and status, and credentials come only from the \
-         environment or files"
-            .to_owned()
-    })
+    if authority.contains('@') {
+        return Some(
+            "must not carry a user name or password (`user:pass@`): a URL is shown as \
+             written in `config show`, logs and status, and credentials come only from the \
+             environment or files"
+                .to_owned(),
+        );
+    }
+    (!is_http_url(value)).then(|| format!("{value:?} must be an http:// or https:// URL"))
 }
 
 /// Collects every finding, so one start-up reports all bad keys at once.
@@ -84,8 +85,8 @@ impl Findings {
         }
     }
 
-    /// `value` must be an http:// or https:// URL (the rest is checked by the client
-    /// that connects to it, with an error naming the address).
+    /// `value` must be an http:// or https:// URL without credentials (the rest is
+    /// checked by the client that connects to it, with an error naming the address).
     pub fn http_url(&mut self, key: &str, value: &str) {
         if let Some(problem) = http_url_problem(value) {
             self.invalid(key, problem);
@@ -146,6 +147,10 @@ mod tests {
             "http://admin:hunter2@jaeger.example:16686",
             "https://hunter2@jaeger.example/",
             "http://u:hunter2@host?q",
+            // Not http(s) either: still refused for the credentials, never echoed.
+            " https://u:hunter2@host",
+            "HTTP://u:hunter2@host",
+            "htps://u:hunter2@host",
         ] {
             let problem = http_url_problem(bad).expect(bad);
             assert!(problem.contains("user name or password"), "{problem}");

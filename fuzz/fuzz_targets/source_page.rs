@@ -1,9 +1,10 @@
 //! The source's response body, as the fetcher reads it: a page, checked against its
 //! request, split into records, each parsed and validated as staging does.
 //!
-//! Beyond "no panic": every record staging would accept must encode into users.raw's
-//! Avro schema and decode back to the same user (the producer treats a failed encode as
-//! a bug, so nothing staging accepts may fail it).
+//! Beyond "no panic": a page is never taken for the answer to a request for another
+//! page, and every record staging would accept must encode into users.raw's Avro schema
+//! and decode back to the same user (the producer treats a failed encode as a bug, so
+//! nothing staging accepts may fail it).
 #![no_main]
 
 use apache_avro::reader::datum::GenericDatumReader;
@@ -29,12 +30,16 @@ fuzz_target!(|body: &[u8]| {
     let Ok(page) = parse_page(body) else {
         return;
     };
-    let request = PageRequest {
+    let asked = |page_number: u32| PageRequest {
         seed: page.info.seed.clone(),
-        page: page.info.page,
+        page: page_number,
         results: page.info.results,
     };
-    let _ = request.check(&page);
+    let _ = asked(page.info.page).check(&page);
+    assert!(
+        asked(page.info.page.wrapping_add(1)).check(&page).is_err(),
+        "a page taken for the answer to a request for the next page"
+    );
     for raw in &page.results {
         let Ok(user) = RawUser::parse(raw.get()) else {
             continue;

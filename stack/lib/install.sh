@@ -22,6 +22,7 @@ install_packages() {
 	command -v psql >/dev/null || missing+=(postgresql-client)
 	command -v python3 >/dev/null || missing+=(python3)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v openssl >/dev/null || missing+=(openssl) # the stack's TLS material
 	command -v cmake >/dev/null || missing+=(cmake) # rdkafka's bundled librdkafka build
 	# librdkafka 2.12 includes <curl/curl.h> even when built without curl (it tests
 	# WITH_OAUTHBEARER_OIDC with #ifdef, and cmake defines it as 0): the headers must exist.

@@ -51,7 +51,10 @@ pg_tls() {
 			-keyout "$tls/$ca.key" -out "$tls/$ca.pem" >>"$(log_file postgres)" 2>&1 ||
 			fail_with_log postgres "openssl could not make the stack's $ca"
 	done
-	if ! openssl verify -CAfile "$tls/ca.pem" "$tls/postgres.pem" >/dev/null 2>&1; then
+	# (Re)made when missing, signed by another CA, or naming another host.
+	if [[ ! -f $tls/postgres.key ]] ||
+		! openssl verify -CAfile "$tls/ca.pem" "$tls/postgres.pem" >/dev/null 2>&1 ||
+		! openssl x509 -in "$tls/postgres.pem" -noout -checkip "$HOST" 2>/dev/null | grep -q 'does match'; then
 		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 			-subj "/CN=$HOST" -keyout "$tls/postgres.key" -out "$tls/postgres.csr" \
 			>>"$(log_file postgres)" 2>&1 || fail_with_log postgres "openssl could not make a key"

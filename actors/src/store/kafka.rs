@@ -44,8 +44,9 @@ pub struct Config {
     /// unreachable.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Setting it switches
-    /// `security.protocol` to SASL_PLAINTEXT unless `properties` names another.
+    /// SASL mechanism: PLAIN (SCRAM needs librdkafka with TLS, not in this build).
+    /// Setting it switches `security.protocol` to SASL_PLAINTEXT unless `properties`
+    /// names another.
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
     /// SASL user name.
@@ -212,6 +213,19 @@ impl Config {
                      environment) or kafka.sasl_password_file",
                 );
             }
+        }
+        // librdkafka implements SCRAM only when built with OpenSSL, and ours is not
+        // (README, Security): refuse it here rather than at the first connection.
+        if let Some(mechanism) = &self.sasl_mechanism
+            && mechanism.to_ascii_uppercase().starts_with("SCRAM-")
+        {
+            f.invalid(
+                "sasl_mechanism",
+                format!(
+                    "{mechanism} needs a Kafka client built with TLS support, which this \
+                     build lacks: PLAIN is the mechanism it has (README, Security)"
+                ),
+            );
         }
         if self.sasl_mechanism.is_some() && self.sasl_username.is_none() {
             f.invalid("sasl_username", "required when kafka.sasl_mechanism is set");
@@ -457,6 +471,29 @@ mod tests {
             keys(&topic(3, None, &[("min.insync.replicas", "2")])),
             ["config.min.insync.replicas"]
         );
+    }
+
+    #[test]
+    fn scram_is_refused_while_the_client_has_no_tls() {
+        for (mechanism, refused) in [
+            ("SCRAM-SHA-512", true),
+            ("scram-sha-256", true),
+            ("PLAIN", false),
+        ] {
+            let config = Config {
+                sasl_mechanism: Some(mechanism.into()),
+                sasl_username: Some("u".into()),
+                ..Config::default()
+            };
+            let mut f = Findings::default();
+            config.validate(&mut f);
+            let keys: Vec<&str> = f.found.iter().map(|i| i.key.as_str()).collect();
+            assert_eq!(
+                keys.contains(&"sasl_mechanism"),
+                refused,
+                "{mechanism}: {keys:?}"
+            );
+        }
     }
 
     #[test]

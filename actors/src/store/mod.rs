@@ -5,7 +5,11 @@
 //! fails is restarted with backoff, and a failure that keeps coming back exhausts its
 //! supervisor's restart intensity and escalates. Errors that retrying cannot fix and
 //! that tributary knows of at start-up ([`StoreError::Refused`],
-//! [`StoreError::Credentials`], configuration) are refused before any actor starts.
+//! [`StoreError::Credentials`], [`StoreError::Tls`], configuration) are refused before
+//! any actor starts. A TLS handshake the server's certificate fails is reported as
+//! [`StoreError::Unreachable`] (the driver's error says why): at start-up that exits 2
+//! like any unreachable store; at run time it restarts the actor until its supervisor
+//! escalates.
 
 pub mod cassandra;
 pub mod closing;

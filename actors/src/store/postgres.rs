@@ -197,6 +197,7 @@ impl Config {
                 })?;
             }
         }
+        crate::install_tls_provider();
         let config = rustls::ClientConfig::builder()
             .with_root_certificates(Arc::new(roots))
             .with_no_client_auth();
