@@ -12,9 +12,9 @@ pub const FAILURE: i32 = 1;
 /// handshake refused included). Fix and retry.
 pub const CONFIG: i32 = 2;
 
-/// The exit code for a store error: unreachable stores, credentials, TLS set-up and what a store
-/// refuses for good (an incompatible schema) are set-up problems ([`CONFIG`]), anything
-/// else is a run-time failure.
+/// The exit code for a store error: unreachable stores, credentials, TLS set-up and what
+/// a store refuses for good (an incompatible schema) are set-up problems ([`CONFIG`]),
+/// anything else is a run-time failure.
 pub fn for_store_error(error: &StoreError) -> i32 {
     match error {
         StoreError::Unreachable { .. }

@@ -198,7 +198,11 @@ const DEMO_TERMINAL_FILTER: &str = "error,tributary=warn,tributary_actors=warn";
 /// default, a field value is a regular expression compiled to a DFA, and a few hundred
 /// bytes of filter took 2 GB to compile (found by the config_text fuzz target).
 fn parse_filter(text: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
-    EnvFilter::builder().with_regex(false).parse(text)
+    filter_builder().parse(text)
+}
+
+fn filter_builder() -> tracing_subscriber::filter::Builder {
+    EnvFilter::builder().with_regex(false)
 }
 
 /// The configured filter, or `RUST_LOG`'s when it is set and valid.
@@ -206,11 +210,7 @@ fn log_filter(config: &Config) -> EnvFilter {
     std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| parse_filter(&f).ok())
-        .unwrap_or_else(|| {
-            EnvFilter::builder()
-                .with_regex(false)
-                .parse_lossy(&config.log_filter)
-        })
+        .unwrap_or_else(|| filter_builder().parse_lossy(&config.log_filter))
 }
 
 /// The subscriber layers: the log formatters and, with a provider, the OpenTelemetry

@@ -188,15 +188,10 @@ impl Config {
     /// # Errors
     /// [`StoreError::Tls`]: `sslrootcert` cannot be read or holds no certificate.
     pub fn tls(&self) -> Result<Tls, StoreError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if let (SslMode::VerifyFull, Some(path)) = (self.sslmode, &self.sslrootcert) {
-            for cert in read_certificates(path)? {
-                roots.add(cert).map_err(|e| StoreError::Tls {
-                    service: Service::Postgres,
-                    what: format!("postgres.sslrootcert {}: {e}", path.display()),
-                })?;
-            }
-        }
+        let roots = match (self.sslmode, &self.sslrootcert) {
+            (SslMode::VerifyFull, Some(path)) => trusted_roots(path)?,
+            _ => rustls::RootCertStore::empty(),
+        };
         crate::install_tls_provider();
         let config = rustls::ClientConfig::builder()
             .with_root_certificates(Arc::new(roots))
@@ -205,10 +200,8 @@ impl Config {
     }
 }
 
-/// The certificates of a PEM file.
-fn read_certificates(
-    path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, StoreError> {
+/// The authorities of `sslrootcert`, a PEM file of certificates.
+fn trusted_roots(path: &Path) -> Result<rustls::RootCertStore, StoreError> {
     use rustls::pki_types::pem::PemObject;
     let tls_error = |what: String| StoreError::Tls {
         service: Service::Postgres,
@@ -221,7 +214,13 @@ fn read_certificates(
     if certificates.is_empty() {
         return Err(tls_error("holds no certificate".into()));
     }
-    Ok(certificates)
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|e| tls_error(e.to_string()))?;
+    }
+    Ok(roots)
 }
 
 /// Opens one dedicated connection; its driver task runs on the current runtime and ends
