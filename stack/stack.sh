@@ -39,7 +39,7 @@ REGISTRY_VERSION=3.3.3 # Apicurio Registry (io.apicurio:apicurio-registry-app), 
 READY_DEADLINE_S=${TRIBUTARY_STACK_READY_DEADLINE_S:-180}
 STOP_DEADLINE_S=${TRIBUTARY_STACK_STOP_DEADLINE_S:-30}
 
-for lib in common install postgres kafka cassandra registry tools partition containers; do
+for lib in common install tls postgres kafka cassandra registry tools partition containers; do
 	# shellcheck source=/dev/null
 	source "$ROOT/stack/lib/$lib.sh"
 done

@@ -7,6 +7,9 @@
 #   CASSANDRA_SEEDS         seeds, host:storage_port
 #   CASSANDRA_TOKEN         its one token (num_tokens 1): spread evenly over the ring
 #   CASSANDRA_HEAP          -Xms and -Xmx (at most 1g on our machines)
+#   CASSANDRA_TLS           optional: "optional" offers TLS on the CQL port beside
+#                           plaintext (the stack's server certificate, stack/lib/tls.sh;
+#                           a client chooses, as with PostgreSQL)
 
 cassandra_start() {
 	local name=$1 home=$CACHE_DIR/cassandra-$CASSANDRA_VERSION dir
@@ -42,6 +45,18 @@ commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 auto_snapshot: false
 EOF
+	if [[ ${CASSANDRA_TLS:-} == optional ]]; then
+		stack_tls "$name"
+		cat >>"$dir/cassandra.yaml" <<EOF
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $STACK_DIR/tls/server.p12
+  keystore_password: $(<"$STACK_DIR/tls/server.p12.pass")
+  store_type: PKCS12
+  require_client_auth: false
+EOF
+	fi
 	cat >"$dir/logback.xml" <<EOF
 <configuration scan="false">
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">

@@ -35,39 +35,15 @@ pg_owner_prefix() {
 	fi
 }
 
-# The stack's TLS material for PostgreSQL, made once with openssl: a CA of the stack's
-# own (tls/ca.pem), a server certificate it signs for $HOST and localhost (what
-# verify-full checks) copied into the data directory for the server, and another CA that
-# signed nothing (tls/other-ca.pem: what a client trusting the wrong CA holds, for tests).
-# Never committed: it lives under .stack/.
+# The server certificate (stack/lib/tls.sh) copied into the data directory: the server
+# reads its key only if its owner alone can.
 pg_tls() {
-	local datadir=$1 tls=$STACK_DIR/tls ca
-	mkdir -p "$tls"
-	for ca in ca other-ca; do
-		[[ -f $tls/$ca.pem ]] && continue
-		openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-days 3650 -subj "/CN=tributary stack $ca" \
-			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-			-keyout "$tls/$ca.key" -out "$tls/$ca.pem" >>"$(log_file postgres)" 2>&1 ||
-			fail_with_log postgres "openssl could not make the stack's $ca"
-	done
-	# (Re)made when missing, signed by another CA, or naming another host.
-	if [[ ! -f $tls/postgres.key ]] ||
-		! openssl verify -CAfile "$tls/ca.pem" "$tls/postgres.pem" >/dev/null 2>&1 ||
-		! openssl x509 -in "$tls/postgres.pem" -noout -checkip "$HOST" 2>/dev/null | grep -q 'does match'; then
-		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-subj "/CN=$HOST" -keyout "$tls/postgres.key" -out "$tls/postgres.csr" \
-			>>"$(log_file postgres)" 2>&1 || fail_with_log postgres "openssl could not make a key"
-		printf 'subjectAltName=IP:%s,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$HOST" >"$tls/postgres.ext"
-		openssl x509 -req -in "$tls/postgres.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
-			-CAcreateserial -days 3650 -extfile "$tls/postgres.ext" -out "$tls/postgres.pem" \
-			>>"$(log_file postgres)" 2>&1 || fail_with_log postgres "openssl could not sign the server certificate"
-	fi
-	# The server reads its key only if its owner alone can.
+	local datadir=$1 tls=$STACK_DIR/tls
+	stack_tls postgres
 	local owner=()
 	[[ $(id -u) == 0 ]] && owner=(-o postgres -g postgres)
-	install -m 600 "${owner[@]}" "$tls/postgres.pem" "$datadir/server.crt"
-	install -m 600 "${owner[@]}" "$tls/postgres.key" "$datadir/server.key"
+	install -m 600 "${owner[@]}" "$tls/server.pem" "$datadir/server.crt"
+	install -m 600 "${owner[@]}" "$tls/server.key" "$datadir/server.key"
 }
 
 start_postgres() {

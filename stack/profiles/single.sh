@@ -43,7 +43,7 @@ service_start() {
 		CASSANDRA_HOST=$HOST CASSANDRA_PORT=$CASSANDRA_PORT \
 			CASSANDRA_STORAGE_PORT=$CASSANDRA_STORAGE_PORT \
 			CASSANDRA_SEEDS="$HOST:$CASSANDRA_STORAGE_PORT" CASSANDRA_TOKEN=0 CASSANDRA_HEAP=1g \
-			cassandra_start cassandra
+			CASSANDRA_TLS=optional cassandra_start cassandra
 		;;
 	registry) start_registry ;;
 	jaeger) start_jaeger ;;

@@ -146,51 +146,58 @@ fn unreachable_store_exits_2_naming_the_service() {
     }
 }
 
-/// TLS to PostgreSQL from the command line: `schema apply` over verify-full succeeds;
-/// a wrong CA, an unreadable CA file and verify-full without a CA each exit 2 naming
-/// PostgreSQL or the key, and the cause.
+/// TLS to PostgreSQL and to Cassandra from the command line: `schema apply` over
+/// verify-full succeeds; a wrong CA, an unreadable CA file and verify-full without a CA
+/// each exit 2 naming the store or its key, and the cause.
 #[test]
-fn postgres_tls_from_the_command_line() {
-    let name = unique("it_cli_tls");
+fn tls_from_the_command_line_for_each_store() {
     let ca = crate::common::stack_tls_file("ca.pem")
         .display()
         .to_string();
     let other = crate::common::stack_tls_file("other-ca.pem")
         .display()
         .to_string();
-    let apply = ["schema", "apply", "--only", "postgres"];
-    let with = |rootcert: Option<&str>| {
-        let mut env = vec![
-            ("TRIBUTARY__POSTGRES__SCHEMA", name.as_str()),
-            ("TRIBUTARY__POSTGRES__SSLMODE", "verify-full"),
-        ];
-        env.extend(rootcert.map(|path| ("TRIBUTARY__POSTGRES__SSLROOTCERT", path)));
-        tributary(&apply, &env)
-    };
-
-    let out = with(Some(&ca));
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-
-    for (rootcert, expected) in [
-        (Some(other.as_str()), "certificate"),
-        (
-            Some("/nonexistent/ca.pem"),
-            "postgres.sslrootcert /nonexistent/ca.pem: cannot read it",
-        ),
-        (
-            None,
-            "postgres.sslrootcert: required when postgres.sslmode is \"verify-full\"",
-        ),
+    // (section, its environment prefix, the variable naming tributary's space in it)
+    for (section, prefix, space_key) in [
+        ("postgres", "TRIBUTARY__POSTGRES__", "SCHEMA"),
+        ("cassandra", "TRIBUTARY__CASSANDRA__", "KEYSPACE"),
     ] {
-        let out = with(rootcert);
-        let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{rootcert:?}: {stderr}");
-        assert!(stderr.contains(expected), "{rootcert:?}: {stderr}");
-        assert!(
-            stderr.to_lowercase().contains("postgres"),
-            "{rootcert:?}: {stderr}"
-        );
+        let name = unique(&format!("it_cli_tls_{section}"));
+        let apply = ["schema", "apply", "--only", section];
+        let with = |rootcert: Option<&str>| {
+            let mut env = vec![
+                (format!("{prefix}{space_key}"), name.clone()),
+                (format!("{prefix}SSLMODE"), "verify-full".to_owned()),
+            ];
+            env.extend(rootcert.map(|path| (format!("{prefix}SSLROOTCERT"), path.to_owned())));
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            tributary(&apply, &env)
+        };
+
+        let out = with(Some(&ca));
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{section}: {stdout}\n{stderr}");
+
+        for (rootcert, expected) in [
+            (Some(other.as_str()), "UnknownIssuer".to_owned()),
+            (
+                Some("/nonexistent/ca.pem"),
+                format!("{section}.sslrootcert /nonexistent/ca.pem: cannot read it"),
+            ),
+            (
+                None,
+                format!(
+                    "{section}.sslrootcert: required when {section}.sslmode is \"verify-full\""
+                ),
+            ),
+        ] {
+            let out = with(rootcert);
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{rootcert:?}: {stderr}");
+            assert!(stderr.contains(&expected), "{rootcert:?}: {stderr}");
+            assert!(stderr.contains(section), "{rootcert:?}: {stderr}");
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::Duration;
 use tributary::schema::{self, Action};
 use tributary_actors::process::progress::lwt_applied;
-use tributary_actors::store::{Service, cassandra, postgres};
+use tributary_actors::store::{Service, cassandra, postgres, tls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_round_trip_stages_each_user_once() {
@@ -78,7 +78,7 @@ async fn encrypted(client: &tokio_postgres::Client) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_verify_full_encrypts_and_refuses_a_server_of_another_ca() {
     let mut config = isolated_config("it_pg_tls");
-    config.postgres.sslmode = postgres::SslMode::VerifyFull;
+    config.postgres.sslmode = tls::SslMode::VerifyFull;
     config.postgres.sslrootcert = Some(stack_tls_file("ca.pem"));
 
     let client = postgres::connect(&config.postgres)
@@ -242,4 +242,58 @@ async fn cassandra_insert_select_and_fenced_commit() {
         .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
         .await
         .expect("drop test keyspace");
+}
+
+/// `cassandra.sslmode = "verify-full"`: the session's connections are TLS (as the node
+/// sees them) to a node whose certificate chains to `sslrootcert` and names its address;
+/// trusting another CA refuses the node, naming Cassandra and the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_verify_full_encrypts_and_refuses_a_node_of_another_ca() {
+    let mut config = isolated_config("it_cass_tls");
+    config.cassandra.sslmode = tls::SslMode::VerifyFull;
+    config.cassandra.sslrootcert = Some(stack_tls_file("ca.pem"));
+
+    let session = cassandra::connect(&config.cassandra)
+        .await
+        .expect("a TLS session to the stack's Cassandra");
+    // The node's own view of its clients. This is the only test that opens a TLS
+    // session, so an encrypted tributary connection can only be this session's.
+    let clients = session
+        .query_unpaged(
+            "SELECT ssl_enabled, client_options FROM system_views.clients",
+            (),
+        )
+        .await
+        .expect("system_views.clients")
+        .into_rows_result()
+        .expect("rows");
+    let encrypted_tributary = clients
+        .rows::<(
+            Option<bool>,
+            Option<std::collections::HashMap<String, String>>,
+        )>()
+        .expect("typed rows")
+        .map(|row| row.expect("row"))
+        .filter(|(ssl, options)| {
+            *ssl == Some(true)
+                && options
+                    .as_ref()
+                    .and_then(|o| o.get("APPLICATION_NAME"))
+                    .map(String::as_str)
+                    == Some(cassandra::APPLICATION_NAME)
+        })
+        .count();
+    assert!(encrypted_tributary > 0, "no encrypted tributary connection");
+    drop(session);
+
+    config.cassandra.sslrootcert = Some(stack_tls_file("other-ca.pem"));
+    let error = cassandra::connect(&config.cassandra)
+        .await
+        .expect_err("a node whose certificate another CA signed");
+    let text = tributary_actors::error_chain(&error);
+    assert!(text.starts_with("cassandra"), "{text}");
+    assert!(
+        text.contains("certificate") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
 }

@@ -4,9 +4,11 @@ mod levels;
 
 pub use levels::{Consistency, Replication, SerialConsistency};
 
+use super::tls::{self, SslMode};
 use super::{Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
+use scylla::client::SelfIdentity;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -80,6 +82,15 @@ pub struct Config {
     /// for itself, which would bypass the proxy. A list, or one comma-separated string.
     #[serde(default, deserialize_with = "list_or_csv")]
     pub address_translation: Vec<String>,
+    /// Whether connections are encrypted: `disable` (plaintext, the local stacks) or
+    /// `verify-full` (TLS; each node's certificate must chain to `sslrootcert` and name
+    /// the node's IP address, which is what the driver connects to and checks).
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// PEM file of the certificate authorities the nodes' certificates are checked
+    /// against; required with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 fn default_contact_points() -> Vec<String> {
@@ -130,6 +141,8 @@ impl Default for Config {
             consistency: Consistency::default(),
             serial_consistency: SerialConsistency::default(),
             address_translation: Vec::new(),
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
         }
     }
 }
@@ -253,6 +266,15 @@ impl Config {
         if let Err(message) = self.translations() {
             f.invalid("address_translation", message);
         }
+        self.tls_settings().validate(f);
+    }
+
+    fn tls_settings(&self) -> tls::Settings<'_> {
+        tls::Settings {
+            section: "cassandra",
+            sslmode: self.sslmode,
+            sslrootcert: self.sslrootcert.as_ref(),
+        }
     }
 
     /// The translations, parsed.
@@ -288,11 +310,15 @@ pub fn idempotent(cql: impl Into<String>) -> Statement {
     statement
 }
 
+/// The application name every session gives the nodes.
+pub const APPLICATION_NAME: &str = "tributary";
+
 /// Opens a session to the cluster (no keyspace selected: statements name it).
 ///
 /// # Errors
 /// [`StoreError::Unreachable`] when no contact point accepts a CQL connection within
-/// `connect_timeout_ms`; [`StoreError::Credentials`] when the password file is unreadable.
+/// `connect_timeout_ms` (or none whose certificate verifies); [`StoreError::Credentials`]
+/// when the password file is unreadable; [`StoreError::Tls`] when `sslrootcert` is.
 pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     // Every statement takes the configured levels unless it sets its own: the fence's
     // reads do (SerialConsistency::for_reads).
@@ -313,6 +339,8 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
         .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
         .keepalive_interval(Duration::from_millis(config.keepalive_interval_ms))
         .keepalive_timeout(Duration::from_millis(config.keepalive_timeout_ms))
+        // Named in the node's client list (system_views.clients, nodetool clientstats).
+        .custom_identity(SelfIdentity::new().with_application_name(APPLICATION_NAME))
         .default_execution_profile_handle(profile.into_handle());
     let password = secret::resolve(&config.password, &config.password_file).map_err(|cause| {
         StoreError::Credentials {
@@ -329,6 +357,10 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     })?;
     if !translations.is_empty() {
         builder = builder.address_translator(Arc::new(translations));
+    }
+    if config.sslmode == SslMode::VerifyFull {
+        let tls = config.tls_settings().client_config(Service::Cassandra)?;
+        builder = builder.tls_context(Some(Arc::new(tls)));
     }
     if let Some(user) = &config.username {
         builder = builder.user(

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod rebootstrap;
 pub mod registry;
+pub mod tls;
 
 use std::fmt;
 

@@ -3,12 +3,12 @@
 //! Every connection sets `search_path` to the configured schema, so SQL in this project
 //! names tables unqualified and tests isolate themselves with a schema of their own.
 
+use super::tls::{self, SslMode};
 use super::{Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `[postgres]`: where the staging database lives.
@@ -54,17 +54,6 @@ pub struct Config {
     /// against; required with `sslmode = "verify-full"`.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
-}
-
-/// `postgres.sslmode`. libpq's `prefer`, `require` and `verify-ca` are left out: the first
-/// two accept any certificate (anyone on the path can read the traffic), the last one a
-/// certificate of another host.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    #[default]
-    Disable,
-    VerifyFull,
 }
 
 /// The TLS connector of every PostgreSQL connection. With `sslmode = "disable"` it is
@@ -120,19 +109,7 @@ impl Config {
         f.identifier("schema", &self.schema, 63);
         f.range("pool_size", self.pool_size, 1, 1_000);
         f.range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000);
-        match (self.sslmode, &self.sslrootcert) {
-            (SslMode::VerifyFull, None) => f.invalid(
-                "sslrootcert",
-                "required when postgres.sslmode is \"verify-full\": the PEM file of the CA \
-                 that signed the server's certificate",
-            ),
-            (SslMode::Disable, Some(_)) => f.invalid(
-                "sslrootcert",
-                "set, but postgres.sslmode is \"disable\": the connection would not be \
-                 encrypted (set sslmode = \"verify-full\")",
-            ),
-            _ => {}
-        }
+        self.tls_settings().validate(f);
     }
 
     /// The NOTIFY channel the stager signals after each staged run and the producer
@@ -188,39 +165,18 @@ impl Config {
     /// # Errors
     /// [`StoreError::Tls`]: `sslrootcert` cannot be read or holds no certificate.
     pub fn tls(&self) -> Result<Tls, StoreError> {
-        let roots = match (self.sslmode, &self.sslrootcert) {
-            (SslMode::VerifyFull, Some(path)) => trusted_roots(path)?,
-            _ => rustls::RootCertStore::empty(),
-        };
-        crate::install_tls_provider();
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(Arc::new(roots))
-            .with_no_client_auth();
-        Ok(Tls::new(config))
+        Ok(Tls::new(
+            self.tls_settings().client_config(Service::Postgres)?,
+        ))
     }
-}
 
-/// The authorities of `sslrootcert`, a PEM file of certificates.
-fn trusted_roots(path: &Path) -> Result<rustls::RootCertStore, StoreError> {
-    use rustls::pki_types::pem::PemObject;
-    let tls_error = |what: String| StoreError::Tls {
-        service: Service::Postgres,
-        what: format!("postgres.sslrootcert {}: {what}", path.display()),
-    };
-    let certificates = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(format!("cannot read it: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(format!("not a PEM file of certificates: {e}")))?;
-    if certificates.is_empty() {
-        return Err(tls_error("holds no certificate".into()));
+    fn tls_settings(&self) -> tls::Settings<'_> {
+        tls::Settings {
+            section: "postgres",
+            sslmode: self.sslmode,
+            sslrootcert: self.sslrootcert.as_ref(),
+        }
     }
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in certificates {
-        roots
-            .add(certificate)
-            .map_err(|e| tls_error(e.to_string()))?;
-    }
-    Ok(roots)
 }
 
 /// Opens one dedicated connection; its driver task runs on the current runtime and ends
@@ -279,51 +235,4 @@ pub async fn check(pool: &deadpool_postgres::Pool, config: &Config) -> Result<()
         .await
         .map_err(|e| StoreError::unreachable(Service::Postgres, config.endpoint(), e))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn findings(sslmode: SslMode, sslrootcert: Option<&str>) -> Vec<String> {
-        let config = Config {
-            sslmode,
-            sslrootcert: sslrootcert.map(PathBuf::from),
-            ..Config::default()
-        };
-        let mut f = Findings::default();
-        config.validate(&mut f);
-        f.found.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn verify_full_needs_a_ca_and_a_ca_needs_verify_full() {
-        assert!(findings(SslMode::Disable, None).is_empty());
-        assert!(findings(SslMode::VerifyFull, Some("/ca.pem")).is_empty());
-        let missing = findings(SslMode::VerifyFull, None);
-        assert_eq!(missing.len(), 1);
-        assert!(
-            missing[0].starts_with("sslrootcert: required"),
-            "{missing:?}"
-        );
-        let unused = findings(SslMode::Disable, Some("/ca.pem"));
-        assert_eq!(unused.len(), 1);
-        assert!(unused[0].contains("would not be encrypted"), "{unused:?}");
-    }
-
-    #[test]
-    fn a_ca_file_without_certificates_is_refused_naming_it() {
-        let path = std::env::temp_dir().join(format!("tributary-no-ca-{}.pem", std::process::id()));
-        std::fs::write(&path, "not a certificate\n").unwrap();
-        let config = Config {
-            sslmode: SslMode::VerifyFull,
-            sslrootcert: Some(path.clone()),
-            ..Config::default()
-        };
-        let error = config.tls().err().expect("no certificate in the file");
-        std::fs::remove_file(&path).unwrap();
-        let text = error.to_string();
-        assert!(text.contains(&path.display().to_string()), "{text}");
-        assert!(text.contains("holds no certificate"), "{text}");
-    }
 }
