@@ -3,7 +3,8 @@
 
 FROM rust:1.91-bookworm AS build
 # cmake and the curl headers build the bundled librdkafka (see stack/stack.sh for why
-# the headers are needed even without curl support).
+# the headers are needed even without curl support); its TLS links the image's OpenSSL
+# (libssl-dev is in the rust image; the runtime's ca-certificates brings libssl3).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*

@@ -4,7 +4,6 @@
 use super::{Action, Outcome};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeMap;
 use tributary_actors::store::kafka::{Config, TopicSpec};
@@ -97,17 +96,8 @@ struct Shape {
 
 /// Topic name → its [`Shape`], from a metadata request (blocking, so off the workers).
 async fn existing_topics(config: &Config) -> Result<BTreeMap<String, Shape>, StoreError> {
-    let client: BaseConsumer = config
-        .client_config("schema")?
-        .create()
-        .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", e))?;
-    let timeout = config.request_timeout();
-    let endpoint = config.bootstrap_servers.clone();
-    tokio::task::spawn_blocking(move || {
-        let metadata = client
-            .fetch_metadata(None, timeout)
-            .map_err(|e| StoreError::unreachable(Service::Kafka, endpoint, e))?;
-        Ok(metadata
+    tributary_actors::store::kafka::with_metadata(config, "schema", |metadata| {
+        metadata
             .topics()
             .iter()
             .map(|t| {
@@ -117,10 +107,9 @@ async fn existing_topics(config: &Config) -> Result<BTreeMap<String, Shape>, Sto
                 };
                 (t.name().to_owned(), shape)
             })
-            .collect())
+            .collect()
     })
     .await
-    .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", e))?
 }
 
 /// Compares an existing topic with its specification: partition and replica counts and

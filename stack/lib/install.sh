@@ -29,6 +29,9 @@ install_packages() {
 	[[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ||
 		-f /usr/include/aarch64-linux-gnu/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
 	command -v g++ >/dev/null || missing+=(g++)
+	# librdkafka's TLS and SCRAM link the system OpenSSL (rdkafka's ssl feature).
+	[[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+	command -v pkg-config >/dev/null || missing+=(pkg-config)
 	command -v make >/dev/null || missing+=(make)
 	command -v runuser >/dev/null || missing+=(util-linux)
 	# The cluster's network partitions are iptables rules (lib/partition.sh).

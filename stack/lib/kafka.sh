@@ -9,6 +9,8 @@
 #   KAFKA_RF          replication factor of the internal topics (offsets, transaction
 #                     state, share coordinator) and default.replication.factor
 #   KAFKA_MIN_ISR     their min.insync.replicas, and the broker default
+#   KAFKA_TLS         optional: "keystore" gives the listeners mapped to SSL the stack's
+#                     server certificate (stack/lib/tls.sh) as a PKCS12 keystore
 # Every node of a stack is formatted with the same cluster id, kept in
 # $STACK_DIR/kafka-cluster-id.
 
@@ -64,6 +66,14 @@ auto.create.topics.enable=false
 # retention shows in its Kafka disk within minutes.
 log.retention.check.interval.ms=30000
 PROPERTIES
+	if [[ ${KAFKA_TLS:-} == keystore ]]; then
+		stack_tls "$name"
+		cat >>"$dir/server.properties" <<PROPERTIES
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$STACK_DIR/tls/server.p12
+ssl.keystore.password=$(<"$STACK_DIR/tls/server.p12.pass")
+PROPERTIES
+	fi
 	cat >"$dir/log4j2.properties" <<PROPERTIES
 status = warn
 appender.file.type = File

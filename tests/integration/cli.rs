@@ -146,9 +146,9 @@ fn unreachable_store_exits_2_naming_the_service() {
     }
 }
 
-/// TLS to PostgreSQL and to Cassandra from the command line: `schema apply` over
-/// verify-full succeeds; a wrong CA, an unreadable CA file and verify-full without a CA
-/// each exit 2 naming the store or its key, and the cause.
+/// TLS to each store from the command line: `schema apply` over verify-full succeeds;
+/// a wrong CA, an unreadable CA file and verify-full without a CA each exit 2 naming the
+/// store or its key, and the cause.
 #[test]
 fn tls_from_the_command_line_for_each_store() {
     let ca = crate::common::stack_tls_file("ca.pem")
@@ -157,19 +157,30 @@ fn tls_from_the_command_line_for_each_store() {
     let other = crate::common::stack_tls_file("other-ca.pem")
         .display()
         .to_string();
-    // (section, its environment prefix, the variable naming tributary's space in it)
-    for (section, prefix, space_key) in [
-        ("postgres", "TRIBUTARY__POSTGRES__", "SCHEMA"),
-        ("cassandra", "TRIBUTARY__CASSANDRA__", "KEYSPACE"),
+    // (section, how each TLS client says a certificate's issuer is unknown)
+    for (section, wrong_ca) in [
+        ("postgres", "invalid peer certificate: UnknownIssuer"),
+        ("cassandra", "invalid peer certificate: UnknownIssuer"),
+        ("kafka", "certificate verify failed"),
     ] {
-        let name = unique(&format!("it_cli_tls_{section}"));
+        let config = crate::common::isolated_config(&format!("it_cli_tls_{section}"));
         let apply = ["schema", "apply", "--only", section];
+        let prefix = format!("TRIBUTARY__{}__", section.to_uppercase());
         let with = |rootcert: Option<&str>| {
-            let mut env = vec![
-                (format!("{prefix}{space_key}"), name.clone()),
-                (format!("{prefix}SSLMODE"), "verify-full".to_owned()),
-            ];
+            let mut env = crate::common::isolated_env(&config);
+            env.push((format!("{prefix}SSLMODE"), "verify-full".to_owned()));
             env.extend(rootcert.map(|path| (format!("{prefix}SSLROOTCERT"), path.to_owned())));
+            if section == "kafka" {
+                env.push((
+                    "TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS".to_owned(),
+                    crate::common::kafka_tls_bootstrap(),
+                ));
+                // A broker refused is retried until this passes.
+                env.push((
+                    "TRIBUTARY__KAFKA__REQUEST_TIMEOUT_MS".to_owned(),
+                    "3000".to_owned(),
+                ));
+            }
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             tributary(&apply, &env)
@@ -180,7 +191,7 @@ fn tls_from_the_command_line_for_each_store() {
         assert!(out.status.success(), "{section}: {stdout}\n{stderr}");
 
         for (rootcert, expected) in [
-            (Some(other.as_str()), "UnknownIssuer".to_owned()),
+            (Some(other.as_str()), wrong_ca.to_owned()),
             (
                 Some("/nonexistent/ca.pem"),
                 format!("{section}.sslrootcert /nonexistent/ca.pem: cannot read it"),
@@ -262,6 +273,44 @@ async fn demo_moves_users_and_verifies() {
     let logged = std::fs::read_to_string(&log).expect("the demo's log file");
     assert!(logged.contains("\"level\":\"INFO\""), "{logged}");
     let _ = std::fs::remove_file(&log);
+}
+
+/// The whole pipeline with TLS to every store (`sslmode = "verify-full"` for
+/// PostgreSQL, Kafka through the stack's TLS-only listener, and Cassandra): the demo's
+/// users arrive exactly once, as its verify over the same connections reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_tls_to_every_store_moves_users_exactly_once() {
+    let config = crate::common::isolated_config("it_demo_tls");
+    tributary::schema::apply(&config, &[])
+        .await
+        .expect("schema apply");
+    let ca = crate::common::stack_tls_file("ca.pem")
+        .display()
+        .to_string();
+    let mut env = crate::common::isolated_env(&config);
+    for store in ["POSTGRES", "KAFKA", "CASSANDRA"] {
+        env.push((format!("TRIBUTARY__{store}__SSLMODE"), "verify-full".into()));
+        env.push((format!("TRIBUTARY__{store}__SSLROOTCERT"), ca.clone()));
+    }
+    env.push((
+        "TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS".into(),
+        crate::common::kafka_tls_bootstrap(),
+    ));
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tributary(&["demo", "--users", "1000"], &env)
+    })
+    .await
+    .expect("demo task");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("rows in cassandra") && l.ends_with(" 1000")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verify: OK"), "{stdout}");
 }
 
 /// What the demo prints after verify: the Cassandra query, the dashboard, one run's

@@ -220,6 +220,12 @@ impl SourceAt {
     }
 }
 
+/// The single stack's Kafka listener that speaks TLS only (the stack's server
+/// certificate).
+pub fn kafka_tls_bootstrap() -> String {
+    std::env::var("TRIBUTARY_STACK_KAFKA_SSL_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9095".into())
+}
+
 /// A PEM file of the stack's TLS material (`.stack/tls/`, or under
 /// `TRIBUTARY_STACK_DIR`): `ca.pem` signed the stack's server certificates,
 /// `other-ca.pem` signed nothing.

@@ -1,12 +1,12 @@
 //! Round trips through the project's own store clients, against the real servers.
 
-use crate::common::{isolated_config, stack_tls_file};
+use crate::common::{isolated_config, kafka_tls_bootstrap, stack_tls_file};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::time::Duration;
 use tributary::schema::{self, Action};
 use tributary_actors::process::progress::lwt_applied;
-use tributary_actors::store::{Service, cassandra, postgres, tls};
+use tributary_actors::store::{Service, cassandra, kafka, postgres, tls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_round_trip_stages_each_user_once() {
@@ -108,6 +108,50 @@ async fn postgres_verify_full_encrypts_and_refuses_a_server_of_another_ca() {
         text.contains("certificate") && text.contains("UnknownIssuer"),
         "{text}"
     );
+}
+
+/// `kafka.sslmode = "verify-full"`: topics created and metadata read through the
+/// stack's TLS-only listener (a plaintext client gets nothing from it, so what answered
+/// spoke TLS); trusting another CA refuses the broker, naming Kafka and the cause that
+/// librdkafka logged, not only "transport failure".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_verify_full_encrypts_and_refuses_a_broker_of_another_ca() {
+    let mut config = isolated_config("it_kafka_tls");
+    config.kafka.bootstrap_servers = kafka_tls_bootstrap();
+    config.kafka.request_timeout_ms = 3_000;
+    config.kafka.sslmode = tls::SslMode::VerifyFull;
+    config.kafka.sslrootcert = Some(stack_tls_file("ca.pem"));
+
+    let outcomes = schema::apply(&config, &[Service::Kafka])
+        .await
+        .expect("topics created over TLS");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.service == Service::Kafka && o.action == Action::Created)
+            .count(),
+        3,
+        "{outcomes:?}"
+    );
+    let brokers = kafka::check(&config.kafka)
+        .await
+        .expect("metadata over TLS");
+    assert_eq!(brokers, 1);
+
+    let mut plaintext = config.kafka.clone();
+    plaintext.sslmode = tls::SslMode::Disable;
+    plaintext.sslrootcert = None;
+    kafka::check(&plaintext)
+        .await
+        .expect_err("a plaintext client of the TLS listener");
+
+    config.kafka.sslrootcert = Some(stack_tls_file("other-ca.pem"));
+    let error = kafka::check(&config.kafka)
+        .await
+        .expect_err("a broker whose certificate another CA signed");
+    let text = tributary_actors::error_chain(&error);
+    assert!(text.starts_with("kafka"), "{text}");
+    assert!(text.contains("certificate verify failed"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Kafka: client properties shared by the producer, the consumers and the admin client,
 //! and the topic specifications that `tributary schema apply` creates.
 
+use super::tls::{self, SslMode};
 use super::{Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
@@ -44,9 +45,9 @@ pub struct Config {
     /// unreachable.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// SASL mechanism: PLAIN (SCRAM needs librdkafka with TLS, not in this build).
-    /// Setting it switches `security.protocol` to SASL_PLAINTEXT unless `properties`
-    /// names another.
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; unset, no SASL.
+    /// With `sslmode`, it makes librdkafka's `security.protocol` (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT or SASL_SSL), which `properties` may therefore not set.
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
     /// SASL user name.
@@ -58,8 +59,18 @@ pub struct Config {
     /// File holding the SASL password; wins over `sasl_password`.
     #[serde(default)]
     pub sasl_password_file: Option<PathBuf>,
-    /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SSL"`).
-    /// Secrets are refused here: use the dedicated keys.
+    /// Whether connections are encrypted: `disable` (plaintext, the local stacks) or
+    /// `verify-full` (TLS; each broker's certificate must chain to `sslrootcert` and
+    /// name the host it is reached at).
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// PEM file of the certificate authorities the brokers' certificates are checked
+    /// against; required with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// Extra librdkafka properties for every client (e.g. `"socket.keepalive.enable"`).
+    /// Secrets are refused here (use the dedicated keys), and so are the properties
+    /// `sslmode`, `sslrootcert` and `sasl_mechanism` make.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// The topics tributary reads and writes.
@@ -173,6 +184,8 @@ impl Default for Config {
             sasl_username: None,
             sasl_password: None,
             sasl_password_file: None,
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
             properties: BTreeMap::new(),
             topics: Topics::default(),
             record_format: RecordFormat::default(),
@@ -189,6 +202,26 @@ const SECRET_PROPERTIES: &[&str] = &[
     "ssl.key.pem",
     "sasl.oauthbearer.client.secret",
 ];
+
+/// librdkafka properties that `sslmode`, `sslrootcert` and `sasl_mechanism` make, with
+/// the key that makes each: refused in `kafka.properties`, where one could quietly turn
+/// TLS or the broker's certificate check off.
+const SECURITY_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "security.protocol",
+        "kafka.sslmode and kafka.sasl_mechanism",
+    ),
+    ("ssl.ca.location", "kafka.sslrootcert"),
+    ("ssl.ca.pem", "kafka.sslrootcert"),
+    ("ssl.endpoint.identification.algorithm", "kafka.sslmode"),
+    ("enable.ssl.certificate.verification", "kafka.sslmode"),
+    ("sasl.mechanism", "kafka.sasl_mechanism"),
+    ("sasl.mechanisms", "kafka.sasl_mechanism"),
+    ("sasl.username", "kafka.sasl_username"),
+];
+
+/// The SASL mechanisms librdkafka (built with OpenSSL) offers for a user and password.
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 impl Topics {
     pub fn all(&self) -> [(&'static str, &TopicSpec); 3] {
@@ -214,19 +247,23 @@ impl Config {
                 );
             }
         }
-        // librdkafka implements SCRAM only when built with OpenSSL, and ours is not
-        // (README, Security): refuse it here rather than at the first connection.
+        for (key, made_by) in SECURITY_PROPERTIES {
+            if self.properties.contains_key(*key) {
+                f.invalid(
+                    &format!("properties.{key}"),
+                    format!("set by {made_by}, not here"),
+                );
+            }
+        }
         if let Some(mechanism) = &self.sasl_mechanism
-            && mechanism.to_ascii_uppercase().starts_with("SCRAM-")
+            && !SASL_MECHANISMS.contains(&mechanism.as_str())
         {
             f.invalid(
                 "sasl_mechanism",
-                format!(
-                    "{mechanism} needs a Kafka client built with TLS support, which this \
-                     build lacks: PLAIN is the mechanism it has (README, Security)"
-                ),
+                format!("{mechanism:?} is not one of {}", SASL_MECHANISMS.join(", ")),
             );
         }
+        self.tls_settings().validate(f);
         if self.sasl_mechanism.is_some() && self.sasl_username.is_none() {
             f.invalid("sasl_username", "required when kafka.sasl_mechanism is set");
         }
@@ -285,9 +322,6 @@ impl Config {
             config.set(key, value);
         }
         if let Some(mechanism) = &self.sasl_mechanism {
-            if !self.properties.contains_key("security.protocol") {
-                config.set("security.protocol", "SASL_PLAINTEXT");
-            }
             config.set("sasl.mechanism", mechanism);
             if let Some(user) = &self.sasl_username {
                 config.set("sasl.username", user);
@@ -302,7 +336,38 @@ impl Config {
                 config.set("sasl.password", password.expose());
             }
         }
+        if self.sslmode == SslMode::VerifyFull {
+            // librdkafka reads the file itself; checked here first so that a bad one is
+            // refused naming the key, as for the other stores.
+            let settings = self.tls_settings();
+            settings.client_config(Service::Kafka)?;
+            if let Some(path) = settings.sslrootcert {
+                config.set("ssl.ca.location", path.display().to_string());
+            }
+            // The broker's certificate must name the host it is reached at (librdkafka's
+            // default since 2.0, set so that no default can change it).
+            config.set("ssl.endpoint.identification.algorithm", "https");
+        }
+        config.set("security.protocol", self.security_protocol());
         Ok(config)
+    }
+
+    /// librdkafka's `security.protocol`, from `sslmode` and `sasl_mechanism`.
+    fn security_protocol(&self) -> &'static str {
+        match (self.sslmode, self.sasl_mechanism.is_some()) {
+            (SslMode::Disable, false) => "PLAINTEXT",
+            (SslMode::Disable, true) => "SASL_PLAINTEXT",
+            (SslMode::VerifyFull, false) => "SSL",
+            (SslMode::VerifyFull, true) => "SASL_SSL",
+        }
+    }
+
+    fn tls_settings(&self) -> tls::Settings<'_> {
+        tls::Settings {
+            section: "kafka",
+            sslmode: self.sslmode,
+            sslrootcert: self.sslrootcert.as_ref(),
+        }
     }
 
     pub fn request_timeout(&self) -> std::time::Duration {
@@ -362,28 +427,99 @@ impl TopicSpec {
     }
 }
 
-/// Asks the cluster for its metadata; the blocking librdkafka call runs on the blocking
-/// pool.
+/// How many queued events a failed metadata request serves to [`ConnectionErrors`].
+const CONNECTION_EVENTS_SERVED: usize = 64;
+
+/// Asks the cluster for its metadata: the number of brokers.
 ///
 /// # Errors
-/// [`StoreError::Unreachable`] when no broker answers within `request_timeout_ms`.
+/// As [`with_metadata`].
 pub async fn check(config: &Config) -> Result<usize, StoreError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let client: BaseConsumer = config
-        .client_config("check")?
-        .create()
+    with_metadata(config, "check", |metadata| metadata.brokers().len()).await
+}
+
+/// Asks the cluster for its metadata (all topics) and reads what `read` takes from it;
+/// the blocking librdkafka call runs on the blocking pool.
+///
+/// # Errors
+/// [`StoreError::Unreachable`] when no broker answers within `request_timeout_ms`,
+/// with the reason librdkafka last gave for a failed connection (a TLS handshake, an
+/// authentication): the request's own error only says the transport failed.
+pub async fn with_metadata<T: Send + 'static>(
+    config: &Config,
+    role: &str,
+    read: impl FnOnce(&rdkafka::metadata::Metadata) -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    use rdkafka::consumer::BaseConsumer;
+    let client: BaseConsumer<ConnectionErrors> = config
+        .client_config(role)?
+        .create_with_context(ConnectionErrors::default())
         .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", e))?;
     let timeout = config.request_timeout();
     let endpoint = config.bootstrap_servers.clone();
-    tokio::task::spawn_blocking(move || {
-        client
-            .fetch_metadata(None, timeout)
-            .map(|m| m.brokers().len())
-            .map_err(|e| StoreError::unreachable(Service::Kafka, endpoint, e))
+    tokio::task::spawn_blocking(move || match client.fetch_metadata(None, timeout) {
+        Ok(metadata) => Ok(read(&metadata)),
+        Err(error) => {
+            // Serve what the failed connections logged to the context (bounded: each
+            // poll serves at most one event, and a client that keeps failing keeps
+            // logging).
+            for _ in 0..CONNECTION_EVENTS_SERVED {
+                let _ = client.poll(Duration::ZERO);
+            }
+            let cause: super::Cause = match client.context().last() {
+                Some(reason) => format!("{error}: {reason}").into(),
+                None => Box::new(error),
+            };
+            Err(StoreError::unreachable(Service::Kafka, endpoint, cause))
+        }
     })
     .await
     .map_err(|e| StoreError::request(Service::Kafka, "metadata task failed", e))?
 }
+
+/// A client context that keeps the last error librdkafka reported — why a broker
+/// connection failed ("SSL handshake failed: … certificate verify failed", "SASL
+/// authentication error: … invalid credentials"), which a request's error does not say.
+/// librdkafka queues them as log and error events, served to the context by polling.
+#[derive(Debug, Default)]
+pub struct ConnectionErrors {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl ConnectionErrors {
+    fn keep(&self, reason: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(reason.to_owned());
+        }
+    }
+
+    fn last(&self) -> Option<String> {
+        self.last.lock().map_or(None, |last| last.clone())
+    }
+}
+
+impl rdkafka::ClientContext for ConnectionErrors {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        match level {
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+                tracing::warn!("librdkafka: {facility} {message}");
+                self.keep(message);
+            }
+            Level::Warning => tracing::warn!("librdkafka: {facility} {message}"),
+            Level::Notice | Level::Info | Level::Debug => {
+                tracing::debug!("librdkafka: {facility} {message}");
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!("librdkafka: {error}: {reason}");
+        self.keep(reason);
+    }
+}
+
+impl ConsumerContext for ConnectionErrors {}
 
 /// The topic setting [`TopicSpec::min_insync_replicas`] sets.
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -474,26 +610,58 @@ mod tests {
     }
 
     #[test]
-    fn scram_is_refused_while_the_client_has_no_tls() {
-        for (mechanism, refused) in [
-            ("SCRAM-SHA-512", true),
-            ("scram-sha-256", true),
-            ("PLAIN", false),
+    fn the_security_protocol_follows_sslmode_and_sasl() {
+        let ca = PathBuf::from("/ca.pem");
+        for (sslmode, mechanism, protocol) in [
+            (SslMode::Disable, None, "PLAINTEXT"),
+            (SslMode::Disable, Some("PLAIN"), "SASL_PLAINTEXT"),
+            (SslMode::VerifyFull, None, "SSL"),
+            (SslMode::VerifyFull, Some("SCRAM-SHA-512"), "SASL_SSL"),
         ] {
             let config = Config {
-                sasl_mechanism: Some(mechanism.into()),
-                sasl_username: Some("u".into()),
+                sslmode,
+                sslrootcert: (sslmode == SslMode::VerifyFull).then(|| ca.clone()),
+                sasl_mechanism: mechanism.map(Into::into),
+                sasl_username: mechanism.map(|_| "u".into()),
                 ..Config::default()
             };
             let mut f = Findings::default();
             config.validate(&mut f);
-            let keys: Vec<&str> = f.found.iter().map(|i| i.key.as_str()).collect();
-            assert_eq!(
-                keys.contains(&"sasl_mechanism"),
-                refused,
-                "{mechanism}: {keys:?}"
-            );
+            assert!(f.found.is_empty(), "{:?}", f.found);
+            assert_eq!(config.security_protocol(), protocol);
         }
+    }
+
+    #[test]
+    fn unknown_mechanisms_and_security_properties_are_refused_naming_the_key() {
+        let mut config = Config {
+            sasl_mechanism: Some("GSSAPI".into()),
+            sasl_username: Some("u".into()),
+            ..Config::default()
+        };
+        for key in ["security.protocol", "enable.ssl.certificate.verification"] {
+            config.properties.insert(key.into(), "x".into());
+        }
+        let mut f = Findings::default();
+        config.validate(&mut f);
+        let found: Vec<String> = f.found.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "properties.security.protocol: set by kafka.sslmode and kafka.sasl_mechanism"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with(
+                "properties.enable.ssl.certificate.verification: set by kafka.sslmode"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("sasl_mechanism: \"GSSAPI\" is not one of PLAIN"),
+            "{found:?}"
+        );
     }
 
     #[test]
