@@ -17,7 +17,7 @@ TRIBUTARY := target/debug/tributary
 STACK ?= single
 STACK_SH := TRIBUTARY_STACK=$(STACK) stack/stack.sh
 
-.PHONY: help demo test build build-cli schema stack-up stack-down stack-status test-tools cqlsh psql lint fmt-check clippy deny fuzz fuzz-ci chaos chaos-ci chaos-cluster chaos-containers soak soak-ci bench
+.PHONY: help demo test build build-cli schema stack-up stack-down stack-status test-tools cqlsh psql lint fmt-check clippy deny fuzz fuzz-ci chaos chaos-ci chaos-cluster chaos-containers test-secure soak soak-ci bench
 
 help:
 	@echo "make demo          stack up, schema apply, move DEMO_USERS (10000) users through the pipeline, verify"
@@ -28,9 +28,11 @@ help:
 	@echo "make cqlsh         a CQL shell on the stack's Cassandra (cqlsh from PyPI, cached); make psql: PostgreSQL's"
 	@echo "                   STACK=cluster for any of the three: 3 Kafka brokers + 3 Cassandra nodes on 127.0.0.1-3"
 	@echo "                   STACK=containers: docker-compose.yml on podman, images built here"
+	@echo "                   STACK=secure: TLS and passwords required by every store, tributary granted its own objects only"
 	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once, 4 long holds); make chaos: all (hours)"
 	@echo "make chaos-cluster the cluster suite: node losses, rolling restarts, partitions (3 Kafka + 3 Cassandra)"
 	@echo "make chaos-containers  docker compose up, and container kills, pauses, partitions (the container stack)"
+	@echo "make test-secure   the secure stack's tests: exactly once over TLS with passwords, refusals, rights, no secret leaked"
 	@echo "make soak          60 minutes at a steady rate under a fault every 30-90 s (target/soak/report.md); make soak-ci: 5 minutes"
 	@echo "make bench         benchmarks: tributary vs Kafka/Cassandra ceilings and Spark (target/bench/report.md)"
 	@echo "make fuzz          each fuzz target for FUZZ_RUNS (10 million) executions; make fuzz-ci: FUZZ_SECONDS (30) each"
@@ -49,6 +51,7 @@ test: stack-up test-tools lint
 	$(MAKE) soak-ci
 	$(MAKE) chaos-cluster
 	$(MAKE) chaos-containers
+	$(MAKE) test-secure
 	$(MAKE) fuzz-ci
 	$(MAKE) deny
 
@@ -89,6 +92,17 @@ chaos-containers: test-tools build
 	env=$$(TRIBUTARY_STACK=containers stack/stack.sh env) || exit 2; eval "$$env"; \
 		target/debug/tributary-chaos --suite containers --seeds 1 --out target/chaos-containers; \
 		status=$$?; TRIBUTARY_STACK=containers stack/stack.sh down; exit $$status
+
+# The secure stack's tests (tests/secure/, a test target `cargo test` leaves out) against
+# the secure stack: TLS and passwords required by every store, tributary's role granted
+# its own objects only (stack/profiles/secure.sh). The single stack is stopped first and
+# the secure stack after, as for the cluster.
+test-secure: test-tools build
+	stack/stack.sh down
+	TRIBUTARY_STACK=secure stack/stack.sh up
+	env=$$(TRIBUTARY_STACK=secure stack/stack.sh env) || exit 2; eval "$$env"; \
+		cargo test --locked --test secure; \
+		status=$$?; TRIBUTARY_STACK=secure stack/stack.sh down; exit $$status
 
 # The soak (release build, as the service runs): one tributary at half of the bench's
 # peak with ingestion, a fault from the chaos catalogue every 30-90 s, retention acting
@@ -159,6 +173,7 @@ fmt-check:
 
 clippy:
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --locked --test secure -- -D warnings
 
 # Fuzzing (fuzz/, README "Security"): libFuzzer through cargo-fuzz, on stable Rust
 # (--sanitizer none: AddressSanitizer needs nightly; our parsers are safe Rust, so what a

@@ -20,15 +20,53 @@ ask a real question and only succeed on a real answer:
                                   was down, replayed to it once it is back) nor is
                                   replaying them
 
+    probe.py cql-exec HOST PORT   each line of standard input as one CQL statement, in
+                                  order (the secure stack's roles and grants)
+
+Against a server that requires TLS and passwords (the secure stack), the environment
+says how to connect:
+
+    PROBE_CAFILE         TLS, the server's certificate checked against this PEM file
+                         and the host connected to
+    PROBE_USER           Kafka: SASL SCRAM-SHA-512 as this user; CQL: this role, for
+                         Cassandra's PasswordAuthenticator
+    PROBE_PASSWORD_FILE  the file holding that user's password
+
 Prints one line describing the answer and exits 0, or prints the reason and exits 1.
 Standard library only, so it runs before anything else is installed.
 """
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import ssl
 
 import socket
 import struct
 import sys
 
 TIMEOUT_S = 3.0
+
+
+def connect(host, port):
+    """A TCP connection, in TLS when PROBE_CAFILE names the CA to check the server by."""
+    sock = socket.create_connection((host, port), timeout=TIMEOUT_S)
+    cafile = os.environ.get("PROBE_CAFILE")
+    if not cafile:
+        return sock
+    context = ssl.create_default_context(cafile=cafile)
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def credentials():
+    """(user, password) from PROBE_USER and PROBE_PASSWORD_FILE, or None."""
+    user = os.environ.get("PROBE_USER")
+    if not user:
+        return None
+    with open(os.environ["PROBE_PASSWORD_FILE"], encoding="utf-8") as f:
+        return user, f.read().strip()
 
 
 def recv_exact(sock, n):
@@ -71,19 +109,60 @@ class Reader:
         return value
 
 
+def kafka_request(sock, api_key, api_version, correlation_id, body):
+    """One request (header v1) and its response, the reader after the correlation id."""
+    client_id = b"tributary-probe"
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id
+    request = header + body
+    sock.sendall(struct.pack(">i", len(request)) + request)
+    size = struct.unpack(">i", recv_exact(sock, 4))[0]
+    r = Reader(recv_exact(sock, size))
+    answered = r.take(">i")
+    if answered != correlation_id:
+        raise ValueError(f"unexpected correlation id {answered}")
+    return r
+
+
+def kafka_scram(sock, user, password):
+    """SaslHandshake v1 and SaslAuthenticate v0 exchanges of SCRAM-SHA-512 (RFC 5802)."""
+    mechanism = b"SCRAM-SHA-512"
+    r = kafka_request(sock, 17, 1, 10, struct.pack(">h", len(mechanism)) + mechanism)
+    if (error := r.take(">h")) != 0:
+        raise ValueError(f"SaslHandshake refused SCRAM-SHA-512 (error {error})")
+
+    def authenticate(correlation_id, message):
+        r = kafka_request(sock, 36, 0, correlation_id, struct.pack(">i", len(message)) + message)
+        error, why = r.take(">h"), r.string16()
+        if error != 0:
+            raise ValueError(f"SASL authentication failed (error {error}): {why}")
+        return r.bytes32().decode()
+
+    nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+    first_bare = f"n={user},r={nonce}"
+    server_first = authenticate(11, f"n,,{first_bare}".encode())
+    fields = dict(item.split("=", 1) for item in server_first.split(","))
+    if not fields["r"].startswith(nonce):
+        raise ValueError("the server's SCRAM nonce does not extend ours")
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.digest(salted, b"Client Key", "sha512")
+    final_without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{first_bare},{server_first},{final_without_proof}".encode()
+    signature = hmac.digest(hashlib.sha512(client_key).digest(), auth_message, "sha512")
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    server_final = authenticate(12, f"{final_without_proof},p={proof}".encode())
+    server_key = hmac.digest(salted, b"Server Key", "sha512")
+    expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha512")).decode()
+    if server_final != f"v={expected}":
+        raise ValueError("the server's SCRAM signature does not verify")
+
+
 def kafka(host, port, min_brokers=1):
     # Metadata v4 (v0-v3 were removed in Kafka 4.0 by KIP-896), request header v1.
-    client_id = b"tributary-probe"
-    header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
     body = struct.pack(">i?", -1, False)  # all topics, no auto-creation
-    request = header + body
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
-        sock.sendall(struct.pack(">i", len(request)) + request)
-        size = struct.unpack(">i", recv_exact(sock, 4))[0]
-        r = Reader(recv_exact(sock, size))
-    correlation_id = r.take(">i")
-    if correlation_id != 1:
-        raise ValueError(f"unexpected correlation id {correlation_id}")
+    with connect(host, port) as sock:
+        if login := credentials():
+            kafka_scram(sock, *login)
+        r = kafka_request(sock, 3, 4, 1, body)
     r.take(">i")  # throttle_time_ms
     brokers = []
     for _ in range(r.take(">i")):
@@ -118,25 +197,44 @@ CONSISTENCY_ONE = 0x0001
 CONSISTENCY_ALL = 0x0005
 
 
-def cql_query(host, port, query, consistency):
-    """STARTUP, then one QUERY; returns a reader positioned after the Rows kind."""
+def cql_session(sock):
+    """STARTUP, and the password exchange when the server asks for one (AUTHENTICATE)."""
 
     def string16(s):
         b = s.encode()
         return struct.pack(">h", len(b)) + b
 
     startup = struct.pack(">h", 1) + string16("CQL_VERSION") + string16("3.0.0")
-    query = query.encode()
-    query_body = struct.pack(">i", len(query)) + query + struct.pack(">hB", consistency, 0)
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
-        sock.sendall(cql_frame(0x01, startup))
+    sock.sendall(cql_frame(0x01, startup))
+    opcode, _ = cql_read(sock)
+    if opcode == 0x03:  # AUTHENTICATE: SASL PLAIN, "\0user\0password"
+        login = credentials()
+        if login is None:
+            raise ValueError("the server asks for a password: set PROBE_USER and PROBE_PASSWORD_FILE")
+        token = b"\0" + login[0].encode() + b"\0" + login[1].encode()
+        sock.sendall(cql_frame(0x0F, struct.pack(">i", len(token)) + token))
         opcode, _ = cql_read(sock)
-        if opcode != 0x02:
-            raise ValueError(f"expected READY after STARTUP, got opcode 0x{opcode:02x}")
-        sock.sendall(cql_frame(0x07, query_body, stream=1))
-        opcode, body = cql_read(sock)
+        if opcode != 0x10:
+            raise ValueError(f"expected AUTH_SUCCESS, got opcode 0x{opcode:02x}")
+    elif opcode != 0x02:
+        raise ValueError(f"expected READY after STARTUP, got opcode 0x{opcode:02x}")
+
+
+def cql_send(sock, query, consistency, stream):
+    """One QUERY on an open session; the RESULT's body."""
+    query = query.encode()
+    sock.sendall(cql_frame(0x07, struct.pack(">i", len(query)) + query + struct.pack(">hB", consistency, 0), stream))
+    opcode, body = cql_read(sock)
     if opcode != 0x08:
         raise ValueError(f"expected RESULT, got opcode 0x{opcode:02x}")
+    return body
+
+
+def cql_query(host, port, query, consistency):
+    """One QUERY on a new session; returns a reader positioned after the Rows kind."""
+    with connect(host, port) as sock:
+        cql_session(sock)
+        body = cql_send(sock, query, consistency, stream=1)
     r = Reader(body)
     if r.take(">i") != 0x0002:
         raise ValueError("expected a Rows result")
@@ -220,6 +318,19 @@ def cql_hints(port, *hosts):
     return "no hints pending or replaying"
 
 
+def cql_exec(host, port):
+    statements = [line.strip() for line in sys.stdin if line.strip()]
+    with connect(host, port) as sock:
+        cql_session(sock)
+        for stream, statement in enumerate(statements, start=1):
+            try:
+                cql_send(sock, statement, CONSISTENCY_ONE, stream)
+            except ValueError as e:
+                # The statement as sent, up to its first quote: passwords stay out.
+                raise ValueError(f"{statement.split(chr(39))[0]}…: {e}") from None
+    return f"{len(statements)} statement(s) applied"
+
+
 def main(argv):
     # name: (probe, whether it takes PORT HOST... rather than HOST PORT, most arguments)
     probes = {
@@ -228,6 +339,7 @@ def main(argv):
         "cql-all": (cql_all, False, 2),
         "cql-schema": (cql_schema, True, None),
         "cql-hints": (cql_hints, True, None),
+        "cql-exec": (cql_exec, False, 2),
     }
     name, args = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
     if name not in probes:

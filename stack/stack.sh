@@ -16,11 +16,13 @@
 # TRIBUTARY_STACK picks the profile (stack/profiles/*.sh): `single` (the default; one
 # node of each, what `make test` uses), `cluster` (three Kafka brokers and three
 # Cassandra nodes on 127.0.0.1-3) or `containers` (docker-compose.yml run by docker
-# compose on podman, with images built here; `stack/stack.sh compose ARGS` drives it).
-# Each profile has its own ports and its own data directory, so they can run at once.
+# compose on podman, with images built here; `stack/stack.sh compose ARGS` drives it)
+# or `secure` (TLS and passwords required by every store, tributary's role granted its
+# own objects only). Each profile has its own ports and its own data directory, so they
+# can run at once.
 #
 # Data and logs live under $TRIBUTARY_STACK_DIR (default: <repo>/.stack for single,
-# <repo>/.stack/cluster, <repo>/.stack/containers). Downloads and built tools are
+# <repo>/.stack/cluster, <repo>/.stack/containers, <repo>/.stack/secure). Downloads and built tools are
 # cached under $TRIBUTARY_CACHE_DIR (default: ~/.cache/tributary): a warm start does no
 # network work. Every port can be overridden from the environment (see the profile).
 set -euo pipefail

@@ -9,7 +9,11 @@
 #   CASSANDRA_HEAP          -Xms and -Xmx (at most 1g on our machines)
 #   CASSANDRA_TLS           optional: "optional" offers TLS on the CQL port beside
 #                           plaintext (the stack's server certificate, stack/lib/tls.sh;
-#                           a client chooses, as with PostgreSQL)
+#                           a client chooses, as with PostgreSQL); "required" takes TLS
+#                           clients only
+#   CASSANDRA_AUTH          optional: "password" turns on PasswordAuthenticator and
+#                           CassandraAuthorizer (roles and grants); the default superuser
+#                           cassandra/cassandra exists at once, for the profile to replace
 
 cassandra_start() {
 	local name=$1 home=$CACHE_DIR/cassandra-$CASSANDRA_VERSION dir
@@ -45,12 +49,12 @@ commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 auto_snapshot: false
 EOF
-	if [[ ${CASSANDRA_TLS:-} == optional ]]; then
+	if [[ -n ${CASSANDRA_TLS:-} ]]; then
 		stack_tls "$name"
 		cat >>"$dir/cassandra.yaml" <<EOF
 client_encryption_options:
   enabled: true
-  optional: true
+  optional: $([[ $CASSANDRA_TLS == optional ]] && echo true || echo false)
   keystore: $STACK_DIR/tls/server.p12
   keystore_password: $(<"$STACK_DIR/tls/server.p12.pass")
   store_type: PKCS12
@@ -73,6 +77,16 @@ EOF
   </root>
 </configuration>
 EOF
+	local auth=()
+	if [[ ${CASSANDRA_AUTH:-} == password ]]; then
+		cat >>"$dir/cassandra.yaml" <<EOF
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
+EOF
+		# The default superuser is created at once rather than after 10 s.
+		auth=(-Dcassandra.superuser_setup_delay_ms=0)
+	fi
 	local jamm
 	jamm=$(ls "$home"/lib/jamm-*.jar 2>/dev/null | head -n 1)
 	[[ -n $jamm ]] || die "$name: jamm agent jar missing from $home/lib"
@@ -87,6 +101,7 @@ EOF
 		-Dcassandra.logdir="$dir/logs"
 		-Dlogback.configurationFile="$dir/logback.xml"
 		-Dcassandra.skip_wait_for_gossip_to_settle=0
+		"${auth[@]}"
 		-cp "$home/lib/*")
 	spawn "$name" "$java" "${jvm[@]}" org.apache.cassandra.service.CassandraDaemon
 }

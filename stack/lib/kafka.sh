@@ -9,8 +9,15 @@
 #   KAFKA_RF          replication factor of the internal topics (offsets, transaction
 #                     state, share coordinator) and default.replication.factor
 #   KAFKA_MIN_ISR     their min.insync.replicas, and the broker default
-#   KAFKA_TLS         optional: "keystore" gives the listeners mapped to SSL the stack's
-#                     server certificate (stack/lib/tls.sh) as a PKCS12 keystore
+#   KAFKA_TLS         optional: "keystore" gives the listeners mapped to SSL or SASL_SSL
+#                     the stack's server certificate (stack/lib/tls.sh) as a PKCS12
+#                     keystore, and the stack's CA as the truststore of the node's own
+#                     connections (to its controller listener, to itself)
+#   KAFKA_INTER_BROKER  optional: inter.broker.listener.name (default PLAINTEXT)
+#   KAFKA_EXTRA       optional: more server.properties lines (the secure stack's SASL,
+#                     ACL authorizer and super users)
+#   KAFKA_SCRAM       optional: SCRAM credentials created when the node is formatted,
+#                     each "SCRAM-SHA-512=[name=…,password=…]" (KIP-900), one per line
 # Every node of a stack is formatted with the same cluster id, kept in
 # $STACK_DIR/kafka-cluster-id.
 
@@ -47,7 +54,7 @@ controller.quorum.voters=$KAFKA_VOTERS
 listeners=$KAFKA_LISTENERS
 advertised.listeners=$KAFKA_ADVERTISED
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name=${KAFKA_INTER_BROKER:-PLAINTEXT}
 listener.security.protocol.map=$KAFKA_PROTOCOLS
 log.dirs=$dir/data
 num.partitions=1
@@ -72,8 +79,11 @@ PROPERTIES
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$STACK_DIR/tls/server.p12
 ssl.keystore.password=$(<"$STACK_DIR/tls/server.p12.pass")
+ssl.truststore.type=PEM
+ssl.truststore.location=$STACK_DIR/tls/ca.pem
 PROPERTIES
 	fi
+	[[ -z ${KAFKA_EXTRA:-} ]] || printf '%s\n' "$KAFKA_EXTRA" >>"$dir/server.properties"
 	cat >"$dir/log4j2.properties" <<PROPERTIES
 status = warn
 appender.file.type = File
@@ -93,8 +103,12 @@ PROPERTIES
 	if [[ ! -f $dir/data/meta.properties ]]; then
 		# Static controller.quorum.voters: format needs no --standalone or
 		# --initial-controllers, only the cluster id every voter shares.
+		local scram=() credential
+		while IFS= read -r credential; do
+			[[ -n $credential ]] && scram+=(--add-scram "$credential")
+		done <<<"${KAFKA_SCRAM:-}"
 		"$java" "${jvm[@]}" kafka.tools.StorageTool format -t "$(kafka_cluster_id "$java" "$name")" \
-			-c "$dir/server.properties" >>"$(log_file "$name")" 2>&1 ||
+			-c "$dir/server.properties" "${scram[@]}" >>"$(log_file "$name")" 2>&1 ||
 			fail_with_log "$name" "StorageTool format failed"
 	fi
 	spawn "$name" "$java" "${jvm[@]}" kafka.Kafka "$dir/server.properties"

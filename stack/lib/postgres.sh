@@ -3,6 +3,10 @@
 # to $HOST), trust authentication, TLS offered (a client chooses: tributary's default is
 # plaintext, `postgres.sslmode = "verify-full"` with $STACK_DIR/tls/ca.pem encrypts).
 # PostgreSQL is a single server in every profile.
+#
+# PG_AUTH (set by the profile): "trust" (the default: any client, as any role) or
+# "scram" (the secure stack: scram-sha-256 passwords, TCP clients over TLS only, every
+# other connection rejected; the superuser's password in PG_SUPERUSER_PASSWORD_FILE).
 
 # The server refuses to run as root, so as root it runs as the `postgres` user, which
 # must be able to reach its data directory. A checkout under a private directory (e.g.
@@ -23,6 +27,12 @@ pg_datadir() {
 		echo "$dir"
 	else
 		local runtime=/var/tmp/tributary-postgres-$PG_PORT
+		# Left by another checkout's stack on this port: its roles' passwords are not
+		# this stack's (the secure stack), and its data is not this checkout's.
+		if [[ -e $runtime && $(cat "$runtime.checkout" 2>/dev/null) != "$STACK_DIR" ]]; then
+			rm -rf "$runtime"
+		fi
+		echo "$STACK_DIR" >"$runtime.checkout"
 		ln -sfn "$runtime" "$dir"
 		echo "$runtime"
 	fi
@@ -40,10 +50,29 @@ pg_owner_prefix() {
 pg_tls() {
 	local datadir=$1 tls=$STACK_DIR/tls
 	stack_tls postgres
-	local owner=()
-	[[ $(id -u) == 0 ]] && owner=(-o postgres -g postgres)
-	install -m 600 "${owner[@]}" "$tls/server.pem" "$datadir/server.crt"
-	install -m 600 "${owner[@]}" "$tls/server.key" "$datadir/server.key"
+	install -m 600 "${PG_OWNER[@]}" "$tls/server.pem" "$datadir/server.crt"
+	install -m 600 "${PG_OWNER[@]}" "$tls/server.key" "$datadir/server.key"
+}
+
+# `install`'s owner arguments for files the server reads.
+PG_OWNER=()
+[[ $(id -u) == 0 ]] && PG_OWNER=(-o postgres -g postgres)
+
+# The secure stack's client authentication: passwords (scram-sha-256) over TLS from
+# $HOST and the local socket; plaintext TCP and any other address rejected.
+pg_hba_scram() {
+	local hba
+	hba=$(mktemp)
+	cat >"$hba" <<HBA
+# Written by stack/lib/postgres.sh (the secure stack) at every start.
+# TYPE    DATABASE USER ADDRESS          METHOD
+local     all      all                   scram-sha-256
+hostssl   all      all  $HOST/32         scram-sha-256
+host      all      all  0.0.0.0/0        reject
+host      all      all  ::/0             reject
+HBA
+	install -m 600 "${PG_OWNER[@]}" "$hba" "$1/pg_hba.conf"
+	rm -f "$hba"
 }
 
 start_postgres() {
@@ -53,9 +82,17 @@ start_postgres() {
 	if [[ ! -f $datadir/PG_VERSION ]]; then
 		mkdir -p "$datadir"
 		[[ $(id -u) == 0 ]] && chown postgres:postgres "$datadir"
-		$(pg_owner_prefix) "$bindir/initdb" -D "$datadir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+		local auth=(--auth=trust)
+		if [[ ${PG_AUTH:-trust} == scram ]]; then
+			# initdb reads the password as the data directory's owner.
+			install -m 600 "${PG_OWNER[@]}" "$PG_SUPERUSER_PASSWORD_FILE" "$datadir.pwfile"
+			auth=(--auth=scram-sha-256 --pwfile="$datadir.pwfile")
+		fi
+		$(pg_owner_prefix) "$bindir/initdb" -D "$datadir" -U postgres "${auth[@]}" -E UTF8 --locale=C.UTF-8 \
 			>>"$(log_file postgres)" 2>&1 || fail_with_log postgres "initdb failed"
+		rm -f "$datadir.pwfile"
 	fi
+	[[ ${PG_AUTH:-trust} == scram ]] && pg_hba_scram "$datadir"
 	pg_tls "$datadir"
 	local sockdir=$datadir/sock
 	$(pg_owner_prefix) mkdir -p "$sockdir"
@@ -67,5 +104,16 @@ start_postgres() {
 }
 
 probe_postgres() {
-	psql -X -q -t -A -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -c 'SELECT version()' 2>/dev/null | cut -d' ' -f1,2
+	pg_admin_psql -t -A -c 'SELECT version()' 2>/dev/null | cut -d' ' -f1,2
+}
+
+# psql as the superuser, over TLS with its password on the secure stack. Arguments are
+# psql's.
+pg_admin_psql() {
+	if [[ ${PG_AUTH:-trust} == scram ]]; then
+		PGPASSWORD=$(<"$PG_SUPERUSER_PASSWORD_FILE") PGSSLMODE=verify-full PGSSLROOTCERT=$STACK_DIR/tls/ca.pem \
+			psql -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
+	else
+		psql -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
+	fi
 }
