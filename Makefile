@@ -99,7 +99,7 @@ chaos-containers: test-tools build
 # the secure stack after, as for the cluster.
 test-secure: test-tools build
 	stack/stack.sh down
-	TRIBUTARY_STACK=secure stack/stack.sh up
+	TRIBUTARY_STACK=secure stack/stack.sh up || { TRIBUTARY_STACK=secure stack/stack.sh down; exit 1; }
 	env=$$(TRIBUTARY_STACK=secure stack/stack.sh env) || exit 2; eval "$$env"; \
 		cargo test --locked --test secure; \
 		status=$$?; TRIBUTARY_STACK=secure stack/stack.sh down; exit $$status

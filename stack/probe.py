@@ -41,9 +41,8 @@ import hashlib
 import hmac
 import os
 import secrets
-import ssl
-
 import socket
+import ssl
 import struct
 import sys
 
@@ -65,7 +64,10 @@ def credentials():
     user = os.environ.get("PROBE_USER")
     if not user:
         return None
-    with open(os.environ["PROBE_PASSWORD_FILE"], encoding="utf-8") as f:
+    path = os.environ.get("PROBE_PASSWORD_FILE")
+    if not path:
+        raise ValueError("PROBE_USER is set without PROBE_PASSWORD_FILE")
+    with open(path, encoding="utf-8") as f:
         return user, f.read().strip()
 
 
@@ -135,10 +137,14 @@ def kafka_scram(sock, user, password):
         error, why = r.take(">h"), r.string16()
         if error != 0:
             raise ValueError(f"SASL authentication failed (error {error}): {why}")
-        return r.bytes32().decode()
+        answer = r.bytes32()
+        if answer is None:
+            raise ValueError("SASL authentication: the broker sent no SCRAM message")
+        return answer.decode()
 
     nonce = base64.b64encode(secrets.token_bytes(18)).decode()
-    first_bare = f"n={user},r={nonce}"
+    saslname = user.replace("=", "=3D").replace(",", "=2C")  # RFC 5802, 5.1
+    first_bare = f"n={saslname},r={nonce}"
     server_first = authenticate(11, f"n,,{first_bare}".encode())
     fields = dict(item.split("=", 1) for item in server_first.split(","))
     if not fields["r"].startswith(nonce):

@@ -28,7 +28,10 @@
 //!   its keys) and the functions that open a connection, plus [`store::StoreError`], which
 //!   names the store that failed and how (`Service::error` maps a request's error).
 //!   - [`store::postgres`]: staging and outbox (tokio-postgres, deadpool pool).
-//!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin.
+//!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin;
+//!     `kafka/cluster.rs` asks the cluster for metadata (saying why a connection failed)
+//!     and watermarks.
+//!   - [`store::tls`]: every store's `sslmode` and `sslrootcert`, checked in one place.
 //!   - [`store::cassandra`]: scylla driver sessions, replication and consistency levels.
 //!   - [`store::registry`]: a Confluent-compatible schema registry's REST API.
 //! - [`supervisor`]: one_for_one / one_for_all / rest_for_one supervision for ractor,

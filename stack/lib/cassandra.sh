@@ -21,6 +21,9 @@ cassandra_start() {
 	local java
 	java=$(java17) || die "$name: Java 17 not found (run: stack/stack.sh install)"
 	mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
+	# The keystore's password is in it.
+	touch "$dir/cassandra.yaml"
+	chmod 600 "$dir/cassandra.yaml"
 	cat >"$dir/cassandra.yaml" <<EOF
 cluster_name: tributary
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner

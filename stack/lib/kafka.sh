@@ -14,10 +14,14 @@
 #                     keystore, and the stack's CA as the truststore of the node's own
 #                     connections (to its controller listener, to itself)
 #   KAFKA_INTER_BROKER  optional: inter.broker.listener.name (default PLAINTEXT)
-#   KAFKA_EXTRA       optional: more server.properties lines (the secure stack's SASL,
-#                     ACL authorizer and super users)
-#   KAFKA_SCRAM       optional: SCRAM credentials created when the node is formatted,
-#                     each "SCRAM-SHA-512=[name=…,password=…]" (KIP-900), one per line
+#   KAFKA_EXTRA_FILE  optional: a file of more server.properties lines (the secure
+#                     stack's SASL, ACL authorizer and super users)
+#   KAFKA_SCRAM_FILE  optional: a file of SCRAM credentials created when the node is
+#                     formatted, each "SCRAM-SHA-512=[name=…,password=…]" (KIP-900) on a
+#                     line of its own
+# Files, not values: a variable set for a function call is in the environment of every
+# process it starts (the broker's, for as long as it runs), and a command-line argument
+# is visible to every local user; these hold passwords.
 # Every node of a stack is formatted with the same cluster id, kept in
 # $STACK_DIR/kafka-cluster-id.
 
@@ -47,6 +51,9 @@ kafka_start() {
 	dir=$(svc_dir "$name")
 	java=$(java17) || die "$name: Java 17 not found (run: stack/stack.sh install)"
 	mkdir -p "$dir/data" "$dir/logs"
+	# The keystore's password (and the secure stack's own login) are in it.
+	touch "$dir/server.properties"
+	chmod 600 "$dir/server.properties"
 	cat >"$dir/server.properties" <<PROPERTIES
 process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
@@ -83,7 +90,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$STACK_DIR/tls/ca.pem
 PROPERTIES
 	fi
-	[[ -z ${KAFKA_EXTRA:-} ]] || printf '%s\n' "$KAFKA_EXTRA" >>"$dir/server.properties"
+	[[ -z ${KAFKA_EXTRA_FILE:-} ]] || cat "$KAFKA_EXTRA_FILE" >>"$dir/server.properties"
 	cat >"$dir/log4j2.properties" <<PROPERTIES
 status = warn
 appender.file.type = File
@@ -103,13 +110,24 @@ PROPERTIES
 	if [[ ! -f $dir/data/meta.properties ]]; then
 		# Static controller.quorum.voters: format needs no --standalone or
 		# --initial-controllers, only the cluster id every voter shares.
-		local scram=() credential
-		while IFS= read -r credential; do
-			[[ -n $credential ]] && scram+=(--add-scram "$credential")
-		done <<<"${KAFKA_SCRAM:-}"
-		"$java" "${jvm[@]}" kafka.tools.StorageTool format -t "$(kafka_cluster_id "$java" "$name")" \
-			-c "$dir/server.properties" "${scram[@]}" >>"$(log_file "$name")" 2>&1 ||
+		# The tool's arguments in a java @argfile (owner-only): the SCRAM passwords stay
+		# off the command line.
+		local args=$dir/format.args credential cluster_id
+		cluster_id=$(kafka_cluster_id "$java" "$name")
+		(
+			umask 077
+			printf '"%s"\n' kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$args"
+			if [[ -n ${KAFKA_SCRAM_FILE:-} ]]; then
+				while IFS= read -r credential; do
+					[[ -n $credential ]] && printf '"--add-scram"\n"%s"\n' "$credential" >>"$args"
+				done <"$KAFKA_SCRAM_FILE"
+			fi
+		)
+		"$java" "${jvm[@]}" "@$args" >>"$(log_file "$name")" 2>&1 || {
+			rm -f "$args"
 			fail_with_log "$name" "StorageTool format failed"
+		}
+		rm -f "$args"
 	fi
 	spawn "$name" "$java" "${jvm[@]}" kafka.Kafka "$dir/server.properties"
 }

@@ -11,7 +11,8 @@
 # The server refuses to run as root, so as root it runs as the `postgres` user, which
 # must be able to reach its data directory. A checkout under a private directory (e.g.
 # one made by mktemp -d) is not reachable by that user: the cluster then lives in a
-# runtime directory of its own and .stack/postgres/data links to it.
+# directory of its own under /var/tmp, made for this stack (mktemp: no other checkout
+# shares it), and .stack/…/postgres/data links to it.
 pg_datadir() {
 	local dir=$STACK_DIR/postgres/data
 	if [[ $(id -u) != 0 ]]; then
@@ -26,13 +27,9 @@ pg_datadir() {
 	if runuser -u postgres -- test -x "$STACK_DIR/postgres" 2>/dev/null; then
 		echo "$dir"
 	else
-		local runtime=/var/tmp/tributary-postgres-$PG_PORT
-		# Left by another checkout's stack on this port: its roles' passwords are not
-		# this stack's (the secure stack), and its data is not this checkout's.
-		if [[ -e $runtime && $(cat "$runtime.checkout" 2>/dev/null) != "$STACK_DIR" ]]; then
-			rm -rf "$runtime"
-		fi
-		echo "$STACK_DIR" >"$runtime.checkout"
+		local runtime
+		runtime=$(mktemp -d /var/tmp/tributary-postgres.XXXXXX)
+		chown postgres:postgres "$runtime"
 		ln -sfn "$runtime" "$dir"
 		echo "$runtime"
 	fi
@@ -89,7 +86,10 @@ start_postgres() {
 			auth=(--auth=scram-sha-256 --pwfile="$datadir.pwfile")
 		fi
 		$(pg_owner_prefix) "$bindir/initdb" -D "$datadir" -U postgres "${auth[@]}" -E UTF8 --locale=C.UTF-8 \
-			>>"$(log_file postgres)" 2>&1 || fail_with_log postgres "initdb failed"
+			>>"$(log_file postgres)" 2>&1 || {
+			rm -f "$datadir.pwfile"
+			fail_with_log postgres "initdb failed"
+		}
 		rm -f "$datadir.pwfile"
 	fi
 	[[ ${PG_AUTH:-trust} == scram ]] && pg_hba_scram "$datadir"

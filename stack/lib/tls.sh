@@ -15,8 +15,11 @@
 # Makes what is missing; a server certificate that another CA signed, that names
 # another host or that cannot authenticate a client is made again. $1: the service whose log gets openssl's output.
 stack_tls() {
-	local service=$1 tls=$STACK_DIR/tls ca log
+	local service=$1 tls=$STACK_DIR/tls ca log umask_before
 	log=$(log_file "$service")
+	# Keys and the keystore's password readable by their owner only.
+	umask_before=$(umask)
+	umask 077
 	mkdir -p "$tls"
 	for ca in ca other-ca; do
 		[[ -f $tls/$ca.pem ]] && continue
@@ -45,4 +48,5 @@ stack_tls() {
 			-passout "file:$tls/server.p12.pass" -out "$tls/server.p12" >>"$log" 2>&1 ||
 			fail_with_log "$service" "openssl could not make the PKCS12 keystore"
 	fi
+	umask "$umask_before"
 }

@@ -14,13 +14,20 @@
 #               `tributary` may do anything with topics, groups and transactional ids
 #               whose names begin with "tributary", nothing else
 #   Cassandra   TLS only, PasswordAuthenticator and CassandraAuthorizer; the default
-#               superuser disabled for role `admin`; role `tributary` holds all
-#               permissions on keyspace `tributary`, nothing else
+#               superuser disabled for role `admin`; role `tributary` may create, alter,
+#               read and write in keyspace `tributary` (and owns the tables it creates),
+#               nothing else
 #
 # Certificates (.stack/secure/tls/, stack/lib/tls.sh) and passwords
-# (.stack/secure/secrets/, one random password a file, made once) live under the stack's
-# directory, never in the repository. Provisioning (roles, grants, ACLs) runs after each
-# store is ready, at every `up`, and changes nothing the second time.
+# (.stack/secure/secrets/, one random password a file, made with the stack's data) live
+# under the stack's directory, never in the repository; every file the stack writes
+# there is its owner's only. To change a password, remove .stack/secure as a whole: the
+# administrators' and Kafka's are set when the stores are first made. Provisioning
+# (roles, grants, ACLs) runs after each store is ready, at every `up`, and changes
+# nothing the second time. No password is ever on a command line or in a process's
+# environment.
+
+umask 077
 
 HOST=127.0.0.1
 STACK_DIR=${TRIBUTARY_STACK_DIR:-$ROOT/.stack}/secure
@@ -51,10 +58,7 @@ secret_file() {
 	if [[ ! -s $file ]]; then
 		mkdir -p "$SECRETS_DIR"
 		chmod 700 "$SECRETS_DIR"
-		(
-			umask 077
-			openssl rand -hex 24 >"$file"
-		)
+		openssl rand -hex 24 >"$file"
 	fi
 	echo "$file"
 }
@@ -69,15 +73,17 @@ service_start() {
 		;;
 	kafka)
 		stack_tls kafka
+		mkdir -p "$STACK_DIR/kafka"
+		kafka_security >"$STACK_DIR/kafka/security.properties"
+		printf 'SCRAM-SHA-512=[name=%s,password=%s]\n' admin "$(secret kafka-admin)" \
+			"$TRIBUTARY_ROLE" "$(secret kafka-tributary)" >"$STACK_DIR/kafka/scram"
 		KAFKA_NODE_ID=1 \
 			KAFKA_VOTERS="1@$HOST:$KAFKA_CONTROLLER_PORT" \
 			KAFKA_LISTENERS="SASL_SSL://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT" \
 			KAFKA_ADVERTISED="SASL_SSL://$HOST:$KAFKA_PORT" \
 			KAFKA_PROTOCOLS=SASL_SSL:SASL_SSL,CONTROLLER:SSL \
 			KAFKA_RF=1 KAFKA_MIN_ISR=1 KAFKA_TLS=keystore KAFKA_INTER_BROKER=SASL_SSL \
-			KAFKA_EXTRA="$(kafka_security)" \
-			KAFKA_SCRAM="SCRAM-SHA-512=[name=admin,password=$(secret kafka-admin)]
-SCRAM-SHA-512=[name=$TRIBUTARY_ROLE,password=$(secret kafka-tributary)]" \
+			KAFKA_EXTRA_FILE=$STACK_DIR/kafka/security.properties KAFKA_SCRAM_FILE=$STACK_DIR/kafka/scram \
 			kafka_start kafka
 		;;
 	cassandra)
@@ -107,38 +113,58 @@ PROPERTIES
 # Kafka's command-line tools as `admin` (a client configuration file of the stack's).
 kafka_admin_config() {
 	local file=$STACK_DIR/kafka/admin.properties
-	(
-		umask 077
-		cat >"$file" <<PROPERTIES
+	cat >"$file" <<PROPERTIES
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
 ssl.truststore.type=PEM
 ssl.truststore.location=$STACK_DIR/tls/ca.pem
 PROPERTIES
-	)
 	echo "$file"
 }
 
+# A store that started but could not be provisioned.
+provision_failed() {
+	local name=$1 why=$2
+	printf '[stack] error: %s is up but provisioning failed: %s\n' "$name" "$why" >&2
+	printf '[stack] last lines of %s:\n' "$(log_file "$name")" >&2
+	tail -n 30 "$(log_file "$name")" >&2 2>/dev/null || true
+	exit 1
+}
+
 provision_postgres() {
-	# psql's :'password' quotes the value as a literal.
-	pg_admin_psql -v ON_ERROR_STOP=1 -v role="$TRIBUTARY_ROLE" -v password="$(secret postgres-tributary)" <<'SQL' >>"$(log_file postgres)" 2>&1 ||
+	# The password goes in on standard input (hex digits: a plain literal).
+	pg_admin_psql -v ON_ERROR_STOP=1 -v role="$TRIBUTARY_ROLE" <<SQL >>"$(log_file postgres)" 2>&1 ||
 SELECT format('CREATE ROLE %I', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
-ALTER ROLE :"role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'password';
+ALTER ROLE :"role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD '$(secret postgres-tributary)';
 CREATE SCHEMA IF NOT EXISTS tributary AUTHORIZATION :"role";
 REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 GRANT CONNECT ON DATABASE postgres TO :"role";
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 SQL
-		fail_with_log postgres "provisioning role $TRIBUTARY_ROLE failed"
+		provision_failed postgres "role $TRIBUTARY_ROLE, its schema and the revocations"
 }
 
+# What tributary does with each kind of object, and nothing more: create, describe
+# (and read the configuration of), read and write its topics; join its groups and
+# commit their offsets; run transactions under its transactional ids.
+KAFKA_GRANTS=(
+	"--topic Create Describe DescribeConfigs Read Write"
+	"--group Read Describe"
+	"--transactional-id Write Describe"
+)
+
 provision_kafka() {
-	kafka_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
-		--command-config "$(kafka_admin_config)" --add --allow-principal "User:$TRIBUTARY_ROLE" \
-		--operation All --resource-pattern-type prefixed \
-		--topic "$TRIBUTARY_ROLE" --group "$TRIBUTARY_ROLE" --transactional-id "$TRIBUTARY_ROLE" \
-		>>"$(log_file kafka)" 2>&1 || fail_with_log kafka "adding the ACLs of $TRIBUTARY_ROLE failed"
+	local grant resource operations operation args
+	for grant in "${KAFKA_GRANTS[@]}"; do
+		read -r resource operations <<<"$grant"
+		args=()
+		for operation in $operations; do args+=(--operation "$operation"); done
+		kafka_tool org.apache.kafka.tools.AclCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+			--command-config "$(kafka_admin_config)" --add --allow-principal "User:$TRIBUTARY_ROLE" \
+			"${args[@]}" --resource-pattern-type prefixed "$resource" "$TRIBUTARY_ROLE" \
+			>>"$(log_file kafka)" 2>&1 || provision_failed kafka "the ACLs of $TRIBUTARY_ROLE ($resource)"
+	done
 }
 
 # CQL as `admin` (or, before it exists, as the default superuser), statements on stdin.
@@ -150,7 +176,7 @@ cassandra_cql() {
 
 cassandra_default_superuser() {
 	local file=$SECRETS_DIR/cassandra-default
-	[[ -s $file ]] || (umask 077 && echo cassandra >"$file")
+	[[ -s $file ]] || echo cassandra >"$file"
 	echo "$file"
 }
 
@@ -159,15 +185,22 @@ provision_cassandra() {
 	admin=$(secret_file cassandra-admin)
 	log=$(log_file cassandra)
 	if ! echo "SELECT role FROM system_auth.roles LIMIT 1" | cassandra_cql admin "$admin" >/dev/null 2>&1; then
-		echo "CREATE ROLE IF NOT EXISTS admin WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = '$(secret cassandra-admin)'" |
-			cassandra_cql cassandra "$(cassandra_default_superuser)" >>"$log" 2>&1 ||
-			fail_with_log cassandra "creating role admin failed"
+		cassandra_cql cassandra "$(cassandra_default_superuser)" >>"$log" 2>&1 <<CQL ||
+CREATE ROLE IF NOT EXISTS admin WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = '$(secret cassandra-admin)'
+CQL
+			provision_failed cassandra "role admin"
 	fi
-	cassandra_cql admin "$admin" >>"$log" 2>&1 <<CQL || fail_with_log cassandra "provisioning role $TRIBUTARY_ROLE failed"
+	# Creating a table grants its creator every permission on it: tributary's own
+	# tables are its to alter and drop, the keyspace is not.
+	cassandra_cql admin "$admin" >>"$log" 2>&1 <<CQL || provision_failed cassandra "role $TRIBUTARY_ROLE and its grants"
 ALTER ROLE cassandra WITH SUPERUSER = false AND LOGIN = false
 CREATE ROLE IF NOT EXISTS $TRIBUTARY_ROLE WITH LOGIN = true AND PASSWORD = '$(secret cassandra-tributary)'
+ALTER ROLE $TRIBUTARY_ROLE WITH PASSWORD = '$(secret cassandra-tributary)'
 CREATE KEYSPACE IF NOT EXISTS tributary WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}
-GRANT ALL PERMISSIONS ON KEYSPACE tributary TO $TRIBUTARY_ROLE
+GRANT CREATE ON KEYSPACE tributary TO $TRIBUTARY_ROLE
+GRANT ALTER ON KEYSPACE tributary TO $TRIBUTARY_ROLE
+GRANT SELECT ON KEYSPACE tributary TO $TRIBUTARY_ROLE
+GRANT MODIFY ON KEYSPACE tributary TO $TRIBUTARY_ROLE
 CQL
 }
 
@@ -216,22 +249,24 @@ service_probe() {
 # tributary's passwords are (files: the values never pass through the environment), the
 # test suite's administrator passwords, and Jaeger.
 service_env() {
-	cat <<ENV
-export TRIBUTARY_PROFILE=secure
-export TRIBUTARY__POSTGRES__PORT=$PG_PORT
-export TRIBUTARY__POSTGRES__SSLROOTCERT=$STACK_DIR/tls/ca.pem
-export TRIBUTARY__POSTGRES__PASSWORD_FILE=$(secret_file postgres-tributary)
-export TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
-export TRIBUTARY__KAFKA__SSLROOTCERT=$STACK_DIR/tls/ca.pem
-export TRIBUTARY__KAFKA__SASL_PASSWORD_FILE=$(secret_file kafka-tributary)
-export TRIBUTARY__CASSANDRA__CONTACT_POINTS=$HOST:$CASSANDRA_PORT
-export TRIBUTARY__CASSANDRA__SSLROOTCERT=$STACK_DIR/tls/ca.pem
-export TRIBUTARY__CASSANDRA__PASSWORD_FILE=$(secret_file cassandra-tributary)
-export TRIBUTARY__TELEMETRY__OTLP_ENDPOINT=http://$HOST:$JAEGER_OTLP_HTTP_PORT
-export TRIBUTARY__TELEMETRY__QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
-export TRIBUTARY_STACK_JAEGER_QUERY_URL=http://$HOST:$JAEGER_QUERY_PORT
-export TRIBUTARY_SECURE_SECRETS_DIR=$SECRETS_DIR
-export TRIBUTARY_SECURE_CA=$STACK_DIR/tls/ca.pem
-export TRIBUTARY_SECURE_OTHER_CA=$STACK_DIR/tls/other-ca.pem
+	local ca=$STACK_DIR/tls/ca.pem name value
+	while read -r name value; do
+		printf 'export %s=%q\n' "$name" "$value"
+	done <<ENV
+TRIBUTARY_PROFILE secure
+TRIBUTARY_CONFIG_DIR $ROOT/config
+TRIBUTARY__POSTGRES__PORT $PG_PORT
+TRIBUTARY__POSTGRES__SSLROOTCERT $ca
+TRIBUTARY__POSTGRES__PASSWORD_FILE $(secret_file postgres-tributary)
+TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS $HOST:$KAFKA_PORT
+TRIBUTARY__KAFKA__SSLROOTCERT $ca
+TRIBUTARY__KAFKA__SASL_PASSWORD_FILE $(secret_file kafka-tributary)
+TRIBUTARY__CASSANDRA__CONTACT_POINTS $HOST:$CASSANDRA_PORT
+TRIBUTARY__CASSANDRA__SSLROOTCERT $ca
+TRIBUTARY__CASSANDRA__PASSWORD_FILE $(secret_file cassandra-tributary)
+TRIBUTARY__TELEMETRY__OTLP_ENDPOINT http://$HOST:$JAEGER_OTLP_HTTP_PORT
+TRIBUTARY__TELEMETRY__QUERY_URL http://$HOST:$JAEGER_QUERY_PORT
+TRIBUTARY_STACK_JAEGER_QUERY_URL http://$HOST:$JAEGER_QUERY_PORT
+TRIBUTARY_SECURE_SECRETS_DIR $SECRETS_DIR
 ENV
 }

@@ -344,9 +344,12 @@ impl Config {
             if let Some(path) = settings.sslrootcert {
                 config.set("ssl.ca.location", path.display().to_string());
             }
-            // The broker's certificate must name the host it is reached at (librdkafka's
-            // default since 2.0, set so that no default can change it).
-            config.set("ssl.endpoint.identification.algorithm", "https");
+            // The broker's certificate is verified and must name the host it is reached
+            // at (librdkafka's defaults since 2.0, set here so that neither a default nor
+            // a `properties` entry that skipped validation can turn them off).
+            config
+                .set("enable.ssl.certificate.verification", "true")
+                .set("ssl.endpoint.identification.algorithm", "https");
         }
         config.set("security.protocol", self.security_protocol());
         Ok(config)

@@ -1,7 +1,7 @@
-//! TLS to a store, one way for every store that speaks it through rustls (PostgreSQL,
-//! Cassandra): the same two settings in each store's section, `sslmode` and
-//! `sslrootcert` (libpq's names), checked and turned into a rustls client configuration
-//! here.
+//! TLS to a store, one way for every store: the same two settings in each store's
+//! section, `sslmode` and `sslrootcert` (libpq's names), checked here; for PostgreSQL
+//! and Cassandra also turned into a rustls client configuration here (Kafka's client,
+//! librdkafka, is given the CA file after this module has read it).
 
 use super::{Service, StoreError};
 use crate::validate::Findings;
@@ -27,9 +27,12 @@ pub enum SslMode {
 /// The two settings as a store's section holds them, for validation and set-up.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
-    /// The section's name (`postgres`, `cassandra`), for messages.
+    /// The section's name (`postgres`, `kafka`, `cassandra`), for messages.
     pub section: &'static str,
+    /// `<section>.sslmode`.
     pub sslmode: SslMode,
+    /// `<section>.sslrootcert`: the PEM file of the CAs a server's certificate must
+    /// chain to.
     pub sslrootcert: Option<&'a PathBuf>,
 }
 

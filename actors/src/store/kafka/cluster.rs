@@ -34,6 +34,9 @@ pub async fn with_metadata<T: Send + 'static>(
     use rdkafka::consumer::BaseConsumer;
     let client: BaseConsumer<ConnectionErrors> = config
         .client_config(role)?
+        // Connection failures are logged at INFO (FAIL): asked for whatever the
+        // process's own log level, which librdkafka otherwise takes from the `log` crate.
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Info)
         .create_with_context(ConnectionErrors::default())
         .map_err(|e| StoreError::request(Service::Kafka, "cannot create a client", e))?;
     let timeout = config.request_timeout();
@@ -68,7 +71,12 @@ pub struct ConnectionErrors {
 }
 
 impl ConnectionErrors {
+    /// Keeps `reason` unless it only says that no broker is up, which follows every
+    /// failed connection and would hide why it failed.
     fn keep(&self, reason: &str) {
+        if reason.contains("brokers are down") {
+            return;
+        }
         if let Ok(mut last) = self.last.lock() {
             *last = Some(reason.to_owned());
         }
@@ -82,20 +90,25 @@ impl ConnectionErrors {
 impl rdkafka::ClientContext for ConnectionErrors {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as Level;
+        // FAIL is a broker connection's failure, logged at any level (a peer that
+        // closes the connection at once, as a TLS listener does to plaintext, at INFO).
+        if facility == "FAIL" {
+            self.keep(message);
+        }
         match level {
             Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
-                tracing::warn!("librdkafka: {facility} {message}");
+                tracing::warn!(facility, message, "librdkafka");
                 self.keep(message);
             }
-            Level::Warning => tracing::warn!("librdkafka: {facility} {message}"),
+            Level::Warning => tracing::warn!(facility, message, "librdkafka"),
             Level::Notice | Level::Info | Level::Debug => {
-                tracing::debug!("librdkafka: {facility} {message}");
+                tracing::debug!(facility, message, "librdkafka");
             }
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("librdkafka: {error}: {reason}");
+        tracing::warn!(%error, reason, "librdkafka");
         self.keep(reason);
     }
 }
