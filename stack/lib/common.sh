@@ -53,13 +53,16 @@ java17() {
 	return 1
 }
 
-fail_with_log() {
-	local name=$1 why=$2
-	printf '[stack] error: %s failed to start: %s\n' "$name" "$why" >&2
+# Ends the stack's command with `headline` and the tail of service $1's log.
+die_with_log() {
+	local name=$1 headline=$2
+	printf '[stack] error: %s\n' "$headline" >&2
 	printf '[stack] last lines of %s:\n' "$(log_file "$name")" >&2
 	tail -n 30 "$(log_file "$name")" >&2 2>/dev/null || true
 	exit 1
 }
+
+fail_with_log() { die_with_log "$1" "$1 failed to start: $2"; }
 
 # Poll the probe until it answers, the process dies, or the deadline passes.
 wait_ready() {

@@ -124,13 +124,7 @@ PROPERTIES
 }
 
 # A store that started but could not be provisioned.
-provision_failed() {
-	local name=$1 why=$2
-	printf '[stack] error: %s is up but provisioning failed: %s\n' "$name" "$why" >&2
-	printf '[stack] last lines of %s:\n' "$(log_file "$name")" >&2
-	tail -n 30 "$(log_file "$name")" >&2 2>/dev/null || true
-	exit 1
-}
+provision_failed() { die_with_log "$1" "$1 is up but provisioning failed: $2"; }
 
 provision_postgres() {
 	# The password goes in on standard input (hex digits: a plain literal).
