@@ -31,6 +31,9 @@ says how to connect:
     PROBE_USER           Kafka: SASL SCRAM-SHA-512 as this user; CQL: this role, for
                          Cassandra's PasswordAuthenticator
     PROBE_PASSWORD_FILE  the file holding that user's password
+    PROBE_CERTFILE       with PROBE_CAFILE: the client certificate (PEM) to present to a
+                         server that asks for one
+    PROBE_KEYFILE        that certificate's private key (PEM)
 
 Prints one line describing the answer and exits 0, or prints the reason and exits 1.
 Standard library only, so it runs before anything else is installed.
@@ -56,6 +59,9 @@ def connect(host, port):
     if not cafile:
         return sock
     context = ssl.create_default_context(cafile=cafile)
+    certfile = os.environ.get("PROBE_CERTFILE")
+    if certfile:
+        context.load_cert_chain(certfile, os.environ.get("PROBE_KEYFILE"))
     return context.wrap_socket(sock, server_hostname=host)
 
 

@@ -11,6 +11,8 @@
 #                           plaintext (the stack's server certificate, stack/lib/tls.sh;
 #                           a client chooses, as with PostgreSQL); "required" takes TLS
 #                           clients only
+#   CASSANDRA_CLIENT_AUTH   optional, with CASSANDRA_TLS: "required" takes only clients
+#                           that present a certificate the stack's CA signed
 #   CASSANDRA_AUTH          optional: "password" turns on PasswordAuthenticator and
 #                           CassandraAuthorizer (roles and grants); the default superuser
 #                           cassandra/cassandra exists at once, for the profile to replace
@@ -61,8 +63,17 @@ client_encryption_options:
   keystore: $STACK_DIR/tls/server.p12
   keystore_password: $(<"$STACK_DIR/tls/server.p12.pass")
   store_type: PKCS12
-  require_client_auth: false
 EOF
+		if [[ ${CASSANDRA_CLIENT_AUTH:-} == required ]]; then
+			stack_truststore "$name"
+			cat >>"$dir/cassandra.yaml" <<EOF
+  require_client_auth: true
+  truststore: $STACK_DIR/tls/ca.p12
+  truststore_password: $(<"$STACK_DIR/tls/server.p12.pass")
+EOF
+		else
+			echo "  require_client_auth: false" >>"$dir/cassandra.yaml"
+		fi
 	fi
 	cat >"$dir/logback.xml" <<EOF
 <configuration scan="false">

@@ -5,8 +5,10 @@
 # PostgreSQL is a single server in every profile.
 #
 # PG_AUTH (set by the profile): "trust" (the default: any client, as any role) or
-# "scram" (the secure stack: scram-sha-256 passwords, TCP clients over TLS only, every
-# other connection rejected; the superuser's password in PG_SUPERUSER_PASSWORD_FILE).
+# "scram" (the secure stack: scram-sha-256 passwords, TCP clients over TLS only and with
+# a client certificate from the stack's CA, the one of role $TRIBUTARY_ROLE naming it;
+# every other connection rejected; the superuser's password in
+# PG_SUPERUSER_PASSWORD_FILE).
 
 # The server refuses to run as root, so as root it runs as the `postgres` user, which
 # must be able to reach its data directory. A checkout under a private directory (e.g.
@@ -43,20 +45,24 @@ pg_owner_prefix() {
 }
 
 # The server certificate (stack/lib/tls.sh) copied into the data directory: the server
-# reads its key only if its owner alone can.
+# reads its key only if its owner alone can; and the CA that signs the client
+# certificates pg_hba.conf may ask for.
 pg_tls() {
 	local datadir=$1 tls=$STACK_DIR/tls
 	stack_tls postgres
 	install -m 600 "${PG_OWNER[@]}" "$tls/server.pem" "$datadir/server.crt"
 	install -m 600 "${PG_OWNER[@]}" "$tls/server.key" "$datadir/server.key"
+	install -m 600 "${PG_OWNER[@]}" "$tls/ca.pem" "$datadir/ca.crt"
 }
 
 # `install`'s owner arguments for files the server reads.
 PG_OWNER=()
 [[ $(id -u) == 0 ]] && PG_OWNER=(-o postgres -g postgres)
 
-# The secure stack's client authentication: passwords (scram-sha-256) over TLS from
-# $HOST and the local socket; plaintext TCP and any other address rejected.
+# The secure stack's client authentication: passwords (scram-sha-256) on the local
+# socket, and over TLS from $HOST with a client certificate the stack's CA signed, which
+# for role $TRIBUTARY_ROLE must name it (verify-full: its CN is the role); plaintext TCP
+# and any other address rejected.
 pg_hba_scram() {
 	local hba
 	hba=$(mktemp)
@@ -64,7 +70,8 @@ pg_hba_scram() {
 # Written by stack/lib/postgres.sh (the secure stack) at every start.
 # TYPE    DATABASE USER ADDRESS          METHOD
 local     all      all                   scram-sha-256
-hostssl   all      all  $HOST/32         scram-sha-256
+hostssl   all      ${TRIBUTARY_ROLE:?}  $HOST/32  scram-sha-256 clientcert=verify-full
+hostssl   all      all  $HOST/32         scram-sha-256 clientcert=verify-ca
 host      all      all  0.0.0.0/0        reject
 host      all      all  ::/0             reject
 HBA
@@ -100,18 +107,19 @@ start_postgres() {
 	spawn postgres $(pg_owner_prefix) "$bindir/postgres" -D "$datadir" \
 		-c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="$sockdir" \
 		-c max_connections=200 -c fsync=off -c full_page_writes=off \
-		-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key
+		-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=ca.crt
 }
 
 probe_postgres() {
 	pg_admin_psql -t -A -c 'SELECT version()' 2>/dev/null | cut -d' ' -f1,2
 }
 
-# psql as the superuser, over TLS with its password on the secure stack. Arguments are
-# psql's.
+# psql as the superuser, over TLS with its password and the stack's own client
+# certificate on the secure stack. Arguments are psql's.
 pg_admin_psql() {
 	if [[ ${PG_AUTH:-trust} == scram ]]; then
 		PGPASSWORD=$(<"$PG_SUPERUSER_PASSWORD_FILE") PGSSLMODE=verify-full PGSSLROOTCERT=$STACK_DIR/tls/ca.pem \
+			PGSSLCERT=$STACK_DIR/tls/server.pem PGSSLKEY=$STACK_DIR/tls/server.key \
 			psql -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
 	else
 		psql -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d postgres "$@"

@@ -4,21 +4,26 @@
 # objects; plus Jaeger, to look for secrets in tributary's spans. What the secure tests
 # (tests/secure/) run against, with `tributary --profile secure` (config/secure.toml).
 #
-#   PostgreSQL  TCP clients over TLS only (pg_hba.conf `hostssl … scram-sha-256`, every
-#               other address `reject`), scram-sha-256 passwords; role `tributary` owns
+#   PostgreSQL  TCP clients over TLS only, with a client certificate (pg_hba.conf
+#               `hostssl … scram-sha-256 clientcert=…`, every other address `reject`):
+#               role `tributary`'s must name it (verify-full), any other's be signed by
+#               the stack's CA; scram-sha-256 passwords; role `tributary` owns
 #               schema `tributary` and may connect to database `postgres`, nothing more
 #               (PUBLIC's rights on the database and on schema public revoked)
-#   Kafka       one SASL_SSL listener (SCRAM-SHA-512), the controller listener on TLS
+#   Kafka       one SASL_SSL listener (SCRAM-SHA-512) that requires a client
+#               certificate from the stack's CA, the controller listener on TLS
 #               with client certificates; the StandardAuthorizer with no access where no
 #               ACL grants it; super users `admin` and the node itself; user
 #               `tributary` may do anything with topics, groups and transactional ids
 #               whose names begin with "tributary", nothing else
-#   Cassandra   TLS only, PasswordAuthenticator and CassandraAuthorizer; the default
+#   Cassandra   TLS only with a client certificate from the stack's CA,
+#               PasswordAuthenticator and CassandraAuthorizer; the default
 #               superuser disabled for role `admin`; role `tributary` may create, alter,
 #               read and write in keyspace `tributary` (and owns the tables it creates),
 #               nothing else
 #
-# Certificates (.stack/secure/tls/, stack/lib/tls.sh) and passwords
+# Certificates (.stack/secure/tls/, stack/lib/tls.sh: tributary presents tributary.pem,
+# the stack's own tools server.pem) and passwords
 # (.stack/secure/secrets/, one random password a file, made with the stack's data) live
 # under the stack's directory, never in the repository; every file the stack writes
 # there is its owner's only. To change a password, remove .stack/secure as a whole: the
@@ -90,19 +95,22 @@ service_start() {
 		CASSANDRA_HOST=$HOST CASSANDRA_PORT=$CASSANDRA_PORT \
 			CASSANDRA_STORAGE_PORT=$CASSANDRA_STORAGE_PORT \
 			CASSANDRA_SEEDS="$HOST:$CASSANDRA_STORAGE_PORT" CASSANDRA_TOKEN=0 CASSANDRA_HEAP=1g \
-			CASSANDRA_TLS=required CASSANDRA_AUTH=password cassandra_start cassandra
+			CASSANDRA_TLS=required CASSANDRA_CLIENT_AUTH=required CASSANDRA_AUTH=password \
+			cassandra_start cassandra
 		;;
 	jaeger) start_jaeger ;;
 	esac
 }
 
-# The broker's SASL, its own login for inter-broker traffic, client certificates on the
-# controller listener (the node's own certificate is its controller login), and ACLs.
+# The broker's SASL, its own login for inter-broker traffic, client certificates on both
+# listeners (the node's own certificate is its controller login and what it presents to
+# its SASL_SSL listener; a client's SASL user stays its principal there), and ACLs.
 kafka_security() {
 	cat <<PROPERTIES
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
+listener.name.sasl_ssl.ssl.client.auth=required
 listener.name.controller.ssl.client.auth=required
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
@@ -110,7 +118,8 @@ super.users=User:admin;User:CN=$HOST
 PROPERTIES
 }
 
-# Kafka's command-line tools as `admin` (a client configuration file of the stack's).
+# Kafka's command-line tools as `admin`, presenting the stack's own certificate (a client
+# configuration file of the stack's).
 kafka_admin_config() {
 	local file=$STACK_DIR/kafka/admin.properties
 	cat >"$file" <<PROPERTIES
@@ -119,6 +128,9 @@ sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
 ssl.truststore.type=PEM
 ssl.truststore.location=$STACK_DIR/tls/ca.pem
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$STACK_DIR/tls/server.p12
+ssl.keystore.password=$(<"$STACK_DIR/tls/server.p12.pass")
 PROPERTIES
 	echo "$file"
 }
@@ -161,11 +173,17 @@ provision_kafka() {
 	done
 }
 
+# stack/probe.py as user $1 with the password in file $2, over TLS with the stack's own
+# client certificate; the rest are probe.py's arguments.
+probe_as() {
+	local tls=$STACK_DIR/tls
+	PROBE_CAFILE=$tls/ca.pem PROBE_CERTFILE=$tls/server.pem PROBE_KEYFILE=$tls/server.key \
+		PROBE_USER=$1 PROBE_PASSWORD_FILE=$2 python3 "$ROOT/stack/probe.py" "${@:3}"
+}
+
 # CQL as `admin` (or, before it exists, as the default superuser), statements on stdin.
 cassandra_cql() {
-	local user=$1 password_file=$2
-	PROBE_CAFILE=$STACK_DIR/tls/ca.pem PROBE_USER=$user PROBE_PASSWORD_FILE=$password_file \
-		python3 "$ROOT/stack/probe.py" cql-exec "$HOST" "$CASSANDRA_PORT"
+	probe_as "$1" "$2" cql-exec "$HOST" "$CASSANDRA_PORT"
 }
 
 cassandra_default_superuser() {
@@ -222,28 +240,25 @@ service_probe() {
 	postgres) probe_postgres ;;
 	kafka)
 		[[ -s $SECRETS_DIR/kafka-admin ]] || return 1
-		PROBE_CAFILE=$STACK_DIR/tls/ca.pem PROBE_USER=admin PROBE_PASSWORD_FILE=$SECRETS_DIR/kafka-admin \
-			python3 "$ROOT/stack/probe.py" kafka "$HOST" "$KAFKA_PORT" 2>/dev/null
+		probe_as admin "$SECRETS_DIR/kafka-admin" kafka "$HOST" "$KAFKA_PORT" 2>/dev/null
 		;;
 	cassandra)
 		[[ -f $STACK_DIR/tls/ca.pem ]] || return 1
 		local user=admin password_file=$SECRETS_DIR/cassandra-admin
-		if [[ ! -s $password_file ]] || ! PROBE_CAFILE=$STACK_DIR/tls/ca.pem PROBE_USER=admin PROBE_PASSWORD_FILE=$password_file \
-			python3 "$ROOT/stack/probe.py" cql "$HOST" "$CASSANDRA_PORT" >/dev/null 2>&1; then
+		if [[ ! -s $password_file ]] || ! probe_as admin "$password_file" cql "$HOST" "$CASSANDRA_PORT" >/dev/null 2>&1; then
 			user=cassandra password_file=$(cassandra_default_superuser)
 		fi
-		PROBE_CAFILE=$STACK_DIR/tls/ca.pem PROBE_USER=$user PROBE_PASSWORD_FILE=$password_file \
-			python3 "$ROOT/stack/probe.py" cql "$HOST" "$CASSANDRA_PORT" 2>/dev/null
+		probe_as "$user" "$password_file" cql "$HOST" "$CASSANDRA_PORT" 2>/dev/null
 		;;
 	jaeger) probe_jaeger ;;
 	esac
 }
 
-# What config/secure.toml leaves to the environment: where the stack's CA and
-# tributary's passwords are (files: the values never pass through the environment), the
+# What config/secure.toml leaves to the environment: where the stack's CA, tributary's
+# client certificate and its passwords are (files: the values never pass through the environment), the
 # test suite's administrator passwords, and Jaeger.
 service_env() {
-	local ca=$STACK_DIR/tls/ca.pem name value
+	local ca=$STACK_DIR/tls/ca.pem cert=$STACK_DIR/tls/tributary.pem key=$STACK_DIR/tls/tributary.key name value
 	while read -r name value; do
 		printf 'export %s=%q\n' "$name" "$value"
 	done <<ENV
@@ -251,12 +266,18 @@ TRIBUTARY_PROFILE secure
 TRIBUTARY_CONFIG_DIR $ROOT/config
 TRIBUTARY__POSTGRES__PORT $PG_PORT
 TRIBUTARY__POSTGRES__SSLROOTCERT $ca
+TRIBUTARY__POSTGRES__SSLCERT $cert
+TRIBUTARY__POSTGRES__SSLKEY $key
 TRIBUTARY__POSTGRES__PASSWORD_FILE $(secret_file postgres-tributary)
 TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS $HOST:$KAFKA_PORT
 TRIBUTARY__KAFKA__SSLROOTCERT $ca
+TRIBUTARY__KAFKA__SSLCERT $cert
+TRIBUTARY__KAFKA__SSLKEY $key
 TRIBUTARY__KAFKA__SASL_PASSWORD_FILE $(secret_file kafka-tributary)
 TRIBUTARY__CASSANDRA__CONTACT_POINTS $HOST:$CASSANDRA_PORT
 TRIBUTARY__CASSANDRA__SSLROOTCERT $ca
+TRIBUTARY__CASSANDRA__SSLCERT $cert
+TRIBUTARY__CASSANDRA__SSLKEY $key
 TRIBUTARY__CASSANDRA__PASSWORD_FILE $(secret_file cassandra-tributary)
 TRIBUTARY__TELEMETRY__OTLP_ENDPOINT http://$HOST:$JAEGER_OTLP_HTTP_PORT
 TRIBUTARY__TELEMETRY__QUERY_URL http://$HOST:$JAEGER_QUERY_PORT

@@ -46,8 +46,12 @@ fn secret_file(name: &str) -> PathBuf {
     path
 }
 
-/// Every password the secure stack made: tributary's and the administrators'.
+/// Every password the secure stack made (tributary's and the administrators'), and
+/// tributary's private key.
 fn every_secret() -> Vec<(String, String)> {
+    let key = std::fs::read_to_string(tls_file("tributary.key")).expect("tributary's key");
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(key_body.len() > 40, "{key}");
     [
         "postgres-admin",
         "postgres-tributary",
@@ -61,10 +65,13 @@ fn every_secret() -> Vec<(String, String)> {
         let value = std::fs::read_to_string(secret_file(name)).expect("secret file");
         (name.to_owned(), value.trim().to_owned())
     })
+    .chain([("tributary.key".to_owned(), key_body)])
     .collect()
 }
 
-fn ca(name: &str) -> PathBuf {
+/// A file of the stack's TLS material (stack/lib/tls.sh), beside the CA the secure
+/// profile names.
+fn tls_file(name: &str) -> PathBuf {
     secure_config()
         .postgres
         .sslrootcert
@@ -328,55 +335,83 @@ async fn spans_in_jaeger(config: &Config) -> String {
     }
 }
 
-/// For each store: a wrong password, a CA that did not sign the server's certificate,
-/// each an exit 2 naming the store and the cause.
+/// For each store: a wrong password, a CA that did not sign the server's certificate, a
+/// client certificate the server does not trust, each an exit 2 naming the store and
+/// the cause.
 #[test]
-fn a_wrong_password_or_ca_exits_2_naming_the_store_and_the_cause() {
+fn a_wrong_password_ca_or_client_certificate_exits_2_naming_the_store_and_the_cause() {
     let wrong = std::env::temp_dir().join(unique("wrong_password"));
     std::fs::write(&wrong, "not-the-password\n").expect("write");
     let wrong = wrong.display().to_string();
-    let other_ca = ca("other-ca.pem").display().to_string();
-    // (section, its password-file key, what it says of a wrong password, of a wrong CA)
-    for (section, password_key, bad_password, bad_ca) in [
+    let other_ca = tls_file("other-ca.pem").display().to_string();
+    let stranger = tls_file("stranger.pem").display().to_string();
+    let stranger_key = tls_file("stranger.key").display().to_string();
+    // (section, its password-file key, what it says of a wrong password, of a wrong CA,
+    // of a client certificate from another CA)
+    for (section, password_key, bad_password, bad_ca, bad_certificate) in [
         (
             "postgres",
             "PASSWORD_FILE",
             "password authentication failed for user \"tributary\"",
             "invalid peer certificate: UnknownIssuer",
+            "received fatal alert: UnknownCA",
         ),
         (
             "kafka",
             "SASL_PASSWORD_FILE",
             "invalid credentials with SASL mechanism SCRAM-SHA-512",
             "certificate verify failed",
+            "sslv3 alert bad certificate",
         ),
         (
             "cassandra",
             "PASSWORD_FILE",
             "Provided username tributary and/or password are incorrect",
             "invalid peer certificate: UnknownIssuer",
+            "is not signed by a CA it trusts",
         ),
     ] {
         let prefix = format!("TRIBUTARY__{}__", section.to_uppercase());
         let mut config = secure_config();
         let names = isolated(&mut config, section);
-        for (key, value, expected) in [
-            (password_key, wrong.as_str(), bad_password),
-            ("SSLROOTCERT", other_ca.as_str(), bad_ca),
+        let missing_key =
+            format!("{section}.sslkey /nonexistent/tributary.key: not a PEM private key");
+        for (what, settings, expected) in [
+            (
+                "password",
+                vec![(password_key, wrong.as_str())],
+                bad_password,
+            ),
+            ("CA", vec![("SSLROOTCERT", other_ca.as_str())], bad_ca),
+            (
+                "client certificate",
+                vec![
+                    ("SSLCERT", stranger.as_str()),
+                    ("SSLKEY", stranger_key.as_str()),
+                ],
+                bad_certificate,
+            ),
+            (
+                "client key",
+                vec![("SSLKEY", "/nonexistent/tributary.key")],
+                missing_key.as_str(),
+            ),
         ] {
             let mut env = names.clone();
-            env.push((format!("{prefix}{key}"), value.to_owned()));
+            for (key, value) in settings {
+                env.push((format!("{prefix}{key}"), value.to_owned()));
+            }
             // librdkafka retries a refused broker until the request times out.
             env.push(("TRIBUTARY__KAFKA__REQUEST_TIMEOUT_MS".into(), "3000".into()));
             let out = tributary(&["schema", "apply", "--only", section], &env);
             let said = text(&out);
-            assert_eq!(out.status.code(), Some(2), "{section} {key}: {said}");
+            assert_eq!(out.status.code(), Some(2), "{section} {what}: {said}");
             let error = said
                 .lines()
                 .find(|l| l.starts_with("error: "))
-                .unwrap_or_else(|| panic!("{section} {key}: no error line in {said}"));
+                .unwrap_or_else(|| panic!("{section} {what}: no error line in {said}"));
             assert!(error.contains(section_name(section)), "{error}");
-            assert!(error.contains(expected), "{section} {key}: {error}");
+            assert!(error.contains(expected), "{section} {what}: {error}");
         }
     }
 }
@@ -390,54 +425,112 @@ fn section_name(section: &str) -> &'static str {
     }
 }
 
+/// The secure profile's clients reach every store; with `change` made to their
+/// configuration, each store's refusal, as its error chain: PostgreSQL's, Kafka's,
+/// Cassandra's. (Short timeouts: a refused client is retried until they pass.)
+async fn refusals(change: impl FnOnce(&mut Config)) -> [String; 3] {
+    let mut config = secure_config();
+    postgres::connect(&config.postgres)
+        .await
+        .expect("PostgreSQL as the secure profile");
+    kafka::check(&config.kafka)
+        .await
+        .expect("Kafka as the secure profile");
+    cassandra::connect(&config.cassandra)
+        .await
+        .expect("Cassandra as the secure profile");
+
+    change(&mut config);
+    config.kafka.request_timeout_ms = 3_000;
+    config.cassandra.connect_timeout_ms = 2_000;
+    let refused = |what: &str| format!("{what} was not refused");
+    [
+        tributary_actors::error_chain(
+            &postgres::connect(&config.postgres)
+                .await
+                .expect_err(&refused("PostgreSQL")),
+        ),
+        tributary_actors::error_chain(
+            &kafka::check(&config.kafka)
+                .await
+                .expect_err(&refused("Kafka")),
+        ),
+        tributary_actors::error_chain(
+            &cassandra::connect(&config.cassandra)
+                .await
+                .expect_err(&refused("Cassandra")),
+        ),
+    ]
+}
+
 /// A client that does not speak TLS gets nothing from any store (each of which answers
 /// the same client over TLS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaintext_client_is_refused_by_every_store() {
-    let mut config = secure_config();
-    postgres::connect(&config.postgres)
-        .await
-        .expect("PostgreSQL over TLS");
-    kafka::check(&config.kafka).await.expect("Kafka over TLS");
-    cassandra::connect(&config.cassandra)
-        .await
-        .expect("Cassandra over TLS");
-
-    config.postgres.sslmode = SslMode::Disable;
-    config.postgres.sslrootcert = None;
-    config.kafka.sslmode = SslMode::Disable;
-    config.kafka.sslrootcert = None;
-    config.kafka.request_timeout_ms = 3_000;
-    config.cassandra.sslmode = SslMode::Disable;
-    config.cassandra.sslrootcert = None;
-    config.cassandra.connect_timeout_ms = 2_000;
-
-    let error = postgres::connect(&config.postgres)
-        .await
-        .expect_err("plaintext to PostgreSQL");
-    let text = tributary_actors::error_chain(&error);
+    let [postgres, kafka, cassandra] = refusals(|config| {
+        config.postgres.sslmode = SslMode::Disable;
+        config.postgres.sslrootcert = None;
+        config.kafka.sslmode = SslMode::Disable;
+        config.kafka.sslrootcert = None;
+        config.cassandra.sslmode = SslMode::Disable;
+        config.cassandra.sslrootcert = None;
+    })
+    .await;
     assert!(
-        text.contains("pg_hba.conf rejects connection") && text.contains("no encryption"),
-        "{text}"
+        postgres.contains("pg_hba.conf rejects connection") && postgres.contains("no encryption"),
+        "{postgres}"
     );
-    let error = kafka::check(&config.kafka)
-        .await
-        .expect_err("SASL_PLAINTEXT to a SASL_SSL listener");
-    let text = tributary_actors::error_chain(&error);
     assert!(
         // The broker hangs up on the first request, which a TLS listener takes for a
         // handshake.
-        text.starts_with("kafka is unreachable")
-            && text.contains("connection closed by peer")
-            && text.contains("APIVERSION_QUERY"),
-        "{text}"
+        kafka.starts_with("kafka is unreachable")
+            && kafka.contains("connection closed by peer")
+            && kafka.contains("APIVERSION_QUERY"),
+        "{kafka}"
     );
-    let error = cassandra::connect(&config.cassandra)
-        .await
-        .expect_err("plaintext CQL to a TLS-only node");
     assert!(
-        tributary_actors::error_chain(&error).starts_with("cassandra is unreachable"),
-        "{error}"
+        cassandra.starts_with("cassandra is unreachable"),
+        "{cassandra}"
+    );
+}
+
+/// Every store asks for a client certificate: without one, nothing; and PostgreSQL takes
+/// tributary's role only with a certificate that names it (the stack's server
+/// certificate, from the same CA, names another).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_its_certificate_is_refused_by_every_store() {
+    let [postgres, kafka, cassandra] = refusals(|config| {
+        config.postgres.sslcert = None;
+        config.postgres.sslkey = None;
+        config.kafka.sslcert = None;
+        config.kafka.sslkey = None;
+        config.cassandra.sslcert = None;
+        config.cassandra.sslkey = None;
+    })
+    .await;
+    assert!(
+        postgres.contains("connection requires a valid client certificate"),
+        "{postgres}"
+    );
+    assert!(kafka.contains("sslv3 alert bad certificate"), "{kafka}");
+    assert!(
+        cassandra.contains("ends the session this way when none is presented"),
+        "{cassandra}"
+    );
+
+    let mut config = secure_config();
+    config.postgres.sslcert = Some(tls_file("server.pem"));
+    config.postgres.sslkey = Some(tls_file("server.key"));
+    let error = postgres::connect(&config.postgres)
+        .await
+        .expect_err("PostgreSQL with a certificate naming another role");
+    // PostgreSQL tells the client no more than that (its log says "certificate
+    // validation (clientcert=verify-full) failed for user "tributary": CN mismatch"):
+    // the same password was accepted with tributary's own certificate, in refusals.
+    let text = tributary_actors::error_chain(&error);
+    assert!(
+        text.contains("password authentication failed for user \"tributary\""),
+        "{text}"
     );
 }
 

@@ -5,7 +5,7 @@ mod levels;
 pub use levels::{Consistency, Replication, SerialConsistency};
 
 use super::tls::{self, SslMode};
-use super::{Service, StoreError};
+use super::{Cause, Service, StoreError};
 use crate::secret::{self, Secret};
 use crate::validate::Findings;
 use scylla::client::SelfIdentity;
@@ -91,6 +91,13 @@ pub struct Config {
     /// against; required with `sslmode = "verify-full"`.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
+    /// PEM file of a client certificate (then its intermediates) to present when the
+    /// server asks for one; with `sslkey`, and only with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// PEM file of `sslcert`'s private key (a file, like the passwords: never inline).
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
 }
 
 fn default_contact_points() -> Vec<String> {
@@ -143,6 +150,8 @@ impl Default for Config {
             address_translation: Vec::new(),
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -274,6 +283,8 @@ impl Config {
             section: "cassandra",
             sslmode: self.sslmode,
             sslrootcert: self.sslrootcert.as_ref(),
+            sslcert: self.sslcert.as_ref(),
+            sslkey: self.sslkey.as_ref(),
         }
     }
 
@@ -380,7 +391,7 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
         Ok(Err(e)) => Err(StoreError::unreachable(
             Service::Cassandra,
             config.endpoint(),
-            e,
+            with_client_certificate_hint(config, e),
         )),
         Err(elapsed) => Err(StoreError::unreachable(
             Service::Cassandra,
@@ -390,10 +401,69 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     }
 }
 
+/// The driver's error, with the likely cause added when a node ended a TLS session
+/// after the handshake. That is how Cassandra refuses a client certificate it does not
+/// trust, or a client without one when it requires one (TLS 1.3 checks the client's
+/// certificate after the client has finished its side), and the driver reports it only
+/// as a broken connection or a bare alert.
+fn with_client_certificate_hint(config: &Config, error: impl std::fmt::Display) -> Cause {
+    // On one line: the driver's text of a dropped channel spans two.
+    let text = error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let ended = text.contains("Connection broken") || text.contains("received fatal alert");
+    if config.sslmode != SslMode::VerifyFull || !ended {
+        return text.into();
+    }
+    let hint = match &config.sslcert {
+        None => "a node that requires client certificates ends the session this way when \
+                 none is presented (set cassandra.sslcert and cassandra.sslkey)"
+            .to_owned(),
+        Some(cert) => format!(
+            "a node that requires client certificates ends the session this way when \
+             cassandra.sslcert ({}) is not signed by a CA it trusts",
+            cert.display()
+        ),
+    };
+    format!("{text} (the node ended the TLS session: {hint})").into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn an_ended_tls_session_names_the_client_certificate() {
+        let broken = "Connection broken, reason: Failed to send/receive data needed to perform a \
+                      request via tokio channel.\n        It implies that other half";
+        let mut config = Config::default();
+        // Plaintext: the driver's words, on one line.
+        let text = with_client_certificate_hint(&config, broken).to_string();
+        assert!(
+            !text.contains('\n') && !text.contains("TLS session"),
+            "{text}"
+        );
+
+        config.sslmode = SslMode::VerifyFull;
+        let text = with_client_certificate_hint(&config, broken).to_string();
+        assert!(
+            text.starts_with("Connection broken, reason: Failed"),
+            "{text}"
+        );
+        assert!(text.contains("when none is presented"), "{text}");
+        config.sslcert = Some(PathBuf::from("/etc/c.pem"));
+        let text = with_client_certificate_hint(&config, "received fatal alert: X").to_string();
+        assert!(
+            text.contains("cassandra.sslcert (/etc/c.pem) is not signed"),
+            "{text}"
+        );
+        // Any other failure is left as the driver said it.
+        let text = with_client_certificate_hint(&config, "Connection refused").to_string();
+        assert_eq!(text, "Connection refused");
+    }
 
     #[test]
     fn replication_literals() {

@@ -68,6 +68,13 @@ pub struct Config {
     /// against; required with `sslmode = "verify-full"`.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
+    /// PEM file of a client certificate (then its intermediates) to present when the
+    /// server asks for one; with `sslkey`, and only with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// PEM file of `sslcert`'s private key (a file, like the passwords: never inline).
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
     /// Extra librdkafka properties for every client (e.g. `"socket.keepalive.enable"`).
     /// Secrets are refused here (use the dedicated keys), and so are the properties
     /// `sslmode`, `sslrootcert` and `sasl_mechanism` make.
@@ -186,6 +193,8 @@ impl Default for Config {
             sasl_password_file: None,
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
             properties: BTreeMap::new(),
             topics: Topics::default(),
             record_format: RecordFormat::default(),
@@ -213,6 +222,9 @@ const SECURITY_PROPERTIES: &[(&str, &str)] = &[
     ),
     ("ssl.ca.location", "kafka.sslrootcert"),
     ("ssl.ca.pem", "kafka.sslrootcert"),
+    ("ssl.certificate.location", "kafka.sslcert"),
+    ("ssl.certificate.pem", "kafka.sslcert"),
+    ("ssl.key.location", "kafka.sslkey"),
     ("ssl.endpoint.identification.algorithm", "kafka.sslmode"),
     ("enable.ssl.certificate.verification", "kafka.sslmode"),
     ("sasl.mechanism", "kafka.sasl_mechanism"),
@@ -344,6 +356,11 @@ impl Config {
             if let Some(path) = settings.sslrootcert {
                 config.set("ssl.ca.location", path.display().to_string());
             }
+            if let Some((cert, key)) = settings.client_identity() {
+                config
+                    .set("ssl.certificate.location", cert.display().to_string())
+                    .set("ssl.key.location", key.display().to_string());
+            }
             // The broker's certificate is verified and must name the host it is reached
             // at (librdkafka's defaults since 2.0, set here so that neither a default nor
             // a `properties` entry that skipped validation can turn them off).
@@ -370,6 +387,8 @@ impl Config {
             section: "kafka",
             sslmode: self.sslmode,
             sslrootcert: self.sslrootcert.as_ref(),
+            sslcert: self.sslcert.as_ref(),
+            sslkey: self.sslkey.as_ref(),
         }
     }
 

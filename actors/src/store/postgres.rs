@@ -54,6 +54,13 @@ pub struct Config {
     /// against; required with `sslmode = "verify-full"`.
     #[serde(default)]
     pub sslrootcert: Option<PathBuf>,
+    /// PEM file of a client certificate (then its intermediates) to present when the
+    /// server asks for one; with `sslkey`, and only with `sslmode = "verify-full"`.
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// PEM file of `sslcert`'s private key (a file, like the passwords: never inline).
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
 }
 
 /// The TLS connector of every PostgreSQL connection. With `sslmode = "disable"` it is
@@ -96,6 +103,8 @@ impl Default for Config {
             connect_timeout_ms: default_connect_timeout_ms(),
             sslmode: SslMode::Disable,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -175,6 +184,8 @@ impl Config {
             section: "postgres",
             sslmode: self.sslmode,
             sslrootcert: self.sslrootcert.as_ref(),
+            sslcert: self.sslcert.as_ref(),
+            sslkey: self.sslkey.as_ref(),
         }
     }
 }
