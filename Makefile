@@ -28,11 +28,11 @@ help:
 	@echo "make cqlsh         a CQL shell on the stack's Cassandra (cqlsh from PyPI, cached); make psql: PostgreSQL's"
 	@echo "                   STACK=cluster for any of the three: 3 Kafka brokers + 3 Cassandra nodes on 127.0.0.1-3"
 	@echo "                   STACK=containers: docker-compose.yml on podman, images built here"
-	@echo "                   STACK=secure: TLS and passwords required by every store, tributary granted its own objects only"
+	@echo "                   STACK=secure: TLS, client certificates and passwords required by every store, tributary granted its own objects only"
 	@echo "make chaos-ci      the chaos suite's CI scenarios (every fault kind once, 4 long holds); make chaos: all (hours)"
 	@echo "make chaos-cluster the cluster suite: node losses, rolling restarts, partitions (3 Kafka + 3 Cassandra)"
 	@echo "make chaos-containers  docker compose up, and container kills, pauses, partitions (the container stack)"
-	@echo "make test-secure   the secure stack's tests: exactly once over TLS with passwords, refusals, rights, no secret leaked"
+	@echo "make test-secure   the secure stack's tests: exactly once over TLS with certificates and passwords, refusals, rights, no secret leaked"
 	@echo "make soak          60 minutes at a steady rate under a fault every 30-90 s (target/soak/report.md); make soak-ci: 5 minutes"
 	@echo "make bench         benchmarks: tributary vs Kafka/Cassandra ceilings and Spark (target/bench/report.md)"
 	@echo "make fuzz          each fuzz target for FUZZ_RUNS (10 million) executions; make fuzz-ci: FUZZ_SECONDS (30) each"
@@ -94,9 +94,9 @@ chaos-containers: test-tools build
 		status=$$?; TRIBUTARY_STACK=containers stack/stack.sh down; exit $$status
 
 # The secure stack's tests (tests/secure/, a test target `cargo test` leaves out) against
-# the secure stack: TLS and passwords required by every store, tributary's role granted
-# its own objects only (stack/profiles/secure.sh). The single stack is stopped first and
-# the secure stack after, as for the cluster.
+# the secure stack: TLS, client certificates and passwords required by every store,
+# tributary's role granted its own objects only (stack/profiles/secure.sh). The single
+# stack is stopped first and the secure stack after, as for the cluster.
 test-secure: test-tools build
 	stack/stack.sh down
 	TRIBUTARY_STACK=secure stack/stack.sh up || { TRIBUTARY_STACK=secure stack/stack.sh down; exit 1; }

@@ -11,8 +11,9 @@
 #   KAFKA_MIN_ISR     their min.insync.replicas, and the broker default
 #   KAFKA_TLS         optional: "keystore" gives the listeners mapped to SSL or SASL_SSL
 #                     the stack's server certificate (stack/lib/tls.sh) as a PKCS12
-#                     keystore, and the stack's CA as the truststore of the node's own
-#                     connections (to its controller listener, to itself)
+#                     keystore, and the stack's CA as the truststore (what the node
+#                     trusts of its own connections, and of the client certificates a
+#                     listener with ssl.client.auth=required takes)
 #   KAFKA_INTER_BROKER  optional: inter.broker.listener.name (default PLAINTEXT)
 #   KAFKA_EXTRA_FILE  optional: a file of more server.properties lines (the secure
 #                     stack's SASL, ACL authorizer and super users)

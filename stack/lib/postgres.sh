@@ -45,14 +45,20 @@ pg_owner_prefix() {
 }
 
 # The server certificate (stack/lib/tls.sh) copied into the data directory: the server
-# reads its key only if its owner alone can; and the CA that signs the client
-# certificates pg_hba.conf may ask for.
+# reads its key only if its owner alone can; and on the secure stack the CA that signs
+# the client certificates pg_hba.conf asks for.
 pg_tls() {
 	local datadir=$1 tls=$STACK_DIR/tls
 	stack_tls postgres
 	install -m 600 "${PG_OWNER[@]}" "$tls/server.pem" "$datadir/server.crt"
 	install -m 600 "${PG_OWNER[@]}" "$tls/server.key" "$datadir/server.key"
-	install -m 600 "${PG_OWNER[@]}" "$tls/ca.pem" "$datadir/ca.crt"
+	# Only where pg_hba.conf asks for client certificates: with a CA file the server asks
+	# every TLS client for one, and checks any it is sent.
+	if [[ ${PG_AUTH:-trust} == scram ]]; then
+		install -m 600 "${PG_OWNER[@]}" "$tls/ca.pem" "$datadir/ca.crt"
+	else
+		rm -f "$datadir/ca.crt"
+	fi
 }
 
 # `install`'s owner arguments for files the server reads.
@@ -103,11 +109,13 @@ start_postgres() {
 	pg_tls "$datadir"
 	local sockdir=$datadir/sock
 	$(pg_owner_prefix) mkdir -p "$sockdir"
+	local client_ca=()
+	[[ ${PG_AUTH:-trust} == scram ]] && client_ca=(-c ssl_ca_file=ca.crt)
 	# fsync off: a throwaway test cluster; the chaos suite kills the process, not the host.
 	spawn postgres $(pg_owner_prefix) "$bindir/postgres" -D "$datadir" \
 		-c listen_addresses="$HOST" -c port="$PG_PORT" -c unix_socket_directories="$sockdir" \
 		-c max_connections=200 -c fsync=off -c full_page_writes=off \
-		-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=ca.crt
+		-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key "${client_ca[@]}"
 }
 
 probe_postgres() {
@@ -115,10 +123,17 @@ probe_postgres() {
 }
 
 # psql as the superuser, over TLS with its password and the stack's own client
-# certificate on the secure stack. Arguments are psql's.
+# certificate on the secure stack. Arguments are psql's. The password reaches psql in a
+# password file of the stack's (owner-only, written by a shell builtin), never in its
+# environment or on a command line.
 pg_admin_psql() {
 	if [[ ${PG_AUTH:-trust} == scram ]]; then
-		PGPASSWORD=$(<"$PG_SUPERUSER_PASSWORD_FILE") PGSSLMODE=verify-full PGSSLROOTCERT=$STACK_DIR/tls/ca.pem \
+		local passfile=$STACK_DIR/postgres/admin.pgpass
+		(
+			umask 077
+			printf '*:*:*:postgres:%s\n' "$(<"$PG_SUPERUSER_PASSWORD_FILE")" >"$passfile"
+		)
+		PGPASSFILE=$passfile PGSSLMODE=verify-full PGSSLROOTCERT=$STACK_DIR/tls/ca.pem \
 			PGSSLCERT=$STACK_DIR/tls/server.pem PGSSLKEY=$STACK_DIR/tls/server.key \
 			psql -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d postgres "$@"
 	else

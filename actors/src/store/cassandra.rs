@@ -401,11 +401,12 @@ pub async fn connect(config: &Config) -> Result<Session, StoreError> {
     }
 }
 
-/// The driver's error, with the likely cause added when a node ended a TLS session
-/// after the handshake. That is how Cassandra refuses a client certificate it does not
-/// trust, or a client without one when it requires one (TLS 1.3 checks the client's
-/// certificate after the client has finished its side), and the driver reports it only
-/// as a broken connection or a bare alert.
+/// The driver's error, with what it may mean when a node ended a TLS session while the
+/// connection was being set up. That is how Cassandra refuses a client certificate it
+/// does not trust, or a client without one when it requires one (TLS 1.3 checks the
+/// client's certificate after the client has finished its side of the handshake), and
+/// the driver reports it only as a broken connection or a bare alert — the same words
+/// a node that died at that moment would give, hence "if".
 fn with_client_certificate_hint(config: &Config, error: impl std::fmt::Display) -> Cause {
     // On one line: the driver's text of a dropped channel spans two.
     let text = error
@@ -413,21 +414,22 @@ fn with_client_certificate_hint(config: &Config, error: impl std::fmt::Display) 
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let ended = text.contains("Connection broken") || text.contains("received fatal alert");
-    if config.sslmode != SslMode::VerifyFull || !ended {
+    let ended_in_setup = text.contains("connection setup request")
+        && (text.contains("Connection broken") || text.contains("received fatal alert"));
+    if config.sslmode != SslMode::VerifyFull || !ended_in_setup {
         return text.into();
     }
     let hint = match &config.sslcert {
-        None => "a node that requires client certificates ends the session this way when \
-                 none is presented (set cassandra.sslcert and cassandra.sslkey)"
+        None => "if it requires client certificates, this is how it refuses a client that \
+                 presents none (set cassandra.sslcert and cassandra.sslkey)"
             .to_owned(),
         Some(cert) => format!(
-            "a node that requires client certificates ends the session this way when \
-             cassandra.sslcert ({}) is not signed by a CA it trusts",
+            "if it requires client certificates, this is how it refuses one that no CA it \
+             trusts signed (cassandra.sslcert {})",
             cert.display()
         ),
     };
-    format!("{text} (the node ended the TLS session: {hint})").into()
+    format!("{text} (the node ended the TLS session during set-up: {hint})").into()
 }
 
 #[cfg(test)]
@@ -437,8 +439,9 @@ mod tests {
 
     #[test]
     fn an_ended_tls_session_names_the_client_certificate() {
-        let broken = "Connection broken, reason: Failed to send/receive data needed to perform a \
-                      request via tokio channel.\n        It implies that other half";
+        let broken = "Failed to perform a connection setup request. Request: OPTIONS, reason: \
+                      Connection broken, reason: Failed to send/receive data needed to \
+                      perform a request via tokio channel.\n        It implies that other half";
         let mut config = Config::default();
         // Plaintext: the driver's words, on one line.
         let text = with_client_certificate_hint(&config, broken).to_string();
@@ -450,19 +453,25 @@ mod tests {
         config.sslmode = SslMode::VerifyFull;
         let text = with_client_certificate_hint(&config, broken).to_string();
         assert!(
-            text.starts_with("Connection broken, reason: Failed"),
+            text.starts_with("Failed to perform a connection setup"),
             "{text}"
         );
-        assert!(text.contains("when none is presented"), "{text}");
-        config.sslcert = Some(PathBuf::from("/etc/c.pem"));
-        let text = with_client_certificate_hint(&config, "received fatal alert: X").to_string();
         assert!(
-            text.contains("cassandra.sslcert (/etc/c.pem) is not signed"),
+            text.contains("refuses a client that presents none"),
             "{text}"
         );
-        // Any other failure is left as the driver said it.
-        let text = with_client_certificate_hint(&config, "Connection refused").to_string();
-        assert_eq!(text, "Connection refused");
+        config.sslcert = Some(PathBuf::from("/etc/c.pem"));
+        let alert = "connection setup request. Request: OPTIONS, reason: received fatal alert: X";
+        let text = with_client_certificate_hint(&config, alert).to_string();
+        assert!(
+            text.contains("that no CA it trusts signed (cassandra.sslcert /etc/c.pem)"),
+            "{text}"
+        );
+        // Any other failure is left as the driver said it: refused, or broken later.
+        for other in ["Connection refused", "Connection broken, reason: EOF"] {
+            let text = with_client_certificate_hint(&config, other).to_string();
+            assert_eq!(text, other);
+        }
     }
 
     #[test]

@@ -203,13 +203,26 @@ impl Default for Config {
     }
 }
 
-/// librdkafka properties that carry credentials: refused in `kafka.properties`.
-const SECRET_PROPERTIES: &[&str] = &[
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.key.pem",
-    "sasl.oauthbearer.client.secret",
+/// librdkafka properties that carry credentials, with what to use instead: refused in
+/// `kafka.properties`.
+const SECRET_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "sasl.password",
+        "use kafka.sasl_password (from the environment) or kafka.sasl_password_file",
+    ),
+    (
+        "ssl.key.password",
+        "give kafka.sslkey an unencrypted key file that only tributary can read",
+    ),
+    (
+        "ssl.keystore.password",
+        "use kafka.sslcert and kafka.sslkey",
+    ),
+    ("ssl.key.pem", "use kafka.sslkey (a file)"),
+    (
+        "sasl.oauthbearer.client.secret",
+        "OAUTHBEARER is not supported: use kafka.sasl_mechanism",
+    ),
 ];
 
 /// librdkafka properties that `sslmode`, `sslrootcert` and `sasl_mechanism` make, with
@@ -225,6 +238,8 @@ const SECURITY_PROPERTIES: &[(&str, &str)] = &[
     ("ssl.certificate.location", "kafka.sslcert"),
     ("ssl.certificate.pem", "kafka.sslcert"),
     ("ssl.key.location", "kafka.sslkey"),
+    ("ssl.keystore.location", "kafka.sslcert and kafka.sslkey"),
+    ("ssl.keystore.type", "kafka.sslcert and kafka.sslkey"),
     ("ssl.endpoint.identification.algorithm", "kafka.sslmode"),
     ("enable.ssl.certificate.verification", "kafka.sslmode"),
     ("sasl.mechanism", "kafka.sasl_mechanism"),
@@ -250,12 +265,11 @@ impl Config {
         f.non_empty("bootstrap_servers", &self.bootstrap_servers);
         f.non_empty("client_id", &self.client_id);
         f.range("request_timeout_ms", self.request_timeout_ms, 100, 600_000);
-        for key in self.properties.keys() {
-            if SECRET_PROPERTIES.contains(&key.as_str()) {
+        for (key, instead) in SECRET_PROPERTIES {
+            if self.properties.contains_key(*key) {
                 f.invalid(
                     &format!("properties.{key}"),
-                    "credentials may not be set here: use kafka.sasl_password (from the \
-                     environment) or kafka.sasl_password_file",
+                    format!("credentials may not be set here: {instead}"),
                 );
             }
         }

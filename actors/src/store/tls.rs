@@ -157,15 +157,14 @@ impl Settings<'_> {
         service: Service,
         path: &Path,
     ) -> Result<rustls::pki_types::PrivateKeyDer<'static>, StoreError> {
-        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::pem::{Error, PemObject};
         // The parser's error names what it did not find; it never holds key material.
         rustls::pki_types::PrivateKeyDer::from_pem_file(path).map_err(|e| {
-            self.error(
-                service,
-                "sslkey",
-                path,
-                &format!("not a PEM private key: {e}"),
-            )
+            let what = match e {
+                Error::Io(e) => format!("cannot read it: {e}"),
+                e => format!("not a PEM private key: {e}"),
+            };
+            self.error(service, "sslkey", path, &what)
         })
     }
 
