@@ -98,20 +98,21 @@ impl Settings<'_> {
         };
         crate::install_tls_provider();
         let builder = rustls::ClientConfig::builder().with_root_certificates(Arc::new(roots));
-        match (self.sslmode, self.sslcert, self.sslkey) {
-            (SslMode::VerifyFull, Some(cert), Some(key)) => {
+        match self.client_identity() {
+            Some((cert, key)) => {
                 let chain = self.certificates(service, "sslcert", cert)?;
                 let private_key = self.private_key(service, key)?;
                 builder
                     .with_client_auth_cert(chain, private_key)
                     .map_err(|e| self.error(service, "sslkey", key, &e.to_string()))
             }
-            _ => Ok(builder.with_no_client_auth()),
+            None => Ok(builder.with_no_client_auth()),
         }
     }
 
-    /// The files librdkafka is to present as the client's identity, when set (after
-    /// [`Settings::client_config`] has read them).
+    /// The client's certificate and key files, when it presents them (`verify-full`
+    /// with both set); librdkafka is given them after [`Settings::client_config`] has
+    /// read them.
     pub fn client_identity(&self) -> Option<(&PathBuf, &PathBuf)> {
         match (self.sslmode, self.sslcert, self.sslkey) {
             (SslMode::VerifyFull, Some(cert), Some(key)) => Some((cert, key)),
