@@ -111,6 +111,18 @@ pub struct PartitionStatus {
     pub written: u64,
 }
 
+/// A partition's gauges, from its entry.
+fn export(entry: &PartitionStatus) {
+    let p = entry.partition.to_string();
+    if let Some(offset) = entry.committed_offset {
+        metrics::gauge!("tributary_committed_offset", "partition" => p.clone()).set(offset as f64);
+    }
+    metrics::gauge!("tributary_in_flight_records", "partition" => p.clone())
+        .set(entry.in_flight_records as f64);
+    metrics::gauge!("tributary_in_flight_batches", "partition" => p)
+        .set(entry.in_flight_batches as f64);
+}
+
 /// The partitions this instance owns, updated by their writers and by the consumer's
 /// statistics; read by the status API and exported as gauges.
 #[derive(Clone, Default, Debug)]
@@ -125,15 +137,7 @@ impl Partitions {
             ..PartitionStatus::default()
         });
         f(entry);
-        let p = partition.to_string();
-        if let Some(offset) = entry.committed_offset {
-            metrics::gauge!("tributary_committed_offset", "partition" => p.clone())
-                .set(offset as f64);
-        }
-        metrics::gauge!("tributary_in_flight_records", "partition" => p.clone())
-            .set(entry.in_flight_records as f64);
-        metrics::gauge!("tributary_in_flight_batches", "partition" => p)
-            .set(entry.in_flight_batches as f64);
+        export(entry);
     }
 
     /// Changes one partition's entry if this instance holds it.
@@ -141,6 +145,7 @@ impl Partitions {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = map.get_mut(&partition) {
             f(entry);
+            export(entry);
         }
     }
 

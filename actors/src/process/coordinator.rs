@@ -13,6 +13,7 @@
 //! monitoring only: recovery never reads them.
 
 use super::config::Config;
+use super::handle::{PartitionHandle, PartitionReport};
 use super::messages::{CoordinatorMsg, DlqProducer, PartitionConsumerMsg};
 use super::partition::{self, PartitionContext};
 use super::poll::{Doorbell, GroupConsumer, RebalanceContext, Route, Routes, poll_loop};
@@ -29,7 +30,7 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -56,8 +57,12 @@ pub struct CoordinatorArgs {
     pub directory: Directory<CoordinatorMsg>,
 }
 
+/// An assigned partition's pipeline.
 struct Pipeline {
     supervisor: ActorRef<SupervisorMsg>,
+    handle: PartitionHandle,
+    /// Its consumer, once it reported ready (for drains).
+    consumer: Option<ActorRef<PartitionConsumerMsg>>,
 }
 
 pub struct CoordinatorState {
@@ -69,9 +74,6 @@ pub struct CoordinatorState {
     consumer: Arc<GroupConsumer>,
     routes: Routes,
     pipelines: HashMap<i32, Pipeline>,
-    buffered: HashMap<i32, Arc<AtomicUsize>>,
-    /// Each pipeline's consumer, once it reported ready (for drains).
-    consumers: HashMap<i32, ActorRef<PartitionConsumerMsg>>,
     context: PartitionContext,
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
@@ -182,8 +184,6 @@ impl Actor for Coordinator {
             consumer,
             routes,
             pipelines: HashMap::new(),
-            buffered: HashMap::new(),
-            consumers: HashMap::new(),
             context,
             stop,
             poller: Some(poller),
@@ -258,13 +258,17 @@ impl Shelled for Coordinator {
                     if state.pipelines.contains_key(&partition) {
                         continue;
                     }
-                    let buffered = Arc::new(AtomicUsize::new(0));
-                    let args = partition::supervisor_args(
-                        &state.context,
+                    let coordinator = myself.clone();
+                    let handle = PartitionHandle::new(
                         partition,
-                        myself.clone(),
-                        buffered.clone(),
+                        state.context.partitions.clone(),
+                        Arc::new(move |partition, report| {
+                            // A coordinator that is gone stops the pipeline anyway.
+                            let _ = coordinator
+                                .send_message(CoordinatorMsg::Partition { partition, report });
+                        }),
                     );
+                    let args = partition::supervisor_args(&state.context, &handle);
                     let name = args.name.clone();
                     // The pipeline's actors start inside this span: their logs carry it.
                     let span = tracing::info_span!("actor", actor = %name, partition);
@@ -273,8 +277,14 @@ impl Shelled for Coordinator {
                             .instrument(span)
                             .await?;
                     state.context.stats.attach(&name, "coordinator");
-                    state.pipelines.insert(partition, Pipeline { supervisor });
-                    state.buffered.insert(partition, buffered);
+                    state.pipelines.insert(
+                        partition,
+                        Pipeline {
+                            supervisor,
+                            handle,
+                            consumer: None,
+                        },
+                    );
                     tracing::info!(partition, "partition assigned: pipeline started");
                 }
             }
@@ -284,17 +294,28 @@ impl Shelled for Coordinator {
                 tracing::info!(?partitions, "partitions revoked: drained and stopped");
                 let _ = done.send(());
             }
-            CoordinatorMsg::Ready {
+            CoordinatorMsg::Partition {
                 partition,
-                next_offset,
-                consumer,
+                report:
+                    PartitionReport::Ready {
+                        next_offset,
+                        consumer,
+                    },
             } => {
-                let Some(buffered) = state.buffered.get(&partition).cloned() else {
+                let Some(pipeline) = state.pipelines.get_mut(&partition) else {
                     return Ok(()); // revoked meanwhile
                 };
-                buffered.store(0, Ordering::SeqCst);
+                let consumer: ActorRef<PartitionConsumerMsg> = consumer.into();
+                pipeline.consumer = Some(consumer.clone());
+                let handle = pipeline.handle.clone();
+                {
+                    // The earlier incarnation's route goes first, under the routes' lock:
+                    // nothing is routed to it once the count starts afresh.
+                    let mut routes = state.routes.lock().unwrap_or_else(|p| p.into_inner());
+                    routes.remove(&partition);
+                    handle.restart_counts();
+                }
                 seek(state, partition, next_offset).await;
-                state.consumers.insert(partition, consumer.clone());
                 state
                     .routes
                     .lock()
@@ -304,12 +325,15 @@ impl Shelled for Coordinator {
                         Route {
                             consumer,
                             next_offset,
-                            buffered,
+                            handle,
                             backpressured: false,
                         },
                     );
             }
-            CoordinatorMsg::Committed { partition, offset } => {
+            CoordinatorMsg::Partition {
+                partition,
+                report: PartitionReport::Committed { offset },
+            } => {
                 let mut list = TopicPartitionList::new();
                 if list
                     .add_partition_offset(&state.topic, partition, Offset::Offset(offset + 1))
@@ -319,7 +343,10 @@ impl Shelled for Coordinator {
                     let _ = state.consumer.commit(&list, CommitMode::Async);
                 }
             }
-            CoordinatorMsg::Fenced { partition, epoch } => {
+            CoordinatorMsg::Partition {
+                partition,
+                report: PartitionReport::Fenced { epoch },
+            } => {
                 tracing::warn!(
                     partition,
                     epoch,
@@ -437,18 +464,18 @@ async fn drain(state: &CoordinatorState, partitions: &[i32]) {
 async fn drain_within(state: &CoordinatorState, partitions: &[i32], within: Duration) {
     let deadline = Instant::now() + within;
     for partition in partitions {
-        let Some(buffered) = state.buffered.get(partition) else {
+        let Some(pipeline) = state.pipelines.get(partition) else {
             continue;
         };
-        if let Some(consumer) = state.consumers.get(partition) {
+        if let Some(consumer) = &pipeline.consumer {
             let _ = consumer
                 .call(PartitionConsumerMsg::Drain, Some(Duration::from_secs(5)))
                 .await;
         }
-        while buffered.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while pipeline.handle.buffered() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = buffered.load(Ordering::SeqCst);
+        let left = pipeline.handle.buffered();
         if left > 0 {
             tracing::warn!(
                 partition,
@@ -469,10 +496,13 @@ async fn stop_pipelines(state: &mut CoordinatorState, partitions: &[i32]) {
     }
     drop(routes);
     for partition in partitions {
-        state.buffered.remove(partition);
-        state.consumers.remove(partition);
+        let pipeline = state.pipelines.remove(partition);
+        // Retired first: nothing of its pipeline, stopping, brings the status back.
+        if let Some(pipeline) = &pipeline {
+            pipeline.handle.retire();
+        }
         state.context.partitions.remove(*partition);
-        if let Some(pipeline) = state.pipelines.remove(partition) {
+        if let Some(pipeline) = pipeline {
             let _ = pipeline
                 .supervisor
                 .stop_and_wait(

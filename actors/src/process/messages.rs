@@ -1,16 +1,15 @@
 //! The messages between the actors of `process`, in one place: the coordinator's (from
 //! the poll thread, the pipelines and the monitor), and those that carry a partition's
-//! batches down its pipeline (consumer → transformer → writer) with the [`InFlight`]
-//! guard that counts each batch until the writer is done with it.
+//! batches down its pipeline (consumer → transformer → writer), each with its
+//! [`BatchLease`].
 
+use super::handle::{BatchLease, PartitionReport};
 use crate::model::CreatedUser;
 use crate::store::rebootstrap::KeptContext;
 use crate::supervisor::Drain;
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub enum CoordinatorMsg {
     /// Partitions assigned to this instance by a rebalance.
@@ -22,21 +21,10 @@ pub enum CoordinatorMsg {
         partitions: Vec<i32>,
         done: std::sync::mpsc::Sender<()>,
     },
-    /// A partition pipeline is up and resumes at `next_offset`.
-    Ready {
+    /// From a partition's pipeline, through its [`super::handle::PartitionHandle`].
+    Partition {
         partition: i32,
-        next_offset: i64,
-        consumer: ActorRef<PartitionConsumerMsg>,
-    },
-    /// A writer committed `offset` in Cassandra.
-    Committed {
-        partition: i32,
-        offset: i64,
-    },
-    /// A writer found a newer owner epoch: its partition belongs to another instance.
-    Fenced {
-        partition: i32,
-        epoch: i64,
+        report: PartitionReport,
     },
     Ping(RpcReplyPort<()>),
     /// Graceful shutdown: stop routing, hand over partial batches and wait until every
@@ -72,7 +60,7 @@ pub enum TransformerMsg {
         records: Vec<OwnedMessage>,
         /// The consume spans of the batch's traces: parents of the transform spans.
         traces: Vec<opentelemetry::Context>,
-        in_flight: InFlight,
+        lease: BatchLease,
     },
 }
 
@@ -81,11 +69,11 @@ pub enum TransformerMsg {
 pub struct WriteBatch {
     pub users: Vec<CreatedUser>,
     pub last_offset: i64,
-    pub records: usize,
     /// The transform spans of the batch's traces: parents of the write spans.
     pub traces: Vec<opentelemetry::Context>,
-    /// Dropped when the writer is done with the batch: the consumer may flush the next.
-    pub in_flight: InFlight,
+    /// Settled when the writer is done with the batch: the consumer may flush the
+    /// next, the poll thread read more.
+    pub lease: BatchLease,
 }
 
 impl std::fmt::Debug for WriteBatch {
@@ -93,7 +81,7 @@ impl std::fmt::Debug for WriteBatch {
         f.debug_struct("WriteBatch")
             .field("users", &self.users.len())
             .field("last_offset", &self.last_offset)
-            .field("records", &self.records)
+            .field("records", &self.lease.records())
             .finish()
     }
 }
@@ -102,44 +90,5 @@ pub enum WriterMsg {
     Write(WriteBatch),
 }
 
-/// A batch's place in its partition's pipeline, counted from the consumer's flush until
-/// the writer is done with it. Counted by dropping: a batch lost with a failed
-/// incarnation (in a mailbox, mid-write) stops counting too, so a crash can never leave
-/// the count — and with it the consumer's flushing — stuck. Each consumer incarnation
-/// counts on its own counter.
-#[derive(Debug)]
-pub struct InFlight(Arc<AtomicU64>);
-
-impl InFlight {
-    pub(super) fn new(counter: &Arc<AtomicU64>) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// The producer that writes poison records to the DLQ.
 pub type DlqProducer = FutureProducer<KeptContext>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_counts_until_dropped_wherever_it_is_dropped() {
-        let counter = Arc::new(AtomicU64::new(0));
-        let first = InFlight::new(&counter);
-        let second = InFlight::new(&counter);
-        assert_eq!(counter.load(Ordering::SeqCst), 2);
-        drop(first);
-        assert_eq!(counter.load(Ordering::SeqCst), 1);
-        // A batch lost with a mailbox (here: a dropped queue) stops counting too.
-        drop(vec![second]);
-        assert_eq!(counter.load(Ordering::SeqCst), 0);
-    }
-}

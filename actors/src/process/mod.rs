@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod coordinator;
+pub mod handle;
 pub mod messages;
 pub mod monitor;
 pub mod partition;

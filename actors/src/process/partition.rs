@@ -2,9 +2,8 @@
 //! one_for_all supervisor: if any of the three fails, all restart and processing resumes
 //! from the offset committed in Cassandra.
 
-use super::messages::{
-    CoordinatorMsg, DlqProducer, InFlight, PartitionConsumerMsg, TransformerMsg, WriterMsg,
-};
+use super::handle::PartitionHandle;
+use super::messages::{DlqProducer, PartitionConsumerMsg, TransformerMsg, WriterMsg};
 use super::transformer::{Transformer, TransformerArgs};
 use super::writer::{Writer, WriterArgs};
 use crate::directory::Directory;
@@ -15,8 +14,8 @@ use crate::supervisor::{ChildSpec, RestartPolicy, RestartStats, SupervisorArgs};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a partition pipeline needs from its coordinator.
@@ -42,38 +41,23 @@ pub struct PartitionContext {
     pub partitions: Partitions,
 }
 
-/// The one_for_all supervisor of partition `partition`, built downstream first.
-pub fn supervisor_args(
-    ctx: &PartitionContext,
-    partition: i32,
-    coordinator: ActorRef<CoordinatorMsg>,
-    buffered: Arc<AtomicUsize>,
-) -> SupervisorArgs {
+/// The one_for_all supervisor of the partition of `handle`, built downstream first.
+pub fn supervisor_args(ctx: &PartitionContext, handle: &PartitionHandle) -> SupervisorArgs {
+    let partition = handle.partition();
     let writer_dir: Directory<WriterMsg> = Directory::default();
     let transformer_dir: Directory<TransformerMsg> = Directory::default();
-    let start: Arc<Mutex<Option<i64>>> = Arc::default();
 
-    let (c, coord, buf, st, wd) = (
-        ctx.clone(),
-        coordinator.clone(),
-        buffered,
-        start.clone(),
-        writer_dir.clone(),
-    );
+    let (c, h, wd) = (ctx.clone(), handle.clone(), writer_dir.clone());
     let writer = ChildSpec::actor(format!("writer-{partition}"), Writer, move || WriterArgs {
         cassandra: c.cassandra.clone(),
         keyspace: c.keyspace.clone(),
         topic: c.topic.clone(),
-        partition,
+        handle: h.clone(),
         owner: c.owner.clone(),
         write_concurrency: c.write_concurrency,
         rows_per_request: c.rows_per_request,
         run_digests_kept: c.run_digests_kept,
-        coordinator: coord.clone(),
-        buffered: buf.clone(),
-        start: st.clone(),
         directory: wd.clone(),
-        partitions: c.partitions.clone(),
     });
     let (c, wd, td) = (ctx.clone(), writer_dir.clone(), transformer_dir.clone());
     let transformer =
@@ -86,18 +70,15 @@ pub fn supervisor_args(
                 registry: c.registry.clone(),
             }
         });
-    let (c, td) = (ctx.clone(), transformer_dir);
+    let (c, td, h) = (ctx.clone(), transformer_dir, handle.clone());
     let consumer = ChildSpec::actor(
         format!("consumer-{partition}"),
         PartitionConsumer,
         move || PartitionConsumerArgs {
-            partition,
+            handle: h.clone(),
             transformer: td.clone(),
-            start: start.clone(),
-            coordinator: coordinator.clone(),
             batch_size: c.batch_size,
             batch_linger: c.batch_linger,
-            partitions: c.partitions.clone(),
         },
     );
     SupervisorArgs {
@@ -150,14 +131,12 @@ fn traceparent_header(record: &OwnedMessage) -> Option<&str> {
 pub struct PartitionConsumer;
 
 pub struct PartitionConsumerArgs {
-    pub partition: i32,
+    /// The partition: where the writer (started before) published the offset to resume
+    /// from, and where the consumer reports that the pipeline is up.
+    pub handle: PartitionHandle,
     pub transformer: Directory<TransformerMsg>,
-    /// The offset to resume from, published by the writer (started before).
-    pub start: Arc<Mutex<Option<i64>>>,
-    pub coordinator: ActorRef<CoordinatorMsg>,
     pub batch_size: usize,
     pub batch_linger: Duration,
-    pub partitions: Partitions,
 }
 
 /// Batches of a partition in flight at most before the next one waits: one being
@@ -168,7 +147,7 @@ pub struct PartitionConsumerArgs {
 const PIPELINE_DEPTH: u64 = 2;
 
 pub struct PartitionConsumerState {
-    partition: i32,
+    handle: PartitionHandle,
     transformer: ActorRef<TransformerMsg>,
     pending: Vec<OwnedMessage>,
     /// Number of the batch being filled, so a stale linger timer is ignored.
@@ -178,13 +157,12 @@ pub struct PartitionConsumerState {
     lingered: bool,
     /// A linger timer runs for the batch being filled.
     linger_armed: bool,
-    /// Batches of this incarnation not yet done with (see [`InFlight`]).
+    /// Batches of this incarnation not yet done with (see
+    /// [`super::handle::BatchLease`]).
     in_flight: Arc<AtomicU64>,
     batch_size: usize,
     batch_linger: Duration,
     start: i64,
-    coordinator: ActorRef<CoordinatorMsg>,
-    partitions: Partitions,
 }
 
 impl PartitionConsumerState {
@@ -201,13 +179,12 @@ impl PartitionConsumerState {
         }
         let records = std::mem::take(&mut self.pending);
         observe::record(Stage::Consumed, records.len() as u64);
-        self.partitions
-            .update(self.partition, |p| p.in_flight_batches += 1);
-        let traces = consume_spans(&records, self.partition);
+        let lease = self.handle.lease(&self.in_flight, records.len());
+        let traces = consume_spans(&records, self.handle.partition());
         self.transformer.send_message(TransformerMsg::Transform {
             records,
             traces,
-            in_flight: InFlight::new(&self.in_flight),
+            lease,
         })?;
         Ok(())
     }
@@ -228,12 +205,11 @@ impl Actor for PartitionConsumer {
             .get()
             .ok_or("the transformer is not running")?;
         let start = args
-            .start
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .handle
+            .resume_at()
             .ok_or("the writer has not published its start offset")?;
         Ok(PartitionConsumerState {
-            partition: args.partition,
+            handle: args.handle,
             transformer,
             pending: Vec::with_capacity(args.batch_size),
             batch: 0,
@@ -243,8 +219,6 @@ impl Actor for PartitionConsumer {
             batch_size: args.batch_size,
             batch_linger: args.batch_linger,
             start,
-            coordinator: args.coordinator,
-            partitions: args.partitions,
         })
     }
 
@@ -253,16 +227,9 @@ impl Actor for PartitionConsumer {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        // Batches of an earlier incarnation died with it.
-        state
-            .partitions
-            .update(state.partition, |p| p.in_flight_batches = 0);
-        // Only now, with the whole pipeline up, does the coordinator route records here.
-        state.coordinator.send_message(CoordinatorMsg::Ready {
-            partition: state.partition,
-            next_offset: state.start,
-            consumer: myself,
-        })?;
+        // Only now, with the whole pipeline up, does the coordinator route records here
+        // (and the batches of an earlier incarnation stop counting).
+        state.handle.ready(state.start, myself.get_cell());
         Ok(())
     }
 
@@ -273,7 +240,7 @@ impl Shelled for PartitionConsumer {
     const KIND: &'static str = "consumer";
 
     fn partition(&self, _: &PartitionConsumerMsg, state: &PartitionConsumerState) -> Option<i32> {
-        Some(state.partition)
+        Some(state.handle.partition())
     }
 
     async fn on_message(
@@ -324,4 +291,157 @@ fn linger(myself: &ActorRef<PartitionConsumerMsg>, state: &mut PartitionConsumer
     myself.send_after(state.batch_linger, move || PartitionConsumerMsg::Flush {
         batch,
     });
+}
+
+/// The consumer as an actor, without a stack: a test transformer's mailbox receives its
+/// batches (quickwit's test-mailbox style).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::handle::PartitionReport;
+    use ractor::rpc::CallResult;
+    use rdkafka::Timestamp;
+    use tokio::sync::mpsc;
+    use tokio::time::{Instant, timeout};
+
+    /// Stands in for the transformer: every message into a channel.
+    struct Mailbox(mpsc::UnboundedSender<TransformerMsg>);
+
+    impl Actor for Mailbox {
+        type Msg = TransformerMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<TransformerMsg>,
+            _: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<TransformerMsg>,
+            message: TransformerMsg,
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = self.0.send(message);
+            Ok(())
+        }
+    }
+
+    fn records(offsets: std::ops::Range<i64>) -> Vec<OwnedMessage> {
+        offsets
+            .map(|offset| {
+                OwnedMessage::new(
+                    Some(b"{}".to_vec()),
+                    None,
+                    "users.raw".into(),
+                    Timestamp::NotAvailable,
+                    4,
+                    offset,
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    fn offsets(message: &TransformerMsg) -> Vec<i64> {
+        let TransformerMsg::Transform { records, .. } = message;
+        records.iter().map(Message::offset).collect()
+    }
+
+    /// Long enough that whatever arrives well before it was not sent by the linger.
+    const LINGER: Duration = Duration::from_millis(1_500);
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_batches_go_at_once_and_the_rest_waits_for_room_and_its_linger() {
+        let (reported, mut reports) = mpsc::unbounded_channel();
+        let handle = PartitionHandle::new(
+            4,
+            Partitions::default(),
+            Arc::new(move |_, report| {
+                let _ = reported.send(report);
+            }),
+        );
+        handle.claimed(1, 9);
+        let (sent, mut received) = mpsc::unbounded_channel();
+        let (mailbox, _) = Actor::spawn(None, Mailbox(sent), ()).await.unwrap();
+        let transformer = Directory::default();
+        transformer.register(mailbox.clone());
+        let (consumer, _) = Actor::spawn(
+            None,
+            PartitionConsumer,
+            PartitionConsumerArgs {
+                handle: handle.clone(),
+                transformer,
+                batch_size: 3,
+                batch_linger: LINGER,
+            },
+        )
+        .await
+        .unwrap();
+        // Ready comes from post_start, which runs after spawn returns.
+        match timeout(PATIENCE, reports.recv()).await.unwrap().unwrap() {
+            PartitionReport::Ready {
+                next_offset,
+                consumer: cell,
+            } => {
+                assert_eq!(next_offset, 10);
+                assert_eq!(cell.get_id(), consumer.get_id());
+            }
+            other => panic!("{other:?}"),
+        }
+        handle.restart_counts(); // what the coordinator does on Ready
+
+        handle.routed(7);
+        let sent_at = Instant::now();
+        consumer
+            .send_message(PartitionConsumerMsg::Records(records(10..17)))
+            .unwrap();
+        let first = timeout(PATIENCE, received.recv()).await.unwrap().unwrap();
+        let second = timeout(PATIENCE, received.recv()).await.unwrap().unwrap();
+        assert!(
+            sent_at.elapsed() < LINGER,
+            "full batches waited for the linger"
+        );
+        assert_eq!(
+            (offsets(&first), offsets(&second)),
+            (vec![10, 11, 12], vec![13, 14, 15])
+        );
+        // Two batches in flight: the last record waits, past its linger too.
+        assert!(timeout(LINGER * 2, received.recv()).await.is_err());
+        assert_eq!(handle.buffered(), 7);
+
+        // The writer is done with the first batch: it leaves the pipeline, and the
+        // lingered record goes at the next look.
+        let TransformerMsg::Transform { lease, .. } = first;
+        lease.committed(12, 3);
+        let third = timeout(PATIENCE, received.recv()).await.unwrap().unwrap();
+        assert_eq!(offsets(&third), vec![16]);
+        assert_eq!(handle.buffered(), 4);
+        drop((second, third));
+
+        // A drain hands over a partial batch at once, long before its linger.
+        handle.routed(1);
+        consumer
+            .send_message(PartitionConsumerMsg::Records(records(17..18)))
+            .unwrap();
+        let drained_at = Instant::now();
+        let drained = consumer
+            .call(PartitionConsumerMsg::Drain, Some(PATIENCE))
+            .await
+            .unwrap();
+        assert!(matches!(drained, CallResult::Success(())), "{drained:?}");
+        let last = timeout(PATIENCE, received.recv()).await.unwrap().unwrap();
+        assert!(
+            drained_at.elapsed() < LINGER,
+            "the drain waited for the linger"
+        );
+        assert_eq!(offsets(&last), vec![17]);
+        consumer.stop(None);
+        mailbox.stop(None);
+    }
 }

@@ -152,7 +152,7 @@ impl Shelled for Transformer {
         let TransformerMsg::Transform {
             records,
             traces,
-            in_flight,
+            lease,
         } = message;
         let Some(last_offset) = records.iter().map(|r| r.offset()).max() else {
             return Ok(());
@@ -203,9 +203,8 @@ impl Shelled for Transformer {
         state.writer.send_message(WriterMsg::Write(WriteBatch {
             users,
             last_offset,
-            records: records.len(),
             traces,
-            in_flight,
+            lease,
         }))?;
         Ok(())
     }

@@ -7,7 +7,8 @@
 //! after the last committed offset, whatever Kafka's group offsets say. A writer whose
 //! commit condition fails has been fenced by a newer owner: it stops writing.
 
-use super::messages::{CoordinatorMsg, WriterMsg};
+use super::handle::PartitionHandle;
+use super::messages::WriterMsg;
 use super::progress::{Committed, PartitionProgress};
 use super::rows::Upserts;
 use super::tally::Tally;
@@ -16,8 +17,6 @@ use crate::store::Service;
 use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scylla::client::session::Session;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Writer;
@@ -28,7 +27,9 @@ pub struct WriterArgs {
     pub cassandra: crate::store::cassandra::Config,
     pub keyspace: String,
     pub topic: String,
-    pub partition: i32,
+    /// The partition: where the writer publishes its claim (the offset to resume from,
+    /// for the consumer) and reports commits and fencing.
+    pub handle: PartitionHandle,
     /// This instance's name, stored as the partition's owner.
     pub owner: String,
     /// Upsert requests in flight.
@@ -37,30 +38,8 @@ pub struct WriterArgs {
     pub rows_per_request: usize,
     /// Newest runs whose digest the partition keeps (`process.run_digests_kept`).
     pub run_digests_kept: usize,
-    pub coordinator: ActorRef<CoordinatorMsg>,
-    /// Records routed to this partition and not yet committed (the poll thread stops
-    /// reading the partition at a bound); the writer subtracts what it commits.
-    pub buffered: Arc<AtomicUsize>,
-    /// Where the writer publishes the offset to resume from, for the consumer.
-    pub start: Arc<Mutex<Option<i64>>>,
     /// Where the writer registers itself for its transformer.
     pub directory: crate::directory::Directory<WriterMsg>,
-    pub partitions: observe::Partitions,
-}
-
-impl WriterArgs {
-    /// A batch is done with (committed, or nothing to do): its records stop counting as
-    /// buffered and it stops counting as in flight; `also` updates the partition status.
-    fn settle(&self, records: usize, also: impl FnOnce(&mut observe::PartitionStatus)) {
-        self.buffered.fetch_sub(
-            records.min(self.buffered.load(Ordering::SeqCst)),
-            Ordering::SeqCst,
-        );
-        self.partitions.update(self.partition, |p| {
-            p.in_flight_batches = p.in_flight_batches.saturating_sub(1);
-            also(p);
-        });
-    }
 }
 
 pub struct WriterState {
@@ -90,8 +69,9 @@ impl Actor for Writer {
         let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
             .await
             .map_err(Service::Cassandra.error("cannot prepare a statement"))?;
+        let partition = args.handle.partition();
         let progress =
-            PartitionProgress::prepare(&session, &args.cassandra, ks, &args.topic, args.partition)
+            PartitionProgress::prepare(&session, &args.cassandra, ks, &args.topic, partition)
                 .await?;
         let epoch = progress.claim(&session, &args.owner).await?;
         let Committed {
@@ -99,17 +79,8 @@ impl Actor for Writer {
             aggregates,
             runs,
         } = progress.load(&session).await?;
-        *args.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
-        tracing::info!(
-            partition = args.partition,
-            epoch,
-            committed_offset,
-            "partition claimed"
-        );
-        args.partitions.update(args.partition, |p| {
-            p.owner_epoch = Some(epoch);
-            p.committed_offset = Some(committed_offset);
-        });
+        args.handle.claimed(epoch, committed_offset);
+        tracing::info!(partition, epoch, committed_offset, "partition claimed");
         args.directory.register(myself);
         Ok(WriterState {
             args,
@@ -130,7 +101,7 @@ impl Shelled for Writer {
     const KIND: &'static str = "writer";
 
     fn partition(&self, _: &WriterMsg, state: &WriterState) -> Option<i32> {
-        Some(state.args.partition)
+        Some(state.args.handle.partition())
     }
 
     async fn on_message(
@@ -143,9 +114,10 @@ impl Shelled for Writer {
         if state.fenced || batch.last_offset <= state.committed_offset {
             // Fenced: a newer owner writes this partition now. Or already committed
             // (a batch replayed after a restart): nothing to do.
-            state.args.settle(batch.records, |_| {});
+            batch.lease.skipped();
             return Ok(());
         }
+        let partition = state.args.handle.partition();
         let started = std::time::Instant::now();
         let spans: Vec<tracing::Span> = batch
             .traces
@@ -162,7 +134,7 @@ impl Shelled for Writer {
                     db.collection.name = "created_users",
                     db.operation.name = "INSERT",
                     db.operation.batch.size = batch.users.len(),
-                    messaging.destination.partition.id = state.args.partition,
+                    messaging.destination.partition.id = partition,
                     tributary.committed_offset = batch.last_offset,
                     tributary.owner_epoch = state.epoch,
                     otel.status_code = tracing::field::Empty,
@@ -202,10 +174,7 @@ impl Shelled for Writer {
         if committed? {
             state.committed_offset = batch.last_offset;
             state.tally = folded.tally;
-            state.args.settle(batch.records, |p| {
-                p.committed_offset = Some(batch.last_offset);
-                p.written += batch.users.len() as u64;
-            });
+            batch.lease.committed(batch.last_offset, batch.users.len());
             observe::record(Stage::Written, batch.users.len() as u64);
             // End-to-end latency: staging commit (header) → this Cassandra commit.
             let now_ms = chrono::Utc::now().timestamp_millis();
@@ -217,25 +186,15 @@ impl Shelled for Writer {
             }
             metrics::histogram!("tributary_write_batch_seconds")
                 .record(started.elapsed().as_secs_f64());
-            let _ = state
-                .args
-                .coordinator
-                .send_message(CoordinatorMsg::Committed {
-                    partition: state.args.partition,
-                    offset: batch.last_offset,
-                });
         } else {
             state.fenced = true;
             tracing::warn!(
-                partition = state.args.partition,
+                partition,
                 epoch = state.epoch,
                 "writer fenced by a newer owner: it stops writing"
             );
             metrics::counter!("tributary_writer_fenced_total").increment(1);
-            let _ = state.args.coordinator.send_message(CoordinatorMsg::Fenced {
-                partition: state.args.partition,
-                epoch: state.epoch,
-            });
+            state.args.handle.fenced(state.epoch);
         }
         Ok(())
     }
