@@ -394,6 +394,17 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_pipeline_restarted_piecemeal_is_refused() {
+        let err = load_str("[process.partition_supervision]\nstrategy = \"one_for_one\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("process.partition_supervision.strategy: must be one_for_all"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn secret_in_file_is_refused_without_echoing_it() {
         let err = load_str("[postgres]\npassword = \"s3cret-value\"\n")
             .unwrap_err()

@@ -188,7 +188,18 @@ impl Config {
         );
         f.section("supervision", |f| self.supervision.validate(f));
         f.section("partition_supervision", |f| {
-            self.partition_supervision.validate(f)
+            self.partition_supervision.validate(f);
+            // A partition's pipeline is one unit: its consumer resumes from the writer's
+            // claim and its batches' leases die with the actor holding them, so a child
+            // restarted alone would leave records counted that nothing will settle (the
+            // partition backpressured for good) or resume from a stale offset.
+            if self.partition_supervision.strategy != Strategy::OneForAll {
+                f.invalid(
+                    "strategy",
+                    "must be one_for_all: a partition's consumer, transformer and writer \
+                     only restart together (each resumes from the writer's claim)",
+                );
+            }
         });
     }
 

@@ -59,6 +59,8 @@ pub struct CoordinatorArgs {
 
 /// An assigned partition's pipeline.
 struct Pipeline {
+    /// Which assignment of the partition it serves (see `CoordinatorMsg::Partition`).
+    assignment: u64,
     supervisor: ActorRef<SupervisorMsg>,
     handle: PartitionHandle,
     /// Its consumer, once it reported ready (for drains).
@@ -74,6 +76,8 @@ pub struct CoordinatorState {
     consumer: Arc<GroupConsumer>,
     routes: Routes,
     pipelines: HashMap<i32, Pipeline>,
+    /// The number the next assigned partition's pipeline gets.
+    next_assignment: u64,
     context: PartitionContext,
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
@@ -184,6 +188,7 @@ impl Actor for Coordinator {
             consumer,
             routes,
             pipelines: HashMap::new(),
+            next_assignment: 0,
             context,
             stop,
             poller: Some(poller),
@@ -259,13 +264,18 @@ impl Shelled for Coordinator {
                         continue;
                     }
                     let coordinator = myself.clone();
+                    let assignment = state.next_assignment;
+                    state.next_assignment += 1;
                     let handle = PartitionHandle::new(
                         partition,
                         state.context.partitions.clone(),
                         Arc::new(move |partition, report| {
                             // A coordinator that is gone stops the pipeline anyway.
-                            let _ = coordinator
-                                .send_message(CoordinatorMsg::Partition { partition, report });
+                            let _ = coordinator.send_message(CoordinatorMsg::Partition {
+                                partition,
+                                assignment,
+                                report,
+                            });
                         }),
                     );
                     let args = partition::supervisor_args(&state.context, &handle);
@@ -280,6 +290,7 @@ impl Shelled for Coordinator {
                     state.pipelines.insert(
                         partition,
                         Pipeline {
+                            assignment,
                             supervisor,
                             handle,
                             consumer: None,
@@ -296,63 +307,17 @@ impl Shelled for Coordinator {
             }
             CoordinatorMsg::Partition {
                 partition,
-                report:
-                    PartitionReport::Ready {
-                        next_offset,
-                        consumer,
-                    },
+                assignment,
+                report,
             } => {
-                let Some(pipeline) = state.pipelines.get_mut(&partition) else {
-                    return Ok(()); // revoked meanwhile
-                };
-                let consumer: ActorRef<PartitionConsumerMsg> = consumer.into();
-                pipeline.consumer = Some(consumer.clone());
-                let handle = pipeline.handle.clone();
-                {
-                    // The earlier incarnation's route goes first, under the routes' lock:
-                    // nothing is routed to it once the count starts afresh.
-                    let mut routes = state.routes.lock().unwrap_or_else(|p| p.into_inner());
-                    routes.remove(&partition);
-                    handle.restart_counts();
+                match state.pipelines.get(&partition) {
+                    Some(pipeline) if pipeline.assignment == assignment => {
+                        on_report(state, partition, report).await?;
+                    }
+                    // Revoked meanwhile, or a pipeline of an earlier assignment that
+                    // outlived its revocation: what it says is not about the current one.
+                    _ => tracing::debug!(partition, ?report, "report of a stopped pipeline"),
                 }
-                seek(state, partition, next_offset).await;
-                state
-                    .routes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        partition,
-                        Route {
-                            consumer,
-                            next_offset,
-                            handle,
-                            backpressured: false,
-                        },
-                    );
-            }
-            CoordinatorMsg::Partition {
-                partition,
-                report: PartitionReport::Committed { offset },
-            } => {
-                let mut list = TopicPartitionList::new();
-                if list
-                    .add_partition_offset(&state.topic, partition, Offset::Offset(offset + 1))
-                    .is_ok()
-                {
-                    // Lag monitoring only; a failure here loses nothing.
-                    let _ = state.consumer.commit(&list, CommitMode::Async);
-                }
-            }
-            CoordinatorMsg::Partition {
-                partition,
-                report: PartitionReport::Fenced { epoch },
-            } => {
-                tracing::warn!(
-                    partition,
-                    epoch,
-                    "partition fenced by another owner: stopping its pipeline"
-                );
-                stop_pipelines(state, &[partition]).await;
             }
             CoordinatorMsg::Ping(reply) => {
                 let _ = reply.send(());
@@ -518,9 +483,75 @@ async fn stop_pipelines(state: &mut CoordinatorState, partitions: &[i32]) {
     }
 }
 
+/// A report of the partition's current pipeline.
+async fn on_report(
+    state: &mut CoordinatorState,
+    partition: i32,
+    report: PartitionReport,
+) -> Result<(), ActorProcessingErr> {
+    match report {
+        PartitionReport::Ready {
+            next_offset,
+            consumer,
+        } => {
+            let Some(pipeline) = state.pipelines.get_mut(&partition) else {
+                return Ok(());
+            };
+            let consumer: ActorRef<PartitionConsumerMsg> = consumer.into();
+            pipeline.consumer = Some(consumer.clone());
+            let handle = pipeline.handle.clone();
+            {
+                // The earlier incarnation's route goes first, under the routes' lock:
+                // nothing is routed to it once the count starts afresh.
+                let mut routes = state.routes.lock().unwrap_or_else(|p| p.into_inner());
+                routes.remove(&partition);
+                handle.restart_counts();
+            }
+            seek(state, partition, next_offset).await?;
+            state
+                .routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    partition,
+                    Route {
+                        consumer,
+                        next_offset,
+                        handle,
+                        backpressured: false,
+                    },
+                );
+        }
+        PartitionReport::Committed { offset } => {
+            let mut list = TopicPartitionList::new();
+            if list
+                .add_partition_offset(&state.topic, partition, Offset::Offset(offset + 1))
+                .is_ok()
+            {
+                // Lag monitoring only; a failure here loses nothing.
+                let _ = state.consumer.commit(&list, CommitMode::Async);
+            }
+        }
+        PartitionReport::Fenced { epoch } => {
+            tracing::warn!(
+                partition,
+                epoch,
+                "partition fenced by another owner: stopping its pipeline"
+            );
+            stop_pipelines(state, &[partition]).await;
+        }
+    }
+    Ok(())
+}
+
 /// Moves the partition's fetch position to `offset` (the one after Cassandra's
-/// committed offset). Records fetched before the seek are filtered by the route.
-async fn seek(state: &CoordinatorState, partition: i32, offset: i64) {
+/// committed offset). A chunk fetched before the seek went to the old route (see
+/// `poll::read_partitions`); librdkafka drops what it fetched from the old position.
+async fn seek(
+    state: &CoordinatorState,
+    partition: i32,
+    offset: i64,
+) -> Result<(), ActorProcessingErr> {
     let (consumer, topic) = (state.consumer.clone(), state.topic.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut last = None;
@@ -541,13 +572,14 @@ async fn seek(state: &CoordinatorState, partition: i32, offset: i64) {
         Err(last)
     })
     .await;
-    if !matches!(result, Ok(Ok(()))) {
-        // The fetch position then starts at or before `offset` (group offsets are only
-        // committed after Cassandra), and the route's filter skips what is done.
-        tracing::warn!(
-            partition,
-            offset,
-            "seek failed: reading from the group position instead"
-        );
+    match result {
+        Ok(Ok(())) => Ok(()),
+        // Never read on from where fetching left off: within an assignment that is past
+        // records the pipeline lost with its last incarnation. A new consumer starts
+        // from the group's offsets, which are committed only after Cassandra.
+        failed => Err(format!(
+            "seek of partition {partition} to offset {offset} failed ({failed:?}): rebuilding the consumer"
+        )
+        .into()),
     }
 }

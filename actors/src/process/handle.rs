@@ -124,6 +124,9 @@ impl PartitionHandle {
     /// `committed_offset`: the pipeline resumes after it.
     pub fn claimed(&self, epoch: i64, committed_offset: i64) {
         *self.0.resume_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(committed_offset + 1);
+        if self.counts().retired {
+            return; // a claim that finished after the revocation: no status comes back
+        }
         self.status(|p| {
             p.owner_epoch = Some(epoch);
             p.committed_offset = Some(committed_offset);

@@ -21,9 +21,13 @@ pub enum CoordinatorMsg {
         partitions: Vec<i32>,
         done: std::sync::mpsc::Sender<()>,
     },
-    /// From a partition's pipeline, through its [`super::handle::PartitionHandle`].
+    /// From a partition's pipeline, through its [`super::handle::PartitionHandle`]:
+    /// the pipeline of `assignment` (the coordinator numbers its assignments, so a late
+    /// report of a pipeline from before a revocation and a new assignment is told apart
+    /// from the current pipeline's).
     Partition {
         partition: i32,
+        assignment: u64,
         report: PartitionReport,
     },
     Ping(RpcReplyPort<()>),

@@ -139,11 +139,12 @@ pub struct PartitionConsumerArgs {
     pub batch_linger: Duration,
 }
 
-/// Batches of a partition in flight at most before the next one waits: one being
+/// Batches of a partition in flight before a lingered partial batch waits: one being
 /// written, one being transformed or queued for the writer. While the writer is busy the
 /// pending batch keeps growing (up to `batch_size`), so a loaded partition writes fewer,
 /// larger batches — fewer offset-commit LWTs per row — and a quiet one still flushes
-/// after `batch_linger`.
+/// after `batch_linger`. A full batch goes at once: what bounds the records a partition
+/// holds in memory is the poll thread's `max_buffered`, not this depth.
 const PIPELINE_DEPTH: u64 = 2;
 
 pub struct PartitionConsumerState {

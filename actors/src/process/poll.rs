@@ -263,23 +263,28 @@ fn split_queues(consumer: &Arc<GroupConsumer>, topic: &str, doorbell: &Arc<Doorb
 
 /// Reads every partition whose pipeline has room, up to that room. Returns whether
 /// any record was read, and whether some partition waits for room.
+///
+/// Each partition's chunk is taken from its queue and routed under the routes' lock
+/// (the queue is read without waiting, so the lock is held briefly): the coordinator
+/// replaces a route only under that lock and seeks between removing the old route and
+/// inserting the new one, so a chunk is either fetched before the seek and goes to the
+/// old route, or after it and goes to the new one. A chunk fetched from the old
+/// position but routed to the new route would pass its offset filter and skip the
+/// records between the new route's resume offset and the chunk (lost).
 fn read_partitions(queues: &Queues, routes: &Routes, max_buffered: usize) -> (bool, bool) {
     let (mut read, mut waiting) = (false, false);
     for (&partition, queue) in queues {
-        let room = {
-            let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
-            // No route: the pipeline is starting (it seeks here when ready) or the
-            // partition was just revoked. Its records wait in librdkafka.
-            let Some(route) = routes.get_mut(&partition) else {
-                continue;
-            };
-            let room = max_buffered.saturating_sub(route.handle.buffered());
-            if room == 0 && !route.backpressured {
-                metrics::counter!("tributary_partition_backpressure_total").increment(1);
-            }
-            route.backpressured = room == 0;
-            room
+        let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
+        // No route: the pipeline is starting (it seeks here when ready) or the
+        // partition was just revoked. Its records wait in librdkafka.
+        let Some(open) = routes.get_mut(&partition) else {
+            continue;
         };
+        let room = max_buffered.saturating_sub(open.handle.buffered());
+        if room == 0 && !open.backpressured {
+            metrics::counter!("tributary_partition_backpressure_total").increment(1);
+        }
+        open.backpressured = room == 0;
         if room == 0 {
             waiting = true;
             continue;
@@ -298,7 +303,6 @@ fn read_partitions(queues: &Queues, routes: &Routes, max_buffered: usize) -> (bo
         }
         if !chunk.is_empty() {
             read = true;
-            let mut routes = routes.lock().unwrap_or_else(|p| p.into_inner());
             route(&mut routes, partition, chunk);
         }
     }
