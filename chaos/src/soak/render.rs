@@ -122,24 +122,31 @@ impl Report {
             md,
             "\n{}\n",
             if self.trends_enforced() {
-                "Trends (enforced): the median of the last third against the middle third \
-                 (latency: of one-minute windows); every third meets the same faults in the \
-                 same order at the same planned moments (see faults later than planned)."
+                "Trends (enforced): the median of the last third against the middle third; \
+                 every third meets the same faults in the same order at the same planned \
+                 moments (see faults later than planned), so latency is judged by pairs of \
+                 one-minute windows, each of the last third against its twin of the middle \
+                 third: flat when at most half of the pairs pass their twin's limit \
+                 (×1.5 + slack) and the last third's median stays under the ceiling."
             } else {
                 "Trends (reported, not enforced under 30 minutes: too short to tell warm-up from growth)."
             }
         );
         md.push_str(
-            "| must stay flat | middle third | last third | limit | |\n|---|---:|---:|---:|---|\n",
+            "| must stay flat | middle third | last third | limit | paired minutes worse | |\n|---|---:|---:|---:|---:|---|\n",
         );
         for t in &self.trends {
+            let paired = t
+                .paired
+                .map_or("-".to_owned(), |p| format!("{} of {}", p.worse, p.pairs));
             let _ = writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 t.what,
                 t.middle,
                 t.last,
                 t.limit,
+                paired,
                 if t.flat { "flat" } else { "RISING" }
             );
         }
