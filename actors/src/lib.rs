@@ -15,7 +15,8 @@
 //!   which alone runs ingest and publish.
 //! - [`process`]: the process subtree: coordinator, and per partition consumer,
 //!   transformer and writer (Kafka → Cassandra, LWT-fenced commits); their messages in
-//!   [`process::messages`].
+//!   [`process::messages`], one partition's bookkeeping in [`process::handle`], the
+//!   writer's Cassandra in [`process::partition_store`].
 //! - [`publish`]: the transactional producer (outbox → Kafka): its outbox read, checkpoint
 //!   and Kafka transaction in modules of their own.
 //! - [`observe`]: the process's own counters and partition status, for `/api/status`
@@ -27,7 +28,8 @@
 //! - [`store`]: one module per store, each with its `Config` (the user documentation of
 //!   its keys) and the functions that open a connection, plus [`store::StoreError`], which
 //!   names the store that failed and how (`Service::error` maps a request's error).
-//!   - [`store::postgres`]: staging and outbox (tokio-postgres, deadpool pool).
+//!   - [`store::postgres`]: connections and TLS (tokio-postgres, deadpool pool); the SQL
+//!     is its users' (`ingest::staging`, `publish::outbox`).
 //!   - [`store::kafka`]: librdkafka client properties shared by producer, consumer, admin;
 //!     `kafka/cluster.rs` asks the cluster for metadata (saying why a connection failed)
 //!     and watermarks.

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! [`poll`] is the thread that reads Kafka for the coordinator (a queue per partition,
-//! backpressure without pausing); [`rows`] is how the writer's rows reach
+//! backpressure without pausing); [`partition_store`] is the writer's Cassandra (its
+//! claim, rows and fenced commit, behind a trait); [`rows`] is how the writer's rows reach
 //! `created_users` (requests grouped by replica set); [`tally`] what the writer counts
 //! and commits with each batch (aggregates, run digests); [`monitor`] tells whether the
 //! group consumes what waits (lag over every partition, stalls, the watchdog).
@@ -20,6 +21,7 @@ pub mod handle;
 pub mod messages;
 pub mod monitor;
 pub mod partition;
+pub mod partition_store;
 pub mod poll;
 pub mod progress;
 pub mod rows;

@@ -4,6 +4,7 @@
 
 use super::handle::PartitionHandle;
 use super::messages::{DlqProducer, PartitionConsumerMsg, TransformerMsg, WriterMsg};
+use super::partition_store::{CassandraOpen, CassandraStore};
 use super::transformer::{Transformer, TransformerArgs};
 use super::writer::{Writer, WriterArgs};
 use crate::directory::Directory;
@@ -48,17 +49,23 @@ pub fn supervisor_args(ctx: &PartitionContext, handle: &PartitionHandle) -> Supe
     let transformer_dir: Directory<TransformerMsg> = Directory::default();
 
     let (c, h, wd) = (ctx.clone(), handle.clone(), writer_dir.clone());
-    let writer = ChildSpec::actor(format!("writer-{partition}"), Writer, move || WriterArgs {
-        cassandra: c.cassandra.clone(),
-        keyspace: c.keyspace.clone(),
-        topic: c.topic.clone(),
-        handle: h.clone(),
-        owner: c.owner.clone(),
-        write_concurrency: c.write_concurrency,
-        rows_per_request: c.rows_per_request,
-        run_digests_kept: c.run_digests_kept,
-        directory: wd.clone(),
-    });
+    let writer = ChildSpec::actor(
+        format!("writer-{partition}"),
+        Writer::<CassandraStore>::new(),
+        move || WriterArgs {
+            open: CassandraOpen {
+                cassandra: c.cassandra.clone(),
+                keyspace: c.keyspace.clone(),
+                topic: c.topic.clone(),
+                owner: c.owner.clone(),
+                rows_per_request: c.rows_per_request,
+            },
+            handle: h.clone(),
+            write_concurrency: c.write_concurrency,
+            run_digests_kept: c.run_digests_kept,
+            directory: wd.clone(),
+        },
+    );
     let (c, wd, td) = (ctx.clone(), writer_dir.clone(), transformer_dir.clone());
     let transformer =
         ChildSpec::actor(format!("transformer-{partition}"), Transformer, move || {

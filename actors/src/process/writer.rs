@@ -1,6 +1,7 @@
 //! The writer of one partition: idempotent row upserts ([`super::rows`]), then one
 //! lightweight transaction that commits the offset and the partition's absolute
-//! aggregates, fenced by its epoch ([`super::progress`]).
+//! aggregates, fenced by its epoch ([`super::progress`]); both through its store
+//! ([`super::partition_store`]), so the actor's own tests run it without a cluster.
 //!
 //! On start it claims the partition by bumping `owner_epoch` with an LWT (a fencing
 //! token), then loads the committed offset and aggregates: processing resumes right
@@ -9,44 +10,53 @@
 
 use super::handle::PartitionHandle;
 use super::messages::WriterMsg;
-use super::progress::{Committed, PartitionProgress};
-use super::rows::Upserts;
+use super::partition_store::{CassandraStore, PartitionStore};
+use super::progress::Committed;
 use super::tally::Tally;
 use crate::observe::{self, Stage};
-use crate::store::Service;
 use crate::supervisor::shell::{self, Shelled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scylla::client::session::Session;
+use std::marker::PhantomData;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Writer;
+/// The writer actor, over its store: [`CassandraStore`] in the service, a stand-in in
+/// its unit tests.
+pub struct Writer<S = CassandraStore>(PhantomData<fn() -> S>);
 
-pub struct WriterArgs {
-    /// Each incarnation opens its own session: a driver session does not always
-    /// recover when every node of the cluster restarts, a fresh one does.
-    pub cassandra: crate::store::cassandra::Config,
-    pub keyspace: String,
-    pub topic: String,
+impl<S> Writer<S> {
+    pub fn new() -> Self {
+        Writer(PhantomData)
+    }
+}
+
+impl<S> Default for Writer<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Clone for Writer<S> {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+pub struct WriterArgs<S: PartitionStore = CassandraStore> {
+    /// How each incarnation opens its store and claims the partition.
+    pub open: S::Open,
     /// The partition: where the writer publishes its claim (the offset to resume from,
     /// for the consumer) and reports commits and fencing.
     pub handle: PartitionHandle,
-    /// This instance's name, stored as the partition's owner.
-    pub owner: String,
     /// Upsert requests in flight.
     pub write_concurrency: usize,
-    /// Rows per upsert request (see [`super::rows`]).
-    pub rows_per_request: usize,
     /// Newest runs whose digest the partition keeps (`process.run_digests_kept`).
     pub run_digests_kept: usize,
     /// Where the writer registers itself for its transformer.
     pub directory: crate::directory::Directory<WriterMsg>,
 }
 
-pub struct WriterState {
-    args: WriterArgs,
-    session: Session,
-    upserts: Upserts,
-    progress: PartitionProgress,
+pub struct WriterState<S: PartitionStore> {
+    args: WriterArgs<S>,
+    store: S,
     epoch: i64,
     committed_offset: i64,
     /// Aggregates and run digests as committed.
@@ -54,39 +64,32 @@ pub struct WriterState {
     fenced: bool,
 }
 
-impl Actor for Writer {
+impl<S: PartitionStore> Actor for Writer<S> {
     type Msg = WriterMsg;
-    type State = WriterState;
-    type Arguments = WriterArgs;
+    type State = WriterState<S>;
+    type Arguments = WriterArgs<S>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<WriterMsg>,
-        args: WriterArgs,
-    ) -> Result<WriterState, ActorProcessingErr> {
-        let session = crate::store::cassandra::connect(&args.cassandra).await?;
-        let ks = &args.keyspace;
-        let upserts = Upserts::prepare(&session, ks, args.rows_per_request)
-            .await
-            .map_err(Service::Cassandra.error("cannot prepare a statement"))?;
+        args: WriterArgs<S>,
+    ) -> Result<WriterState<S>, ActorProcessingErr> {
         let partition = args.handle.partition();
-        let progress =
-            PartitionProgress::prepare(&session, &args.cassandra, ks, &args.topic, partition)
-                .await?;
-        let epoch = progress.claim(&session, &args.owner).await?;
-        let Committed {
-            offset: committed_offset,
-            aggregates,
-            runs,
-        } = progress.load(&session).await?;
+        let (
+            store,
+            epoch,
+            Committed {
+                offset: committed_offset,
+                aggregates,
+                runs,
+            },
+        ) = S::open(&args.open, partition).await?;
         args.handle.claimed(epoch, committed_offset);
         tracing::info!(partition, epoch, committed_offset, "partition claimed");
         args.directory.register(myself);
         Ok(WriterState {
             args,
-            session,
-            upserts,
-            progress,
+            store,
             epoch,
             committed_offset,
             tally: Tally::loaded(aggregates, runs),
@@ -97,10 +100,10 @@ impl Actor for Writer {
     shell::handle!();
 }
 
-impl Shelled for Writer {
+impl<S: PartitionStore> Shelled for Writer<S> {
     const KIND: &'static str = "writer";
 
-    fn partition(&self, _: &WriterMsg, state: &WriterState) -> Option<i32> {
+    fn partition(&self, _: &WriterMsg, state: &WriterState<S>) -> Option<i32> {
         Some(state.args.handle.partition())
     }
 
@@ -108,7 +111,7 @@ impl Shelled for Writer {
         &self,
         _: ActorRef<WriterMsg>,
         message: WriterMsg,
-        state: &mut WriterState,
+        state: &mut WriterState<S>,
     ) -> Result<(), ActorProcessingErr> {
         let WriterMsg::Write(batch) = message;
         if state.fenced || batch.last_offset <= state.committed_offset {
@@ -130,7 +133,7 @@ impl Shelled for Writer {
                     otel.kind = "client",
                     tributary.stage = "write",
                     db.system.name = "cassandra",
-                    db.namespace = %state.args.keyspace,
+                    db.namespace = %state.store.keyspace(),
                     db.collection.name = "created_users",
                     db.operation.name = "INSERT",
                     db.operation.batch.size = batch.users.len(),
@@ -144,13 +147,12 @@ impl Shelled for Writer {
             })
             .collect();
         let upserted = state
-            .upserts
-            .write(&state.session, &batch.users, state.args.write_concurrency)
-            .await
-            .map_err(Service::Cassandra.error("upsert created_users"));
+            .store
+            .upsert(&batch.users, state.args.write_concurrency)
+            .await;
         if let Err(error) = upserted {
             crate::trace::mark_failed(&spans);
-            return Err(error.into());
+            return Err(error);
         }
         if let Some(n) = crate::failpoint::BEFORE_OFFSET_COMMIT.fires() {
             return Err(format!("injected fault: batch {n} upserted, not committed").into());
@@ -159,13 +161,8 @@ impl Shelled for Writer {
             .tally
             .fold(&batch.users, batch.last_offset, state.args.run_digests_kept);
         let committed = state
-            .progress
-            .commit(
-                &state.session,
-                state.epoch,
-                batch.last_offset,
-                folded.changes(),
-            )
+            .store
+            .commit(state.epoch, batch.last_offset, folded.changes())
             .await;
         if !matches!(committed, Ok(true)) {
             crate::trace::mark_failed(&spans);
@@ -197,5 +194,261 @@ impl Shelled for Writer {
             state.args.handle.fenced(state.epoch);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer as an actor, against a stand-in store: what it writes, commits, skips
+    //! and reports for each batch. The integration tests and the chaos suite prove the
+    //! same against the real Cassandra.
+
+    use super::*;
+    use crate::directory::Directory;
+    use crate::model::CreatedUser;
+    use crate::observe::Partitions;
+    use crate::process::handle::PartitionReport;
+    use crate::process::messages::WriteBatch;
+    use crate::process::progress::Changes;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    /// The claim the stand-in gives: epoch 7, offsets up to 19 committed.
+    const EPOCH: i64 = 7;
+    const COMMITTED: i64 = 19;
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// What the stand-in store was asked, and how it answers.
+    #[derive(Default)]
+    struct Seen {
+        /// Offsets of the users whose rows were upserted, in order.
+        upserted: Vec<i64>,
+        /// (offset, epoch) of each commit that took.
+        commits: Vec<(i64, i64)>,
+        /// A newer owner claimed the partition: commits fail their condition.
+        fenced: bool,
+        /// No node answers: upserts fail.
+        down: bool,
+        /// The commit's request fails (a timeout: whether it took is unknown).
+        commit_fails: bool,
+    }
+
+    type Shared = Arc<Mutex<Seen>>;
+
+    struct StandIn(Shared);
+
+    impl PartitionStore for StandIn {
+        type Open = Shared;
+
+        async fn open(open: &Shared, _: i32) -> Result<(Self, i64, Committed), ActorProcessingErr> {
+            let committed = Committed {
+                offset: COMMITTED,
+                aggregates: BTreeMap::new(),
+                runs: BTreeMap::new(),
+            };
+            Ok((StandIn(open.clone()), EPOCH, committed))
+        }
+
+        fn keyspace(&self) -> &str {
+            "stand_in"
+        }
+
+        async fn upsert(&self, users: &[CreatedUser], _: usize) -> Result<(), ActorProcessingErr> {
+            let mut seen = self.0.lock().unwrap();
+            if seen.down {
+                return Err("no node answered".into());
+            }
+            seen.upserted
+                .extend(users.iter().map(|u| u.provenance.offset));
+            Ok(())
+        }
+
+        async fn commit(
+            &self,
+            epoch: i64,
+            offset: i64,
+            _: Changes<'_>,
+        ) -> Result<bool, ActorProcessingErr> {
+            let mut seen = self.0.lock().unwrap();
+            if seen.commit_fails {
+                return Err("commit timed out".into());
+            }
+            if seen.fenced {
+                return Ok(false);
+            }
+            seen.commits.push((offset, epoch));
+            Ok(true)
+        }
+    }
+
+    /// A writer started over `seen`, the handle of its partition (counting afresh, as
+    /// the coordinator does when the pipeline is ready), and its reports.
+    struct Started {
+        writer: ActorRef<WriterMsg>,
+        stopped: tokio::task::JoinHandle<()>,
+        handle: PartitionHandle,
+        reports: mpsc::UnboundedReceiver<PartitionReport>,
+        batches: Arc<AtomicU64>,
+    }
+
+    async fn start(seen: &Shared) -> Started {
+        let (reported, reports) = mpsc::unbounded_channel();
+        let handle = PartitionHandle::new(
+            2,
+            Partitions::default(),
+            Arc::new(move |_, report| {
+                let _ = reported.send(report);
+            }),
+        );
+        let (writer, stopped) = Actor::spawn(
+            None,
+            Writer::<StandIn>::new(),
+            WriterArgs {
+                open: seen.clone(),
+                handle: handle.clone(),
+                write_concurrency: 1,
+                run_digests_kept: 10,
+                directory: Directory::default(),
+            },
+        )
+        .await
+        .unwrap();
+        handle.restart_counts();
+        Started {
+            writer,
+            stopped,
+            handle,
+            reports,
+            batches: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    impl Started {
+        /// Routes the records at `offsets` and sends them to the writer as one batch.
+        fn write(&self, offsets: std::ops::Range<i64>) {
+            let users: Vec<CreatedUser> = offsets
+                .clone()
+                .map(|o| {
+                    let id = uuid::Uuid::from_u128(o as u128);
+                    CreatedUser::for_test(id, "France", "female", o, Some(1))
+                })
+                .collect();
+            self.handle.routed(users.len());
+            let lease = self.handle.lease(&self.batches, users.len());
+            let batch = WriteBatch {
+                users,
+                last_offset: offsets.end - 1,
+                traces: Vec::new(),
+                lease,
+            };
+            self.writer.send_message(WriterMsg::Write(batch)).unwrap();
+        }
+
+        async fn report(&mut self) -> PartitionReport {
+            timeout(PATIENCE, self.reports.recv())
+                .await
+                .expect("a report")
+                .unwrap()
+        }
+    }
+
+    /// Waits until `done` (the writer works on its own task).
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let waited = timeout(PATIENCE, async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "waited {PATIENCE:?} for {what}");
+    }
+
+    fn committed(report: PartitionReport) -> i64 {
+        match report {
+            PartitionReport::Committed { offset } => offset,
+            other => panic!("not a commit: {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn it_resumes_after_its_claim_commits_each_batch_once_and_skips_replays() {
+        let seen = Shared::default();
+        let mut w = start(&seen).await;
+        assert_eq!(w.handle.resume_at(), Some(COMMITTED + 1));
+
+        w.write(20..23);
+        assert_eq!(committed(w.report().await), 22);
+        // Replayed after a restart: at or below the committed offset, nothing to do.
+        w.write(15..20);
+        w.write(20..23);
+        w.write(23..25);
+        assert_eq!(committed(w.report().await), 24);
+
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.upserted, [20, 21, 22, 23, 24]);
+            assert_eq!(seen.commits, [(22, EPOCH), (24, EPOCH)]);
+        }
+        // Every routed record settled (committed or skipped), every batch done with (a
+        // lease stops counting when dropped, just after its commit is reported).
+        assert_eq!(w.handle.buffered(), 0);
+        until("no batch in flight", || {
+            w.batches.load(Ordering::SeqCst) == 0
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fenced_it_reports_once_and_writes_nothing_more() {
+        let seen = Shared::default();
+        let mut w = start(&seen).await;
+        seen.lock().unwrap().fenced = true;
+
+        w.write(20..22);
+        match w.report().await {
+            PartitionReport::Fenced { epoch } => assert_eq!(epoch, EPOCH),
+            other => panic!("not fenced: {other:?}"),
+        }
+        w.write(22..24);
+        // The second batch is skipped (its 2 records settle); the fenced one's records
+        // were not committed and stay counted until the coordinator stops the pipeline.
+        until("2 records buffered", || w.handle.buffered() == 2).await;
+        assert!(w.reports.try_recv().is_err(), "one report only");
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.upserted,
+            [20, 21],
+            "rows idempotent, written before the fence"
+        );
+        assert!(seen.commits.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_upsert_or_commit_stops_it_with_the_records_counted() {
+        let failures: [fn(&mut Seen); 2] = [|s| s.down = true, |s| s.commit_fails = true];
+        for fail in failures {
+            let seen = Shared::default();
+            let mut w = start(&seen).await;
+            fail(&mut seen.lock().unwrap());
+
+            w.write(20..22);
+            timeout(PATIENCE, &mut w.stopped)
+                .await
+                .expect("the writer stops: its supervisor restarts the pipeline")
+                .unwrap();
+            assert!(w.reports.try_recv().is_err(), "no report");
+            assert!(seen.lock().unwrap().commits.is_empty());
+            // The batch died with the writer: it no longer counts in flight, but its
+            // records were not committed, so a drain still waits for them.
+            until("no batch in flight", || {
+                w.batches.load(Ordering::SeqCst) == 0
+            })
+            .await;
+            assert_eq!(w.handle.buffered(), 2);
+        }
     }
 }

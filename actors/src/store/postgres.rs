@@ -1,4 +1,6 @@
-//! PostgreSQL: staging tables and the outbox.
+//! PostgreSQL: its configuration and every connection tributary makes to it (the pool,
+//! the producer's LISTEN, the leader's lock), TLS included. The SQL lives with its
+//! users: staging in `ingest/staging.rs`, the outbox in `publish/outbox.rs`.
 //!
 //! Every connection sets `search_path` to the configured schema, so SQL in this project
 //! names tables unqualified and tests isolate themselves with a schema of their own.
