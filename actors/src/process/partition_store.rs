@@ -60,7 +60,6 @@ pub struct CassandraOpen {
 /// A partition in Cassandra: `created_users` and its rows of `partition_state`.
 pub struct CassandraStore {
     session: Session,
-    keyspace: String,
     upserts: Upserts,
     progress: PartitionProgress,
 }
@@ -86,7 +85,6 @@ impl PartitionStore for CassandraStore {
         let committed = progress.load(&session).await?;
         let store = CassandraStore {
             session,
-            keyspace: ks.clone(),
             upserts,
             progress,
         };
@@ -94,7 +92,7 @@ impl PartitionStore for CassandraStore {
     }
 
     fn keyspace(&self) -> &str {
-        &self.keyspace
+        self.upserts.keyspace()
     }
 
     async fn upsert(

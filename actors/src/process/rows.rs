@@ -94,6 +94,11 @@ pub struct Upserts {
 }
 
 impl Upserts {
+    /// The keyspace the rows go to.
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+
     /// Prepares the upsert for requests of at most `rows_per_request` rows.
     ///
     /// # Errors
